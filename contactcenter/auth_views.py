@@ -1,0 +1,123 @@
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_login_failed
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from contactcenter import services
+from contactcenter.auth import staff_user_of
+from contactcenter.errors import ApiError
+from contactcenter.models import AuthToken
+from contactcenter.signals import security_event
+
+
+class LoginSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+    otp = serializers.RegexField(r"^\d{6,8}$", required=False, allow_blank=True)
+
+
+TokenSerializer = inline_serializer(
+    name="StaffToken",
+    fields={
+        "token": serializers.CharField(),
+        "expires_at": serializers.DateTimeField(),
+        "idle_timeout_seconds": serializers.IntegerField(),
+    },
+)
+
+
+class TokenView(APIView):
+    """Staff login (password and TOTP) and logout."""
+
+    audits_itself = True
+
+    def get_permissions(self):
+        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+
+    def get_authenticators(self):
+        from contactcenter.auth import BearerAuthentication
+
+        return [BearerAuthentication()]
+
+    @extend_schema(request=LoginSerializer, responses={201: TokenSerializer})
+    def post(self, request):
+        data = LoginSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        username = data.validated_data["username"]
+        django_request = request._request
+        user = authenticate(
+            request=django_request,
+            username=username,
+            password=data.validated_data["password"],
+        )
+        if getattr(django_request, "axes_locked_out", False):
+            self._event(request, "lockout", "denied", 429, username=username)
+            raise ApiError(
+                "Too many failed logins. Try again later.",
+                code="locked_out",
+                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            )
+        if user is None:
+            self._event(
+                request, "login_failed", "denied", 401, username=username, reason="bad_credentials"
+            )
+            raise ApiError(
+                "The username, password or code is wrong.",
+                code="login_failed",
+                status_code=status.HTTP_401_UNAUTHORIZED,
+            )
+        device = services.totp_confirmed_device(user)
+        if device is None and settings.MFA_REQUIRED:
+            self._event(request, "login_failed", "denied", 403, actor=user, reason="mfa_not_set_up")
+            raise ApiError(
+                "A second factor is required and none is set up for this account.",
+                code="mfa_required",
+                status_code=status.HTTP_403_FORBIDDEN,
+            )
+        if device is not None and not device.verify_token(data.validated_data.get("otp") or ""):
+            # A wrong code counts towards the lockout like a wrong password.
+            user_login_failed.send(
+                sender=__name__, credentials={"username": username}, request=django_request
+            )
+            self._event(request, "login_failed", "denied", 401, actor=user, reason="bad_otp")
+            raise ApiError(
+                "The username, password or code is wrong.",
+                code="login_failed",
+                status_code=status.HTTP_401_UNAUTHORIZED,
+            )
+        issued = services.token_issue(user=user, source_ip=django_request.META.get("REMOTE_ADDR"))
+        self._event(request, "login", "success", 201, actor=user)
+        return Response(
+            {
+                "token": issued.token,
+                "expires_at": issued.expires_at,
+                "idle_timeout_seconds": settings.TOKEN_IDLE_SECONDS,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request):
+        if not isinstance(request.auth, AuthToken):
+            raise ApiError("Only a staff token can be revoked here.", code="not_a_staff_token")
+        services.token_revoke(token=request.auth)
+        self._event(request, "logout", "success", 204, actor=staff_user_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _event(self, request, action, outcome, http_status, *, actor=None, username="", **details):
+        if username and not actor:
+            details["username"] = username[:150]
+        security_event.send(
+            sender=type(self),
+            action=action,
+            outcome=outcome,
+            request=request,
+            actor=actor,
+            api_client=None,
+            http_status=http_status,
+            details=details,
+        )

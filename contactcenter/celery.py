@@ -1,0 +1,39 @@
+"""The Celery app. Configuration comes from Django settings (CELERY_* names).
+
+Tasks are queued on commit (`task.delay_on_commit`), take ids only, and are
+acknowledged late so a worker lost mid-task leaves the message to be redelivered.
+"""
+
+import os
+
+from celery import Celery
+from celery.signals import task_postrun, task_prerun
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contactcenter.settings.local")
+
+app = Celery("contactcenter")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _declare_queues(sender, **kwargs):
+    from django.conf import settings
+
+    sender.conf.task_queues = [Queue(name) for name in settings.CELERY_TASK_QUEUES_NAMES]
+
+
+@task_prerun.connect
+def _bind_task_context(task_id=None, task=None, **kwargs):
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name if task else None)
+
+
+@task_postrun.connect
+def _clear_task_context(**kwargs):
+    import structlog
+
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,66 @@
+import re
+import time
+import uuid
+
+import structlog
+from django.http import JsonResponse
+
+from contactcenter.errors import error_body, is_api_path
+
+logger = structlog.stdlib.get_logger("contactcenter.request")
+
+# A caller-supplied id is echoed and logged, so it must not carry log injection.
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (from X-Request-ID when valid), bind it to every
+    log line, echo it in the response, and log one line per request without bodies
+    or query strings (those may carry PHI such as ?phone=)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        supplied = request.headers.get("X-Request-ID", "")
+        request.request_id = supplied if _VALID_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request.request_id)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        user = getattr(request, "user", None)
+        logger.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            user_id=getattr(user, "pk", None),
+        )
+        structlog.contextvars.clear_contextvars()
+        return response
+
+
+class JsonErrorMiddleware:
+    """Every 4xx and 5xx under /api/ and /webhooks/ leaves in the one error shape,
+    whoever produced it: Django's 404 and 500 handlers, the CSRF view, or DRF."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and is_api_path(request.path)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            converted = JsonResponse(
+                error_body(request, status=response.status_code), status=response.status_code
+            )
+            for header in ("WWW-Authenticate", "Retry-After", "Allow"):
+                if header in response:
+                    converted[header] = response[header]
+            return converted
+        return response

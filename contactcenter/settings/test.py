@@ -1,0 +1,43 @@
+"""Test settings: PostgreSQL and Redis on loopback, as CI and production use.
+
+DATABASE_URL and REDIS_URL override the defaults; each pytest-xdist worker gets
+its own Redis key prefix so parallel workers never consume each other's tasks.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/contactcenter")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("CONTACTCENTER_READ_DEV_ENV", "false")
+# Fixed keys for the test suite only (32 bytes each, base64).
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test1:dGVzdC1maWVsZC1lbmNyeXB0aW9uLWtleS0wMDAwMDA=")
+os.environ.setdefault("BLIND_INDEX_KEY", "dGVzdC1ibGluZC1pbmRleC1rZXktMDAwMDAwMDAwMDA=")
+os.environ.setdefault("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000")
+os.environ.setdefault("TWILIO_AUTH_TOKEN", "test-twilio-auth-token-0000000000")
+os.environ.setdefault("EMAIL_WEBHOOK_SECRET", "test-email-webhook-secret")
+
+from contactcenter.settings.base import *  # noqa: F403
+from contactcenter.settings.base import env
+
+XDIST_WORKER = env.str("PYTEST_XDIST_WORKER", default="main")
+# A worker subprocess started by a test inherits its parent's prefix (CC_TEST_PREFIX).
+TEST_RUN_PREFIX = env.str(
+    "CC_TEST_PREFIX",
+    default=f"cctest-{os.getpid() if XDIST_WORKER == 'main' else XDIST_WORKER}-",
+)
+
+SECRET_KEY = "test-secret-key-only-for-the-test-suite-0123456789-abcdefghijklmnop"  # noqa: S105
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+# Django empties tables with TRUNCATE after transactional tests; the audit trail's
+# trigger refuses that unless the session opts in (see compliance migrations).
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c compliance.allow_truncate=on"  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES["default"]["KEY_PREFIX"] = TEST_RUN_PREFIX  # noqa: F405
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
+    "global_keyprefix": TEST_RUN_PREFIX,
+}
+CELERY_BEAT_SCHEDULE_FILENAME = "/dev/null"
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.fieldtestapp"]  # noqa: F405

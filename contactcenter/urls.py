@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from contactcenter import health
+from contactcenter.api import ApiRootView
+from contactcenter.auth_views import TokenView
+
+api_v1 = [
+    path("", ApiRootView.as_view(), name="api-root"),
+    path("auth/token/", TokenView.as_view(), name="auth-token"),
+    path("", include("patients.urls")),
+    path("", include("channels_app.urls")),
+    path("", include("escalation.urls")),
+    path("", include("reminders.urls")),
+    path("", include("compliance.urls")),
+    path("", include("reporting.urls")),
+]
+
+urlpatterns = [
+    path("health/", health.liveness, name="health"),
+    path("health/ready/", health.readiness, name="health-ready"),
+    path("api/v1/", include(api_v1)),
+    path("webhooks/", include("channels_app.urls_webhooks")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+]

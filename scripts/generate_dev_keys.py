@@ -1,0 +1,33 @@
+"""Write local development keys to var/dev.env on first run; keep them after.
+
+These keys exist only on the developer's machine (var/ is ignored by git) and are
+never used in production, where every key comes from the environment.
+"""
+
+import base64
+import secrets
+import sys
+from pathlib import Path
+
+
+def main(path):
+    target = Path(path)
+    if target.exists():
+        print(f"Development keys already in {target}; keeping them.")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    values = {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "BLIND_INDEX_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "EMAIL_WEBHOOK_SECRET": secrets.token_hex(32),
+        "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
+        "PORTAL_WEBHOOK_SECRET": secrets.token_hex(32),
+    }
+    target.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    target.chmod(0o600)
+    print(f"Generated development keys in {target}.")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "var/dev.env")
