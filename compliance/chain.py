@@ -1,0 +1,280 @@
+"""The hash chain over the audit trail: sealing and verification.
+
+Writers only INSERT (compliance.services). A sealer, the only contender for its
+lock, later gives each committed unsealed row, in id order, the next chain
+position and
+
+    hash = SHA-256(prev_hash + canonical JSON of the row's content columns)
+
+where prev_hash is the hash of the row one position before (GENESIS_HASH for the
+first). A transaction that commits late leaves a row with a lower id than rows
+already sealed; it is sealed by a later run at a higher position, never skipped.
+
+The verifier walks the chain in position order and names the first row whose
+content no longer matches its hash ("edited"), whose position skips ("deleted"),
+whose prev_hash does not continue the chain ("reordered"), or which joined the
+chain long after its own timestamp ("inserted": a backdated row).
+
+Anyone who can rewrite the table and the tail of the chain can also recompute the
+hashes, so the head hash that verification prints is worth recording elsewhere.
+"""
+
+import hashlib
+import json
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from compliance.models import AuditEvent
+
+GENESIS_HASH = "0" * 64
+
+# Version 1 of the hashed content. Adding a column to AuditEvent means deciding
+# whether it is hashed; hashing it changes the digest of every existing row, so
+# that needs a new format version rather than an edit of this tuple.
+HASHED_FIELDS = (
+    "id",
+    "recorded_at",
+    "actor_user_id",
+    "actor_username",
+    "actor_role",
+    "api_client_id",
+    "api_client_name",
+    "action",
+    "resource_type",
+    "resource_id",
+    "patient_ids",
+    "outcome",
+    "http_status",
+    "purpose_of_use",
+    "source_ip",
+    "user_agent",
+    "request_id",
+    "details",
+)
+
+EDITED = "edited"
+DELETED = "deleted"
+REORDERED = "reordered"
+INSERTED = "inserted"
+
+# Longer than any transaction that writes audit rows is expected to stay open; a
+# row that joins the chain later than this after its own timestamp was backdated.
+DEFAULT_GRACE = timedelta(minutes=15)
+
+# pg_advisory_xact_lock key that only sealers take ("auditchn" in ASCII).
+_SEAL_LOCK_KEY = 0x617564697463686E
+
+_VERIFY_CHUNK_SIZE = 2000
+
+# The one UPDATE the append-only triggers let through (see migration 0003).
+_SEAL_UPDATE = (
+    "UPDATE compliance_auditevent"
+    " SET chain_position = %s, prev_hash = %s, hash = %s, sealed_at = %s"
+    " WHERE id = %s"
+)
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    ok: bool
+    count: int
+    head_hash: str
+    head_position: int | None
+    complete: bool = True
+    broken_id: int | None = None
+    broken_position: int | None = None
+    reason: str = ""
+    detail: str = ""
+
+
+def canonical_content(content) -> bytes:
+    """The bytes hashed for one row: sorted keys, no spaces, UTC ISO timestamps."""
+    values = {name: content[name] for name in HASHED_FIELDS}
+    values["recorded_at"] = values["recorded_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return json.dumps(values, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def event_hash(*, prev_hash: str, content) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical_content(content)).hexdigest()
+
+
+def seal_pending(*, batch_size=1000) -> int:
+    """Seal every committed unsealed row, one transaction per batch; return how many."""
+    sealed = 0
+    while True:
+        count = _seal_batch(batch_size=batch_size)
+        sealed += count
+        if count < batch_size:
+            return sealed
+
+
+def _seal_batch(*, batch_size):
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Writers never take this lock. SQLite needs none: its write transaction
+        # (IMMEDIATE in our settings) already excludes a second sealer.
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEAL_LOCK_KEY])
+        head = (
+            AuditEvent.objects.filter(chain_position__isnull=False)
+            .order_by("-chain_position")
+            .values_list("chain_position", "hash")
+            .first()
+        )
+        position, prev_hash = head if head else (0, GENESIS_HASH)
+        pending = (
+            AuditEvent.objects.filter(chain_position__isnull=True)
+            .order_by("id")
+            .values_list(*HASHED_FIELDS)[:batch_size]
+        )
+        sealed_at = connection.ops.adapt_datetimefield_value(timezone.now())
+        params = []
+        for values in pending:
+            content = dict(zip(HASHED_FIELDS, values, strict=True))
+            position += 1
+            digest = event_hash(prev_hash=prev_hash, content=content)
+            params.append((position, prev_hash, digest, sealed_at, content["id"]))
+            prev_hash = digest
+        if params:
+            cursor.executemany(_SEAL_UPDATE, params)
+    return len(params)
+
+
+def verify_chain(
+    *, limit=None, time_budget_seconds=None, grace=DEFAULT_GRACE
+) -> VerificationResult:
+    """Walk the sealed chain in position order, streaming, and report the first break.
+
+    `limit` and `time_budget_seconds` stop early with `complete=False`; rows not
+    reached are not judged.
+    """
+    deadline = None if time_budget_seconds is None else time.monotonic() + time_budget_seconds
+    walk = _ChainWalk(grace=grace)
+    complete = True
+    # One transaction: the server-side cursor then streams without being
+    # materialised WITH HOLD, and reads one snapshot of the chain.
+    with transaction.atomic():
+        query = (
+            AuditEvent.objects.filter(chain_position__isnull=False)
+            .order_by("chain_position")
+            .values_list(*HASHED_FIELDS, "chain_position", "prev_hash", "hash")
+        )
+        if limit is not None:
+            query = query[:limit]
+        with closing(query.iterator(chunk_size=_VERIFY_CHUNK_SIZE)) as rows:
+            for values in rows:
+                broken = walk.step(values)
+                if broken:
+                    return broken
+                if deadline is not None and time.monotonic() > deadline:
+                    complete = False
+                    break
+        if complete and limit is not None and walk.count == limit:
+            complete = not AuditEvent.objects.filter(chain_position__gt=walk.head_position).exists()
+        if complete:
+            broken = walk.check_unsealed()
+            if broken:
+                return broken
+    return walk.result(ok=True, complete=complete)
+
+
+class _ChainWalk:
+    """The state of one verification pass: the last good row and what it implies."""
+
+    def __init__(self, *, grace):
+        self.grace = grace
+        self.count = 0
+        self.head_hash = GENESIS_HASH
+        self.head_position = None
+        self.newest_recorded = None
+
+    def result(self, **kwargs):
+        return VerificationResult(
+            count=self.count,
+            head_hash=self.head_hash,
+            head_position=self.head_position,
+            **kwargs,
+        )
+
+    def step(self, values):
+        content = dict(zip(HASHED_FIELDS, values, strict=False))
+        position, prev_hash, stored_hash = values[-3:]
+        reason, detail = _judge(
+            content=content,
+            position=position,
+            prev_hash=prev_hash,
+            stored_hash=stored_hash,
+            expected_position=(self.head_position or 0) + 1,
+            expected_prev_hash=self.head_hash,
+            newest_recorded=self.newest_recorded,
+            grace=self.grace,
+        )
+        if reason:
+            return self.result(
+                ok=False,
+                broken_id=content["id"],
+                broken_position=position,
+                reason=reason,
+                detail=detail,
+            )
+        self.count += 1
+        self.head_hash, self.head_position = stored_hash, position
+        if self.newest_recorded is None or content["recorded_at"] > self.newest_recorded:
+            self.newest_recorded = content["recorded_at"]
+        return None
+
+    def check_unsealed(self):
+        # A late commit is sealed within seconds; an unsealed row far older than
+        # the sealed events was inserted after the fact with an old timestamp.
+        if self.newest_recorded is None:
+            return None
+        straggler = (
+            AuditEvent.objects.filter(
+                chain_position__isnull=True,
+                recorded_at__lt=self.newest_recorded - self.grace,
+            )
+            .order_by("id")
+            .values_list("id", "recorded_at")
+            .first()
+        )
+        if straggler is None:
+            return None
+        return self.result(
+            ok=False,
+            broken_id=straggler[0],
+            broken_position=None,
+            reason=INSERTED,
+            detail=(
+                f"unsealed, recorded at {straggler[1].isoformat()}, more than {self.grace} "
+                "before events already sealed"
+            ),
+        )
+
+
+def _judge(
+    *,
+    content,
+    position,
+    prev_hash,
+    stored_hash,
+    expected_position,
+    expected_prev_hash,
+    newest_recorded,
+    grace,
+):
+    if position != expected_position:
+        return DELETED, f"positions {expected_position} to {position - 1} are missing"
+    if prev_hash != expected_prev_hash:
+        return REORDERED, "its prev_hash is not the hash of the event one position before"
+    if stored_hash != event_hash(prev_hash=prev_hash, content=content):
+        return EDITED, "its content does not match its hash"
+    if newest_recorded is not None and content["recorded_at"] < newest_recorded - grace:
+        return INSERTED, (
+            f"recorded at {content['recorded_at'].isoformat()}, more than {grace} "
+            "before events sealed ahead of it"
+        )
+    return "", ""
