@@ -1,0 +1,144 @@
+from django import forms
+from django.contrib import admin
+
+from channels_app.models import CannedResponse, ChannelAccount, Conversation, ImapCursor
+from channels_app.selectors import conversations_visible_to
+from channels_app.serializers import mask_address
+from contactcenter.admin_site import RoleRestrictedAdmin
+from contactcenter.business_hours import calendar_from_config
+from contactcenter.templating import template_placeholders
+from patients.admin import PhiAdminMixin, mask_name
+
+
+class ChannelAccountForm(forms.ModelForm):
+    """Secrets are write-only: the field is always shown empty, and leaving it
+    empty keeps the stored (encrypted) value."""
+
+    new_secret = forms.CharField(
+        label="Secret",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="IMAP password or portal webhook secret. Leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = ChannelAccount
+        fields = [
+            "kind",
+            "name",
+            "address",
+            "team",
+            "help_text",
+            "greeting",
+            "open_hours",
+            "active",
+        ]
+
+    def clean_open_hours(self):
+        value = self.cleaned_data.get("open_hours") or {}
+        if value:
+            try:
+                calendar_from_config(value)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return value
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("new_secret"):
+            self.instance.secret = self.cleaned_data["new_secret"]
+        account = super().save(commit)
+        if self.instance.pk and {"imap_host", "imap_username", "imap_folder"} & set(
+            self.changed_data
+        ):
+            # UIDs belong to one mailbox folder: a new one is read from the start.
+            ImapCursor.objects.filter(account=self.instance).delete()
+        return account
+
+
+@admin.register(ChannelAccount)
+class ChannelAccountAdmin(RoleRestrictedAdmin):
+    form = ChannelAccountForm
+    list_display = ["name", "kind", "address", "team", "has_secret", "active"]
+    list_filter = ["kind", "active", "team"]
+    search_fields = ["name", "address"]
+
+    @admin.display(boolean=True, description="secret set")
+    def has_secret(self, account):
+        return bool(account.secret)
+
+
+class CannedResponseForm(forms.ModelForm):
+    class Meta:
+        model = CannedResponse
+        fields = ["team", "title", "body"]
+
+    def clean_body(self):
+        body = self.cleaned_data["body"]
+        try:
+            unknown = template_placeholders(body) - {"first_name", "practice_name"}
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        if unknown:
+            raise forms.ValidationError(
+                "Unknown placeholders: " + ", ".join(f"${name}" for name in sorted(unknown))
+            )
+        return body
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(RoleRestrictedAdmin):
+    form = CannedResponseForm
+    admin_roles = ("admin", "supervisor")
+    list_display = ["title", "team", "created_at"]
+    list_filter = ["team"]
+    search_fields = ["title"]
+
+
+@admin.register(Conversation)
+class ConversationAdmin(PhiAdminMixin, admin.ModelAdmin):
+    audit_resource_type = "conversation"
+    list_display = [
+        "masked_patient",
+        "channel",
+        "masked_contact",
+        "status",
+        "priority",
+        "team",
+        "assignee",
+        "last_interaction_at",
+    ]
+    list_filter = ["status", "channel", "priority", "team", "escalated"]
+    list_select_related = ["patient", "team", "assignee"]
+    show_full_result_count = False
+    ordering = ["-last_interaction_at"]
+    readonly_fields = [
+        "channel",
+        "patient",
+        "team",
+        "status",
+        "priority",
+        "assignee",
+        "labels",
+        "last_interaction_at",
+        "created_at",
+        "resolved_at",
+    ]
+    fields = readonly_fields
+
+    def patient_id_of(self, obj):
+        return obj.patient_id
+
+    def get_queryset(self, request):
+        return conversations_visible_to(request.user).select_related("patient", "team", "assignee")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="patient")
+    def masked_patient(self, conversation):
+        patient = conversation.patient
+        return mask_name(patient.given_name, patient.family_name) if patient else "unmatched"
+
+    @admin.display(description="contact")
+    def masked_contact(self, conversation):
+        return mask_address(conversation.contact_address)

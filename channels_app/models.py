@@ -1,0 +1,452 @@
+"""Conversations and interactions across every channel, their delivery records
+and the raw provider events they came from."""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from contactcenter.blind_index import BlindIndexField
+from contactcenter.fields import EncryptedCharField, EncryptedJSONField, EncryptedTextField
+from contactcenter.models import Team
+from patients.models import Channel, Patient
+
+
+def _reply_token():
+    return secrets.token_urlsafe(18)
+
+
+class ChannelAccount(models.Model):
+    """A practice's number, mailbox or portal endpoint. New conversations on it
+    belong to its team until staff route them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=8, choices=Channel.choices)
+    name = models.CharField(max_length=100)
+    address = models.CharField(
+        max_length=254, help_text="The practice's E.164 number, mailbox address or portal URL."
+    )
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="channel_accounts")
+    secret = EncryptedTextField(
+        blank=True, default="", help_text="IMAP password or portal webhook secret; write-only."
+    )
+    help_text = models.CharField(
+        max_length=320,
+        blank=True,
+        default="",
+        help_text="The answer to an SMS HELP: who you are and how to reach a person.",
+    )
+    open_hours = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Voice opening hours: {"time_zone": ..., "weekly": {"0": [["09:00", "17:00"]]}, '
+        '"holidays": [...]}. Empty means always open; closed calls go to voicemail.',
+    )
+    greeting = models.CharField(max_length=500, blank=True, default="")
+    active = models.BooleanField(default=True)
+    imap_host = models.CharField(
+        max_length=253,
+        blank=True,
+        default="",
+        help_text="A mailbox polled over IMAP (the password is the secret); empty means "
+        "email arrives through the webhook only.",
+    )
+    imap_port = models.PositiveIntegerField(
+        default=993, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    imap_username = models.CharField(
+        max_length=254, blank=True, default="", help_text="Empty means the mailbox address."
+    )
+    imap_use_ssl = models.BooleanField(
+        default=True,
+        help_text="Implicit TLS. Turn off only for a server on a trusted network: "
+        "the password then travels in the clear.",
+    )
+    imap_folder = models.CharField(max_length=200, default="INBOX")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "address"], name="channelaccount_unique_address"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.kind})"
+
+
+class ImapCursor(models.Model):
+    """How far the IMAP poller has stored one mailbox: every message up to
+    `last_uid`, valid while the folder keeps this UIDVALIDITY (0 before the first
+    poll). The poller holds this row locked while it reads, so two runs never poll
+    one mailbox at once."""
+
+    account = models.OneToOneField(
+        ChannelAccount, primary_key=True, on_delete=models.CASCADE, related_name="imap_cursor"
+    )
+    uidvalidity = models.BigIntegerField(default=0)
+    last_uid = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"IMAP cursor of {self.account_id} at UID {self.last_uid}"
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open"
+        PENDING = "pending"
+        SNOOZED = "snoozed"
+        RESOLVED = "resolved"
+
+    class Priority(models.IntegerChoices):
+        LOW = 0, "low"
+        NORMAL = 1, "normal"
+        HIGH = 2, "high"
+        URGENT = 3, "urgent"
+
+    ACTIVE_STATUSES = (Status.OPEN, Status.PENDING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    account = models.ForeignKey(
+        ChannelAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    contact_address = EncryptedCharField(max_length=254, blank=True, default="")
+    contact_index = BlindIndexField(blank=True, default="")
+    patient = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="conversations"
+    )
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="conversations")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_conversations",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    subject = EncryptedCharField(max_length=300, blank=True, default="")
+    labels = models.JSONField(default=list, blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    escalated = models.BooleanField(default=False)
+    first_response_due_at = models.DateTimeField(null=True, blank=True)
+    next_response_due_at = models.DateTimeField(null=True, blank=True)
+    resolution_due_at = models.DateTimeField(null=True, blank=True)
+    # The earliest open response target (first or next response), for the
+    # inbox's "sort by SLA" and breach sweeps; NULL when no response is owed.
+    sla_due_at = models.DateTimeField(null=True, blank=True)
+    last_interaction_at = models.DateTimeField()
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    last_staff_response_at = models.DateTimeField(null=True, blank=True)
+    last_direction = models.CharField(max_length=8, blank=True, default="")
+    # The inbox row's preview, kept here so a page needs no join to its last message.
+    last_preview = EncryptedCharField(max_length=160, blank=True, default="")
+    sentiment_first = models.FloatField(null=True, blank=True)
+    sentiment_latest = models.FloatField(null=True, blank=True)
+    reply_token = models.CharField(max_length=32, unique=True, default=_reply_token)
+    thread_key = models.CharField(
+        max_length=128,
+        blank=True,
+        default="",
+        help_text="A portal thread id, when the portal sent one.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["team", "-last_interaction_at", "-id"],
+                name="conv_team_active_idx",
+                condition=Q(status__in=["open", "pending"]),
+            ),
+            models.Index(
+                fields=["team", "status", "assignee"],
+                name="conv_team_status_assignee_idx",
+            ),
+            models.Index(
+                fields=["team", "assignee", "escalated"],
+                name="conv_team_active_counts_idx",
+                condition=Q(status__in=["open", "pending"]),
+            ),
+            models.Index(fields=["assignee", "status"], name="conv_assignee_status_idx"),
+            models.Index(fields=["patient", "-last_interaction_at"], name="conv_patient_idx"),
+            models.Index(
+                fields=["account", "contact_index", "status"], name="conv_thread_lookup_idx"
+            ),
+            models.Index(
+                fields=["team", "sla_due_at", "id"],
+                name="conv_team_sla_idx",
+                condition=Q(status__in=["open", "pending"], sla_due_at__isnull=False),
+            ),
+            # The KPI report's "today, live" ranges (reporting/).
+            models.Index(fields=["created_at"], name="conv_created_idx"),
+            models.Index(
+                fields=["resolved_at"],
+                name="conv_resolved_idx",
+                condition=Q(status="resolved"),
+            ),
+            models.Index(
+                fields=["snoozed_until"],
+                name="conv_snoozed_idx",
+                condition=Q(status="snoozed"),
+            ),
+        ]
+
+    def __str__(self):
+        return f"Conversation {self.pk} ({self.channel})"
+
+
+class ConversationGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Conversation, on_delete=models.CASCADE)
+
+
+class ConversationUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Conversation, on_delete=models.CASCADE)
+
+
+class Interaction(models.Model):
+    class Kind(models.TextChoices):
+        MESSAGE = "message"
+        CALL = "call"
+        VOICEMAIL = "voicemail"
+        NOTE = "note"
+        EVENT = "event"
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound"
+        OUTBOUND = "outbound"
+        INTERNAL = "internal"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.PROTECT, related_name="interactions"
+    )
+    patient = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="interactions"
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MESSAGE)
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    body = EncryptedTextField(blank=True, default="")
+    provider_id = models.CharField(max_length=128, blank=True, default="")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    sentiment = models.FloatField(null=True, blank=True)
+    # Set once the slow work (sentiment, rules, routing) ran; the sweeper finds
+    # inbound rows left unprocessed while the broker was down.
+    processed_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True, help_text="Ids and codes only, no PHI.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "provider_id"],
+                condition=~Q(provider_id=""),
+                name="interaction_unique_provider_id",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["patient", "-occurred_at", "-id"], name="interaction_timeline_idx"
+            ),
+            models.Index(
+                fields=["conversation", "-occurred_at", "-id"], name="interaction_conv_idx"
+            ),
+            models.Index(
+                fields=["occurred_at"],
+                name="interaction_calls_idx",
+                condition=Q(channel="voice"),
+            ),
+            models.Index(
+                fields=["created_at"],
+                name="interaction_unprocessed_idx",
+                condition=Q(processed_at__isnull=True, direction="inbound"),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.direction} {self.pk}"
+
+
+class CallDetail(models.Model):
+    class QueueResult(models.TextChoices):
+        IN_PROGRESS = "in_progress"
+        ANSWERED = "answered"
+        ABANDONED = "abandoned"
+        VOICEMAIL = "voicemail"
+        MISSED = "missed"
+
+    interaction = models.OneToOneField(
+        Interaction, primary_key=True, on_delete=models.CASCADE, related_name="call"
+    )
+    status = models.CharField(max_length=20, default="ringing")
+    queue_result = models.CharField(
+        max_length=12, choices=QueueResult.choices, default=QueueResult.IN_PROGRESS
+    )
+    queue_wait_seconds = models.PositiveIntegerField(null=True, blank=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    recording_url = EncryptedCharField(max_length=500, blank=True, default="")
+    recording_sid = models.CharField(max_length=64, blank=True, default="")
+    transcript = EncryptedTextField(blank=True, default="")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"call {self.interaction_id} ({self.queue_result})"
+
+
+class EmailDetail(models.Model):
+    interaction = models.OneToOneField(
+        Interaction, primary_key=True, on_delete=models.CASCADE, related_name="email"
+    )
+    message_id = models.CharField(max_length=255, db_index=True)
+    in_reply_to = models.CharField(max_length=255, blank=True, default="")
+    references = models.JSONField(default=list, blank=True)
+    quoted_text = EncryptedTextField(blank=True, default="")
+    parse_problems = models.JSONField(default=list, blank=True)
+
+    def __str__(self):
+        return f"email {self.interaction_id}"
+
+
+class Attachment(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    interaction = models.ForeignKey(
+        Interaction, on_delete=models.CASCADE, related_name="attachments"
+    )
+    filename = EncryptedCharField(max_length=255, blank=True, default="")
+    content_type = models.CharField(max_length=127)
+    size = models.PositiveBigIntegerField()
+    # Base64 of the bytes, encrypted; None when refused (see rejected_reason).
+    content = EncryptedTextField(null=True, blank=True)
+    rejected_reason = models.CharField(max_length=200, blank=True, default="")
+
+    def __str__(self):
+        return f"attachment {self.pk} ({self.content_type}, {self.size} bytes)"
+
+
+class OutboundMessage(models.Model):
+    """The delivery record of a reply, reminder or auto-reply. Written in the same
+    transaction as its Interaction; only moves forward."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+        UNDELIVERABLE = "undeliverable"
+
+    FINAL_STATES = (State.DELIVERED, State.FAILED, State.UNDELIVERABLE)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    interaction = models.OneToOneField(
+        Interaction, on_delete=models.PROTECT, related_name="outbound"
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    to_address = EncryptedCharField(max_length=500)
+    state = models.CharField(max_length=14, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    provider_id = models.CharField(max_length=128, blank=True, default="")
+    provider_status = models.CharField(max_length=20, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["state", "updated_at"],
+                name="outbound_pending_idx",
+                condition=Q(state__in=["queued", "sending"]),
+            ),
+            models.Index(fields=["channel", "provider_id"], name="outbound_provider_idx"),
+        ]
+
+    def __str__(self):
+        return f"delivery {self.pk} ({self.state})"
+
+
+class RawEvent(models.Model):
+    """What a provider sent, encrypted, stored in the request's transaction."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source = models.CharField(max_length=32)
+    provider_id = models.CharField(max_length=128, blank=True, default="")
+    payload = EncryptedJSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    interaction = models.ForeignKey(
+        Interaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="raw_events"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["source", "received_at"], name="rawevent_source_idx")]
+
+    def __str__(self):
+        return f"{self.source} event {self.pk}"
+
+
+class ReplyIdempotency(models.Model):
+    """`Idempotency-Key` of a staff reply, kept 24 h: the same key answers with
+    the first result and sends nothing new."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=128)
+    interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="reply_idempotency_unique")
+        ]
+
+    def __str__(self):
+        return f"idempotency key of user {self.user_id}"
+
+
+class ConversationRead(models.Model):
+    """When a user last read a conversation: unread = activity after that."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="reads")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    last_read_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "user"], name="conversation_read_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"read of {self.conversation_id} by {self.user_id}"
+
+
+class CannedResponse(models.Model):
+    """A team's reply template; placeholders such as $first_name are filled in
+    from the conversation's patient when a reply uses it."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="canned_responses")
+    title = models.CharField(max_length=100)
+    body = models.TextField(max_length=1600)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "title"], name="canned_response_unique_title")
+        ]
+
+    def __str__(self):
+        return self.title

@@ -1,0 +1,665 @@
+"""Writes for conversations and interactions: inbound ingestion (stored once,
+threaded, matched to a patient), outbound replies with their delivery records,
+and the state moves of a delivery."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from channels_app.models import Conversation, Interaction, OutboundMessage, RawEvent
+from contactcenter.access import grant_team_access, revoke_team_access
+from contactcenter.blind_index import email_index, normalise_email, normalise_phone, phone_index
+from contactcenter.queueing import enqueue_on_commit
+from patients.models import Channel, Patient
+from patients.selectors import patients_by_email, patients_by_phone
+from patients.services import consent_check
+
+VIEW_CONVERSATION = "view_conversation"
+PREVIEW_LENGTH = 120
+
+# Forward-only order of delivery states; a late or repeated callback never moves back.
+_STATE_RANK = {
+    OutboundMessage.State.QUEUED: 0,
+    OutboundMessage.State.SENDING: 1,
+    OutboundMessage.State.SENT: 2,
+    OutboundMessage.State.DELIVERED: 3,
+    OutboundMessage.State.UNDELIVERABLE: 3,
+    OutboundMessage.State.FAILED: 3,
+}
+
+
+def _preview(text):
+    flat = " ".join(text.split())
+    return flat if len(flat) <= PREVIEW_LENGTH else flat[: PREVIEW_LENGTH - 1] + "…"
+
+
+def normalise_address(channel, address):
+    """(normalised address, blind index) of a patient's phone or email."""
+    if channel == Channel.EMAIL:
+        value = normalise_email(address)
+        return value, email_index(value)
+    if channel in (Channel.SMS, Channel.VOICE):
+        value = normalise_phone(address)
+        return value, phone_index(value)
+    return address, ""
+
+
+def resolve_patient(*, channel, address):
+    """The one patient with this phone or email, or None when there is none or
+    several (a shared family line): staff resolve it, the system never guesses."""
+    if channel == Channel.EMAIL:
+        matches = list(patients_by_email(raw_email=address).values_list("pk", flat=True)[:2])
+    elif channel in (Channel.SMS, Channel.VOICE):
+        matches = list(patients_by_phone(raw_phone=address).values_list("pk", flat=True)[:2])
+    else:
+        return None
+    return Patient.objects.get(pk=matches[0]) if len(matches) == 1 else None
+
+
+def conversation_open(
+    *,
+    channel,
+    team,
+    account=None,
+    patient=None,
+    contact_address="",
+    contact_index="",
+    subject="",
+    thread_key="",
+    occurred_at=None,
+):
+    conversation = Conversation.objects.create(
+        channel=channel,
+        account=account,
+        team=team,
+        patient=patient,
+        contact_address=contact_address,
+        contact_index=contact_index,
+        subject=subject[:300],
+        thread_key=thread_key,
+        last_interaction_at=occurred_at or timezone.now(),
+    )
+    grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
+    return conversation
+
+
+def conversation_for_inbound(*, channel, account, address, subject="", occurred_at=None):
+    """Join the open conversation of this sender on this practice account, or open
+    a new one matched to the sender's patient when exactly one has the address."""
+    normalised, index = normalise_address(channel, address)
+    existing = (
+        Conversation.objects.select_for_update()
+        .filter(account=account, contact_index=index, channel=channel)
+        .exclude(status=Conversation.Status.RESOLVED)
+        .order_by("-last_interaction_at")
+        .first()
+    )
+    if existing is not None:
+        return existing
+    patient = resolve_patient(channel=channel, address=normalised)
+    return conversation_open(
+        channel=channel,
+        team=patient.team if patient else account.team,
+        account=account,
+        patient=patient,
+        contact_address=normalised,
+        contact_index=index,
+        subject=subject,
+        occurred_at=occurred_at,
+    )
+
+
+def _touch_conversation(conversation, interaction):
+    """Move the conversation's last-activity columns forward and wake it."""
+    changes = {
+        "last_interaction_at": interaction.occurred_at,
+        "last_direction": interaction.direction,
+        "updated_at": timezone.now(),
+    }
+    if interaction.kind != Interaction.Kind.EVENT and interaction.body:
+        changes["last_preview"] = _preview(interaction.body)
+    if interaction.direction == Interaction.Direction.INBOUND:
+        changes["last_inbound_at"] = interaction.occurred_at
+        if conversation.status in (Conversation.Status.SNOOZED, Conversation.Status.PENDING):
+            changes["status"] = Conversation.Status.OPEN
+            changes["snoozed_until"] = None
+    elif interaction.direction == Interaction.Direction.OUTBOUND and interaction.author_id:
+        changes["last_staff_response_at"] = interaction.occurred_at
+    if (
+        conversation.last_interaction_at
+        and interaction.occurred_at < conversation.last_interaction_at
+    ):
+        # A late delivery (an old message arriving now) does not move the inbox order back.
+        for name in ("last_interaction_at", "last_direction", "last_preview"):
+            changes.pop(name, None)
+    for name, value in changes.items():
+        setattr(conversation, name, value)
+    conversation.save(update_fields=list(changes))
+
+
+@dataclass(frozen=True)
+class Ingested:
+    interaction: Interaction
+    created: bool
+
+
+def _existing_by_provider_id(channel, provider_id):
+    return Interaction.objects.select_related("conversation").get(
+        channel=channel, provider_id=provider_id
+    )
+
+
+def inbound_record(
+    *,
+    channel,
+    account,
+    address,
+    body,
+    provider_id,
+    occurred_at,
+    source,
+    raw_payload,
+    kind=Interaction.Kind.MESSAGE,
+    subject="",
+    metadata=None,
+    conversation=None,
+    patient=None,
+):
+    """Store one inbound message or call: its raw event (encrypted) and its
+    interaction, in the caller's transaction. The same provider id again stores
+    nothing new, also when two deliveries race (the unique constraint decides).
+    Slow work is queued on commit."""
+    if (
+        provider_id
+        and Interaction.objects.filter(channel=channel, provider_id=provider_id).exists()
+    ):
+        return Ingested(_existing_by_provider_id(channel, provider_id), created=False)
+    try:
+        with transaction.atomic():
+            if conversation is None:
+                conversation = conversation_for_inbound(
+                    channel=channel,
+                    account=account,
+                    address=address,
+                    subject=subject,
+                    occurred_at=occurred_at,
+                )
+            interaction = Interaction.objects.create(
+                conversation=conversation,
+                patient=patient or conversation.patient,
+                channel=channel,
+                kind=kind,
+                direction=Interaction.Direction.INBOUND,
+                body=body,
+                provider_id=provider_id,
+                occurred_at=occurred_at,
+                metadata=metadata or {},
+            )
+            RawEvent.objects.create(
+                source=source, provider_id=provider_id, payload=raw_payload, interaction=interaction
+            )
+            _touch_conversation(conversation, interaction)
+    except IntegrityError:
+        if not provider_id:
+            raise
+        return Ingested(_existing_by_provider_id(channel, provider_id), created=False)
+    from channels_app import tasks
+
+    enqueue_on_commit(tasks.inbound_process, str(interaction.pk))
+    return Ingested(interaction, created=True)
+
+
+def raw_event_record(*, source, provider_id, payload, interaction=None):
+    return RawEvent.objects.create(
+        source=source, provider_id=provider_id, payload=payload, interaction=interaction
+    )
+
+
+def event_record(*, conversation, text, actor=None, metadata=None):
+    """A timeline event (who did what, when) so the history explains itself."""
+    interaction = Interaction.objects.create(
+        conversation=conversation,
+        patient=conversation.patient,
+        channel=conversation.channel,
+        kind=Interaction.Kind.EVENT,
+        direction=Interaction.Direction.INTERNAL,
+        body=text,
+        author=actor,
+        occurred_at=timezone.now(),
+        metadata=metadata or {},
+    )
+    return interaction
+
+
+class ConsentRefused(Exception):
+    pass
+
+
+def outbound_create(
+    *,
+    conversation,
+    body,
+    author=None,
+    kind=Interaction.Kind.MESSAGE,
+    metadata=None,
+    to_address=None,
+):
+    """A reply, reminder or auto-reply: the Interaction and its delivery record in
+    one transaction, then the send queued on commit. Without consent (an opted-out
+    number) it is stored as failed with the reason and never sent."""
+    with transaction.atomic():
+        now = timezone.now()
+        interaction = Interaction.objects.create(
+            conversation=conversation,
+            patient=conversation.patient,
+            channel=conversation.channel,
+            kind=kind,
+            direction=Interaction.Direction.OUTBOUND,
+            body=body,
+            author=author,
+            occurred_at=now,
+            metadata=metadata or {},
+        )
+        address = to_address or conversation.contact_address
+        decision = consent_check(
+            patient=conversation.patient, channel=conversation.channel, address=address
+        )
+        outbound = OutboundMessage.objects.create(
+            interaction=interaction,
+            channel=conversation.channel,
+            to_address=address,
+            state=OutboundMessage.State.QUEUED
+            if decision.allowed
+            else OutboundMessage.State.FAILED,
+            last_error="" if decision.allowed else decision.reason.replace("_", " "),
+        )
+        _touch_conversation(conversation, interaction)
+    if decision.allowed:
+        from channels_app import tasks
+
+        enqueue_on_commit(tasks.outbound_send, str(outbound.pk))
+    if author is not None:
+        from channels_app.signals import staff_replied
+
+        transaction.on_commit(
+            lambda: staff_replied.send(sender=Interaction, interaction=interaction), robust=True
+        )
+    return interaction
+
+
+def outbound_claim(*, outbound_id):
+    """Take a queued delivery for sending: a conditional update, so two workers
+    given the same id never both send. Returns the row or None."""
+    claimed = OutboundMessage.objects.filter(
+        pk=outbound_id, state=OutboundMessage.State.QUEUED
+    ).update(
+        state=OutboundMessage.State.SENDING,
+        claimed_at=timezone.now(),
+        attempts=F("attempts") + 1,
+        updated_at=timezone.now(),
+    )
+    if not claimed:
+        return None
+    return OutboundMessage.objects.select_related(
+        "interaction", "interaction__conversation", "interaction__conversation__account"
+    ).get(pk=outbound_id)
+
+
+@transaction.atomic
+def outbound_mark_sent(*, outbound, provider_id, provider_status=""):
+    OutboundMessage.objects.filter(pk=outbound.pk, state=OutboundMessage.State.SENDING).update(
+        state=OutboundMessage.State.SENT,
+        provider_id=provider_id or "",
+        provider_status=provider_status,
+        last_error="",
+        updated_at=timezone.now(),
+    )
+    if provider_id:
+        Interaction.objects.filter(pk=outbound.interaction_id, provider_id="").update(
+            provider_id=provider_id
+        )
+
+
+def outbound_release_for_retry(*, outbound, error):
+    OutboundMessage.objects.filter(pk=outbound.pk, state=OutboundMessage.State.SENDING).update(
+        state=OutboundMessage.State.QUEUED, last_error=error[:300], updated_at=timezone.now()
+    )
+
+
+def outbound_mark_failed(*, outbound, error):
+    OutboundMessage.objects.filter(
+        pk=outbound.pk, state__in=[OutboundMessage.State.QUEUED, OutboundMessage.State.SENDING]
+    ).update(state=OutboundMessage.State.FAILED, last_error=error[:300], updated_at=timezone.now())
+
+
+TWILIO_STATUS_TO_STATE = {
+    "accepted": OutboundMessage.State.SENT,
+    "queued": OutboundMessage.State.SENT,
+    "sending": OutboundMessage.State.SENT,
+    "sent": OutboundMessage.State.SENT,
+    "delivered": OutboundMessage.State.DELIVERED,
+    "read": OutboundMessage.State.DELIVERED,
+    "undelivered": OutboundMessage.State.UNDELIVERABLE,
+    "failed": OutboundMessage.State.FAILED,
+}
+
+
+@transaction.atomic
+def outbound_apply_status(*, outbound_id=None, provider_id, provider_status, error_code=""):
+    """A delivery status callback: move the record forward only. Found by our own
+    id (carried in the callback URL, so a send whose worker died before recording
+    the provider id still settles) or by the provider id."""
+    state = TWILIO_STATUS_TO_STATE.get(provider_status)
+    if state is None:
+        return None
+    queryset = OutboundMessage.objects.select_for_update()
+    outbound = None
+    if outbound_id:
+        outbound = queryset.filter(pk=outbound_id).first()
+    if outbound is None and provider_id:
+        outbound = queryset.filter(provider_id=provider_id).first()
+    if outbound is None:
+        return None
+    if _STATE_RANK[state] <= _STATE_RANK[outbound.state] and not (
+        outbound.state == OutboundMessage.State.SENDING and state == OutboundMessage.State.SENT
+    ):
+        return outbound
+    if outbound.state in OutboundMessage.FINAL_STATES:
+        return outbound
+    outbound.state = state
+    outbound.provider_status = provider_status
+    if provider_id and not outbound.provider_id:
+        outbound.provider_id = provider_id
+        Interaction.objects.filter(pk=outbound.interaction_id, provider_id="").update(
+            provider_id=provider_id
+        )
+    if error_code:
+        outbound.last_error = f"provider error {error_code}"
+    outbound.save(
+        update_fields=["state", "provider_status", "provider_id", "last_error", "updated_at"]
+    )
+    return outbound
+
+
+@transaction.atomic
+def conversation_set_patient(*, conversation, patient):
+    """Staff resolve an unmatched conversation: the patient's team gains access."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation.patient = patient
+    old_team = conversation.team
+    conversation.team = patient.team
+    conversation.save(update_fields=["patient", "team", "updated_at"])
+    Interaction.objects.filter(conversation=conversation).update(patient=patient)
+    if old_team.pk != patient.team_id:
+        grant_team_access(obj=conversation, team=patient.team, perm=VIEW_CONVERSATION)
+        revoke_team_access(obj=conversation, team=old_team, perm=VIEW_CONVERSATION)
+    return conversation
+
+
+def conversations_move_patient(*, survivor, duplicate):
+    """Receiver of patients_merged (inside the merge's transaction)."""
+    moved = Conversation.objects.filter(patient=duplicate).update(patient=survivor)
+    Interaction.objects.filter(patient=duplicate).update(patient=survivor)
+    return moved
+
+
+# Channels whose provider deduplicates a resend of the same delivery: Twilio
+# settles through the status callback that carries our id (a send that reached
+# Twilio is never still "sending" once its callback arrived), the portal through
+# the Idempotency-Key header.
+_SAFE_TO_RESEND = {Channel.SMS, Channel.PORTAL}
+
+
+def outbound_settle_stale(*, outbound):
+    """A delivery left in "sending" past the stale window: its worker died. Where a
+    resend cannot duplicate, queue it again; otherwise mark it failed with the
+    reason, so staff see it instead of a silent loss."""
+    if outbound.channel in _SAFE_TO_RESEND:
+        requeued = OutboundMessage.objects.filter(
+            pk=outbound.pk, state=OutboundMessage.State.SENDING, provider_id=""
+        ).update(
+            state=OutboundMessage.State.QUEUED,
+            last_error="requeued after a lost worker",
+            updated_at=timezone.now(),
+        )
+        if requeued:
+            from channels_app import tasks
+
+            enqueue_on_commit(tasks.outbound_send, str(outbound.pk))
+        return
+    outbound_mark_failed(outbound=outbound, error="delivery unknown: the worker was lost mid-send")
+
+
+def outbound_answered_inline(*, conversation, body):
+    """A reply the provider sends from our webhook answer (TwiML), such as the
+    HELP text: on the timeline like any reply, already sent."""
+    with transaction.atomic():
+        interaction = Interaction.objects.create(
+            conversation=conversation,
+            patient=conversation.patient,
+            channel=conversation.channel,
+            kind=Interaction.Kind.MESSAGE,
+            direction=Interaction.Direction.OUTBOUND,
+            body=body,
+            occurred_at=timezone.now(),
+            metadata={"sent_by": "webhook_answer"},
+        )
+        OutboundMessage.objects.create(
+            interaction=interaction,
+            channel=conversation.channel,
+            to_address=conversation.contact_address,
+            state=OutboundMessage.State.SENT,
+        )
+        _touch_conversation(conversation, interaction)
+    return interaction
+
+
+# --- Conversation changes from staff (each leaves an event on the timeline) ------
+
+_TRANSITIONS = {
+    Conversation.Status.OPEN: {"pending", "snoozed", "resolved"},
+    Conversation.Status.PENDING: {"open", "snoozed", "resolved"},
+    Conversation.Status.SNOOZED: {"open", "pending", "resolved"},
+    Conversation.Status.RESOLVED: {"open"},
+}
+
+
+class ConversationChangeRefused(Exception):
+    def __init__(self, message, *, code, field=None):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+def _is_team_member(user, team):
+    return user.groups.filter(pk=team.group_id).exists()
+
+
+def conversation_change(*, conversation, actor, actor_is_supervisor, changes):
+    """Apply a staff change (status, snoozed_until, assignee, priority, labels,
+    patient) atomically, refusing illegal transitions and assignments, and record
+    one timeline event per change."""
+    from channels_app.signals import conversation_resolved
+
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update().select_related("team").get(pk=conversation.pk)
+        )
+        events = []
+        if "status" in changes:
+            events.append(
+                _change_status(conversation, changes["status"], changes.get("snoozed_until"))
+            )
+        if "assignee" in changes:
+            events.append(
+                _change_assignee(conversation, changes["assignee"], actor, actor_is_supervisor)
+            )
+        if "priority" in changes and changes["priority"] != conversation.priority:
+            before = conversation.get_priority_display()
+            conversation.priority = changes["priority"]
+            events.append(f"priority {before} → {conversation.get_priority_display()}")
+        if "labels" in changes:
+            labels = sorted(set(changes["labels"]))
+            if labels != sorted(conversation.labels):
+                conversation.labels = labels
+                events.append("labels set to " + (", ".join(labels) or "none"))
+        conversation.save()
+        if "patient" in changes and changes["patient"] is not None:
+            if conversation.patient_id and conversation.patient_id != changes["patient"].pk:
+                raise ConversationChangeRefused(
+                    "This conversation already belongs to a patient.",
+                    code="patient_already_set",
+                    field="patient",
+                )
+            if conversation.patient_id is None:
+                conversation = conversation_set_patient(
+                    conversation=conversation, patient=changes["patient"]
+                )
+                events.append("matched to a patient")
+        for text in filter(None, events):
+            event_record(
+                conversation=conversation,
+                text=f"{actor.get_username()}: {text}",
+                actor=actor,
+                metadata={"change": text},
+            )
+        if changes.get("status") == Conversation.Status.RESOLVED and events:
+            transaction.on_commit(
+                lambda: conversation_resolved.send(
+                    sender=Conversation, conversation=conversation, actor=actor
+                )
+            )
+    return conversation
+
+
+def _change_status(conversation, status, snoozed_until):
+    if status == conversation.status and status != Conversation.Status.SNOOZED:
+        return None
+    if status not in _TRANSITIONS[conversation.status] and status != conversation.status:
+        raise ConversationChangeRefused(
+            f"A {conversation.status} conversation cannot become {status}.",
+            code="invalid_transition",
+            field="status",
+        )
+    now = timezone.now()
+    if status == Conversation.Status.SNOOZED:
+        if snoozed_until is None or snoozed_until <= now:
+            raise ConversationChangeRefused(
+                "Snoozing needs snoozed_until in the future.",
+                code="invalid_snooze",
+                field="snoozed_until",
+            )
+        conversation.snoozed_until = snoozed_until
+    else:
+        conversation.snoozed_until = None
+    before = conversation.status
+    conversation.status = status
+    conversation.resolved_at = now if status == Conversation.Status.RESOLVED else None
+    if status == Conversation.Status.SNOOZED:
+        return f"snoozed until {snoozed_until.isoformat()}"
+    if before == Conversation.Status.RESOLVED:
+        return "reopened"
+    return f"status {before} → {status}"
+
+
+def _change_assignee(conversation, assignee, actor, actor_is_supervisor):
+    current = conversation.assignee_id
+    target = assignee.pk if assignee else None
+    if target == current:
+        return None
+    if not actor_is_supervisor:
+        taking = target == actor.pk and current is None
+        giving_back = target is None and current == actor.pk
+        if not (taking or giving_back):
+            raise ConversationChangeRefused(
+                "Agents may take unassigned conversations or give back their own.",
+                code="assignment_not_allowed",
+                field="assignee",
+            )
+    if assignee is not None and not _is_team_member(assignee, conversation.team):
+        raise ConversationChangeRefused(
+            "The assignee must be a member of the conversation's team.",
+            code="assignee_not_in_team",
+            field="assignee",
+        )
+    conversation.assignee = assignee
+    return f"assigned to {assignee.get_username()}" if assignee else "unassigned"
+
+
+def conversation_mark_read(*, conversation, user):
+    from channels_app.models import ConversationRead
+
+    ConversationRead.objects.update_or_create(
+        conversation=conversation, user=user, defaults={"last_read_at": timezone.now()}
+    )
+
+
+def conversations_wake_snoozed(*, now=None):
+    """Wake conversations whose snooze ended; a new inbound message wakes one at once."""
+    now = now or timezone.now()
+    woken = 0
+    with transaction.atomic():
+        due = list(
+            Conversation.objects.select_for_update(skip_locked=True).filter(
+                status=Conversation.Status.SNOOZED, snoozed_until__lte=now
+            )[:500]
+        )
+        for conversation in due:
+            conversation.status = Conversation.Status.OPEN
+            conversation.snoozed_until = None
+            conversation.save(update_fields=["status", "snoozed_until", "updated_at"])
+            event_record(
+                conversation=conversation, text="snooze ended", metadata={"change": "woken"}
+            )
+            woken += 1
+    return woken
+
+
+def reply_create(*, conversation, author, body, internal=False, idempotency_key=None):
+    """A staff reply or internal note. With an Idempotency-Key, the same key from
+    the same user within 24 h returns the first result and sends nothing new.
+    Returns (interaction, created)."""
+    from channels_app.models import ReplyIdempotency
+
+    if idempotency_key:
+        since = timezone.now() - timedelta(hours=24)
+        previous = (
+            ReplyIdempotency.objects.select_related("interaction")
+            .filter(user=author, key=idempotency_key, created_at__gte=since)
+            .first()
+        )
+        if previous is not None:
+            return previous.interaction, False
+    try:
+        with transaction.atomic():
+            if idempotency_key:
+                # An expired key is replaced; the unique constraint settles races.
+                ReplyIdempotency.objects.filter(user=author, key=idempotency_key).delete()
+            if internal:
+                interaction = Interaction.objects.create(
+                    conversation=conversation,
+                    patient=conversation.patient,
+                    channel=conversation.channel,
+                    kind=Interaction.Kind.NOTE,
+                    direction=Interaction.Direction.INTERNAL,
+                    body=body,
+                    author=author,
+                    occurred_at=timezone.now(),
+                )
+                _touch_conversation(conversation, interaction)
+            else:
+                interaction = outbound_create(conversation=conversation, body=body, author=author)
+            if idempotency_key:
+                ReplyIdempotency.objects.create(
+                    user=author, key=idempotency_key, interaction=interaction
+                )
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key won; its send stands, ours never ran.
+        previous = ReplyIdempotency.objects.get(user=author, key=idempotency_key)
+        return previous.interaction, False
+    return interaction, True

@@ -1,0 +1,104 @@
+"""Thin task wrappers: load by id, call a service. Ids only, never PHI."""
+
+import random
+from datetime import timedelta
+
+import structlog
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from channels_app import services
+from channels_app.adapters import AdapterError, adapter_for
+from channels_app.models import Interaction, OutboundMessage
+from channels_app.signals import interaction_received
+
+logger = structlog.stdlib.get_logger(__name__)
+
+OUTBOUND_MAX_RETRIES = 6
+
+
+def backoff_seconds(retries):
+    """Exponential backoff with jitter, capped at ten minutes."""
+    base = settings.OUTBOUND_RETRY_BASE_SECONDS
+    return random.uniform(0.5, 1.0) * min(600, base * 2**retries)  # noqa: S311 - jitter
+
+
+@shared_task(name="channels_app.tasks.inbound_process", ignore_result=True)
+def inbound_process(interaction_id):
+    """Hand a stored inbound interaction to the apps above (sentiment, rules,
+    reminders' replies). Receivers are idempotent; the row is marked processed
+    only after they ran, so a crash leaves it for the sweeper."""
+    interaction = (
+        Interaction.objects.select_related("conversation", "patient")
+        .filter(pk=interaction_id, processed_at__isnull=True)
+        .first()
+    )
+    if interaction is None:
+        return
+    interaction_received.send(sender=Interaction, interaction=interaction)
+    Interaction.objects.filter(pk=interaction_id, processed_at__isnull=True).update(
+        processed_at=timezone.now()
+    )
+
+
+@shared_task(
+    name="channels_app.tasks.outbound_send",
+    bind=True,
+    ignore_result=True,
+    max_retries=OUTBOUND_MAX_RETRIES,
+)
+def outbound_send(self, outbound_id):
+    outbound = services.outbound_claim(outbound_id=outbound_id)
+    if outbound is None:
+        return  # already sent, being sent by another worker, or failed
+    try:
+        result = adapter_for(outbound.channel).send(outbound)
+    except AdapterError as exc:
+        if exc.permanent or self.request.retries >= self.max_retries:
+            services.outbound_mark_failed(outbound=outbound, error=str(exc))
+            logger.warning("outbound_failed", outbound_id=str(outbound.pk), error=str(exc))
+            return
+        services.outbound_release_for_retry(outbound=outbound, error=str(exc))
+        raise self.retry(countdown=backoff_seconds(self.request.retries)) from None
+    services.outbound_mark_sent(
+        outbound=outbound, provider_id=result.provider_id, provider_status=result.provider_status
+    )
+
+
+@shared_task(name="channels_app.tasks.sweep_channels", ignore_result=True)
+def sweep_channels():
+    """Queue again what the broker never got (it was down at commit time) and
+    settle deliveries whose worker died mid-send."""
+    now = timezone.now()
+    grace = timedelta(seconds=settings.SWEEPER_GRACE_SECONDS)
+    for interaction_id in Interaction.objects.filter(
+        processed_at__isnull=True,
+        direction=Interaction.Direction.INBOUND,
+        created_at__lt=now - grace,
+    ).values_list("pk", flat=True)[:500]:
+        inbound_process.apply_async(args=[str(interaction_id)], retry=False)
+    for outbound_id in OutboundMessage.objects.filter(
+        state=OutboundMessage.State.QUEUED, updated_at__lt=now - grace
+    ).values_list("pk", flat=True)[:500]:
+        outbound_send.apply_async(args=[str(outbound_id)], retry=False)
+    stale = now - timedelta(seconds=settings.OUTBOUND_SENDING_STALE_SECONDS)
+    for outbound in OutboundMessage.objects.filter(
+        state=OutboundMessage.State.SENDING, updated_at__lt=stale
+    )[:500]:
+        services.outbound_settle_stale(outbound=outbound)
+
+
+@shared_task(name="channels_app.tasks.wake_snoozed", ignore_result=True)
+def wake_snoozed():
+    services.conversations_wake_snoozed()
+
+
+@shared_task(name="channels_app.tasks.inbound_poll_imap", ignore_result=True)
+def inbound_poll_imap():
+    """Read new mail from every IMAP mailbox (beat, every minute). A mailbox that
+    another run is still reading is skipped; one that fails is logged and the
+    others are still read."""
+    from channels_app.imap import imap_poll_all
+
+    imap_poll_all()

@@ -1,0 +1,29 @@
+from django.urls import path
+
+from channels_app import views
+
+urlpatterns = [
+    path("portal/messages/", views.PortalMessageView.as_view(), name="portal-messages"),
+    path("conversations/", views.ConversationListView.as_view(), name="conversation-list"),
+    path(
+        "conversations/<uuid:pk>/",
+        views.ConversationDetailView.as_view(),
+        name="conversation-detail",
+    ),
+    path(
+        "conversations/<uuid:pk>/messages/",
+        views.ConversationMessagesView.as_view(),
+        name="conversation-messages",
+    ),
+    path(
+        "conversations/<uuid:pk>/read/",
+        views.ConversationReadView.as_view(),
+        name="conversation-read",
+    ),
+    path("inbox/counts/", views.InboxCountsView.as_view(), name="inbox-counts"),
+    path(
+        "patients/<uuid:patient_id>/timeline/",
+        views.PatientTimelineView.as_view(),
+        name="patient-timeline",
+    ),
+]

@@ -1,0 +1,423 @@
+import django_filters
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from channels_app import selectors, services
+from channels_app.models import CannedResponse, ChannelAccount, Conversation, Interaction
+from channels_app.serializers import (
+    ConversationChangeSerializer,
+    ConversationDetailSerializer,
+    InboxCountsSerializer,
+    InboxRowSerializer,
+    MessageSerializer,
+    PortalMessageCreatedSerializer,
+    PortalMessageSerializer,
+    ReplySerializer,
+)
+from compliance.mixins import AuditedViewMixin
+from contactcenter import roles
+from contactcenter.errors import ApiError
+from contactcenter.pagination import CursorPagination
+from contactcenter.permissions import role_permission
+from contactcenter.templating import render_template
+from patients.models import Channel
+from patients.selectors import patients_visible_to
+
+# Staff who work conversations; compliance officers and admins see no messages.
+CARE_ROLES = (roles.AGENT, roles.SUPERVISOR, roles.CLINICIAN)
+
+
+class PortalMessageView(AuditedViewMixin, generics.GenericAPIView):
+    """A message a patient wrote in the portal, delivered by the portal system."""
+
+    serializer_class = PortalMessageSerializer
+    queryset = Interaction.objects.none()
+    audit_resource_type = "interaction"
+    audit_patient_field = "patient_id"
+    required_scopes = {"POST": "portal:write"}
+
+    def get_permissions(self):
+        # On top of the default ScopedAccess, which checks the key's scope;
+        # replacing it (permission_classes) would let any key post.
+        return [*super().get_permissions(), role_permission(roles.INTEGRATION)()]
+
+    @extend_schema(
+        responses={201: PortalMessageCreatedSerializer, 200: PortalMessageCreatedSerializer}
+    )
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        patient = patients_visible_to(request.user).filter(pk=data["patient"]).first()
+        if patient is None or patient.merged_into_id:
+            raise NotFound("No such patient.")
+        self.audit(patient_ids=[patient.pk])
+        with transaction.atomic():
+            conversation = (
+                Conversation.objects.select_for_update()
+                .filter(channel=Channel.PORTAL, patient=patient, thread_key=data["thread_id"])
+                .exclude(status=Conversation.Status.RESOLVED)
+                .order_by("-last_interaction_at")
+                .first()
+                if data["thread_id"]
+                else None
+            )
+            opened = conversation is None
+            if opened:
+                conversation = services.conversation_open(
+                    channel=Channel.PORTAL,
+                    team=patient.team,
+                    account=ChannelAccount.objects.filter(kind=Channel.PORTAL, active=True).first(),
+                    patient=patient,
+                    subject=data["subject"],
+                    thread_key=data["thread_id"],
+                )
+            ingested = services.inbound_record(
+                channel=Channel.PORTAL,
+                account=conversation.account,
+                address="",
+                body=data["body"],
+                provider_id=data["message_id"],
+                occurred_at=timezone.now(),
+                source="portal_api",
+                raw_payload={**data, "patient": str(data["patient"])},
+                conversation=conversation,
+            )
+            if opened and not ingested.created:
+                # A repeated delivery (also one racing the first): the conversation
+                # opened for it would stay empty in the inbox, so it is undone.
+                transaction.set_rollback(True)
+        interaction = ingested.interaction
+        self.audit(resource_id=interaction.pk)
+        return Response(
+            {
+                "interaction": interaction.pk,
+                "conversation": interaction.conversation_id,
+                "created": ingested.created,
+            },
+            status=status.HTTP_201_CREATED if ingested.created else status.HTTP_200_OK,
+        )
+
+
+# --- Unified inbox, conversations, messages, timeline ------------------------------
+
+_PRIORITIES = {label: value for value, label in Conversation.Priority.choices}
+
+
+class InboxFilter(django_filters.FilterSet):
+    """Documents the inbox filters; inbox_list() applies them."""
+
+    status = django_filters.MultipleChoiceFilter(
+        choices=Conversation.Status.choices,
+        method="noop",
+        help_text="Repeatable; default open and pending.",
+    )
+    assignee = django_filters.CharFilter(method="noop", help_text='"me", "unassigned" or a user id')
+    team = django_filters.NumberFilter(method="noop")
+    channel = django_filters.ChoiceFilter(choices=Channel.choices, method="noop")
+    priority = django_filters.ChoiceFilter(choices=[(k, k) for k in _PRIORITIES], method="noop")
+    patient = django_filters.UUIDFilter(method="noop")
+    label = django_filters.CharFilter(method="noop")
+    escalated = django_filters.BooleanFilter(method="noop")
+    unmatched = django_filters.BooleanFilter(method="noop", help_text="No patient yet.")
+    updated_since = django_filters.IsoDateTimeFilter(method="noop")
+    sort = django_filters.ChoiceFilter(
+        choices=[("last_interaction", "last_interaction"), ("sla_due", "sla_due")],
+        method="noop",
+        help_text="last_interaction (newest first, default) or sla_due (soonest first; "
+        "only conversations that owe a response).",
+    )
+
+    def noop(self, queryset, name, value):
+        return queryset
+
+
+class InboxPagination(CursorPagination):
+    def get_ordering(self, request, queryset, view):
+        if request.query_params.get("sort") == "sla_due":
+            return ("sla_due_at", "id")
+        return ("-last_interaction_at", "-id")
+
+
+def _visible_patient_ids(user, conversations, *, user_team_ids=None):
+    """Patients of the page whose names the user may see. A patient of one of the
+    user's teams is visible by construction (patients are granted to their team's
+    group), so only the others cost a query."""
+    user_team_ids = set(user_team_ids or ())
+    visible, others = set(), set()
+    for conversation in conversations:
+        if conversation.patient_id is None:
+            continue
+        if conversation.patient.team_id in user_team_ids:
+            visible.add(conversation.patient_id)
+        else:
+            others.add(conversation.patient_id)
+    if others:
+        visible |= set(patients_visible_to(user).filter(pk__in=others).values_list("pk", flat=True))
+    return visible
+
+
+class ConversationListView(AuditedViewMixin, generics.ListAPIView):
+    """The unified inbox across every channel."""
+
+    serializer_class = InboxRowSerializer
+    filterset_class = InboxFilter
+    pagination_class = InboxPagination
+    queryset = Conversation.objects.none()
+    audit_resource_type = "conversation"
+    audit_patient_field = "patient_id"
+    permission_classes = [role_permission(*CARE_ROLES)]
+
+    def get_queryset(self):
+        filters = InboxFilter(self.request.query_params, queryset=Conversation.objects.none())
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+        data = filters.form.cleaned_data
+        priority = _PRIORITIES.get(data.get("priority")) if data.get("priority") else None
+        queryset = selectors.inbox_list(
+            user=self.request.user,
+            statuses=data.get("status") or None,
+            assignee=data.get("assignee") or None,
+            team_id=data.get("team"),
+            channel=data.get("channel") or None,
+            priority=priority,
+            patient_id=data.get("patient"),
+            label=data.get("label") or None,
+            escalated=data.get("escalated"),
+            unmatched=data.get("unmatched"),
+            updated_since=data.get("updated_since"),
+        )
+        if data.get("sort") == "sla_due":
+            queryset = queryset.filter(sla_due_at__isnull=False)
+        return queryset
+
+    def filter_queryset(self, queryset):
+        return queryset  # filters are applied by inbox_list()
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), **getattr(self, "_extra_context", {})}
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        self._extra_context = {
+            "visible_patient_ids": _visible_patient_ids(
+                self.request.user,
+                page or [],
+                user_team_ids=selectors.team_ids_of(self.request.user),
+            )
+        }
+        return page
+
+
+class InboxCountsView(AuditedViewMixin, generics.GenericAPIView):
+    serializer_class = InboxCountsSerializer
+    queryset = Conversation.objects.none()
+    audit_resource_type = "inbox_counts"
+    permission_classes = [role_permission(*CARE_ROLES)]
+
+    def get(self, request):
+        return Response(selectors.inbox_counts(user=request.user))
+
+
+class ConversationDetailView(AuditedViewMixin, generics.RetrieveAPIView):
+    serializer_class = ConversationDetailSerializer
+    queryset = Conversation.objects.none()
+    audit_resource_type = "conversation"
+    audit_patient_field = "patient_id"
+    permission_classes = [role_permission(*CARE_ROLES)]
+
+    def get_queryset(self):
+        return selectors.conversations_visible_to(self.request.user).select_related(
+            "patient", "assignee", "team"
+        )
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        conversation = getattr(self, "_object", None)
+        if conversation is not None:
+            context["visible_patient_ids"] = _visible_patient_ids(self.request.user, [conversation])
+        return context
+
+    def get_object(self):
+        self._object = super().get_object()
+        return self._object
+
+    @extend_schema(request=ConversationChangeSerializer, responses=ConversationDetailSerializer)
+    def patch(self, request, pk):
+        conversation = self.get_object()
+        data = ConversationChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        if "priority" in changes:
+            changes["priority"] = _PRIORITIES[changes["priority"]]
+        if "assignee" in changes and changes["assignee"] is not None:
+            changes["assignee"] = (
+                get_user_model().objects.filter(pk=changes["assignee"], is_active=True).first()
+            )
+            if changes["assignee"] is None:
+                raise ValidationError({"assignee": ["No such staff user."]})
+        if "patient" in changes:
+            patient = patients_visible_to(request.user).filter(pk=changes["patient"]).first()
+            if patient is None:
+                raise ValidationError({"patient": ["No such patient among those you may see."]})
+            changes["patient"] = patient
+            self.audit(patient_ids=[patient.pk])
+        try:
+            services.conversation_change(
+                conversation=conversation,
+                actor=request.user,
+                actor_is_supervisor=roles.has_role(request.user, roles.SUPERVISOR),
+                changes=changes,
+            )
+        except services.ConversationChangeRefused as refused:
+            status_code = 409 if refused.code == "invalid_transition" else 400
+            raise ApiError(
+                str(refused),
+                code=refused.code,
+                status_code=status_code,
+                details={refused.field: [str(refused)]} if refused.field else {},
+            ) from None
+        self._object = self.get_queryset().get(pk=conversation.pk)
+        return Response(self.get_serializer(self._object).data)
+
+
+def _conversation_or_404(request, conversation_id):
+    conversation = selectors.conversation_get_visible(
+        user=request.user, conversation_id=conversation_id
+    )
+    if conversation is None:
+        raise NotFound()
+    return conversation
+
+
+def _render_canned(canned, conversation):
+    patient = conversation.patient
+    context = {
+        "first_name": patient.given_name if patient else "",
+        "practice_name": settings.PRACTICE_NAME,
+    }
+    try:
+        return render_template(canned.body, context)
+    except ValueError as exc:
+        raise ValidationError({"canned_response": [str(exc)]}) from None
+
+
+class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
+    serializer_class = MessageSerializer
+    queryset = Interaction.objects.none()
+    audit_resource_type = "interaction"
+    audit_patient_field = "patient_id"
+    audit_each_row = False  # the conversation's patient is recorded in get_queryset()
+    permission_classes = [role_permission(*CARE_ROLES)]
+    ordering = ("-occurred_at", "-id")
+
+    def get_queryset(self):
+        conversation = _conversation_or_404(self.request, self.kwargs["pk"])
+        self.audit(patient_ids=[conversation.patient_id], resource_id=conversation.pk)
+        return selectors.conversation_messages(conversation=conversation)
+
+    @extend_schema(
+        request=ReplySerializer,
+        responses={201: MessageSerializer, 200: MessageSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+    )
+    def post(self, request, pk):
+        conversation = _conversation_or_404(request, pk)
+        self.audit(patient_ids=[conversation.patient_id], resource_id=conversation.pk)
+        data = ReplySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data.get("body")
+        if data.validated_data.get("canned_response"):
+            canned = CannedResponse.objects.filter(
+                pk=data.validated_data["canned_response"], team=conversation.team
+            ).first()
+            if canned is None:
+                raise ValidationError({"canned_response": ["No such canned response."]})
+            body = _render_canned(canned, conversation)
+        key = request.headers.get("Idempotency-Key", "").strip()[:128] or None
+        interaction, created = services.reply_create(
+            conversation=conversation,
+            author=request.user,
+            body=body,
+            internal=data.validated_data["internal"],
+            idempotency_key=key,
+        )
+        self.audit(resource_id=interaction.pk)
+        interaction = selectors.conversation_messages(conversation=conversation).get(
+            pk=interaction.pk
+        )
+        return Response(
+            MessageSerializer(interaction).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class ConversationReadView(AuditedViewMixin, generics.GenericAPIView):
+    queryset = Conversation.objects.none()
+    audit_resource_type = "conversation"
+    audit_action = "update"
+    permission_classes = [role_permission(*CARE_ROLES)]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, pk):
+        conversation = _conversation_or_404(request, pk)
+        self.audit(patient_ids=[conversation.patient_id], resource_id=conversation.pk)
+        services.conversation_mark_read(conversation=conversation, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TimelineFilter(django_filters.FilterSet):
+    channel = django_filters.ChoiceFilter(choices=Channel.choices, method="noop")
+    direction = django_filters.ChoiceFilter(choices=Interaction.Direction.choices, method="noop")
+    kind = django_filters.ChoiceFilter(choices=Interaction.Kind.choices, method="noop")
+    since = django_filters.IsoDateTimeFilter(method="noop")
+    until = django_filters.IsoDateTimeFilter(method="noop")
+
+    def noop(self, queryset, name, value):
+        return queryset
+
+
+class PatientTimelineView(AuditedViewMixin, generics.ListAPIView):
+    """Every interaction of the patient across channels, newest first."""
+
+    serializer_class = MessageSerializer
+    filterset_class = TimelineFilter
+    queryset = Interaction.objects.none()
+    audit_resource_type = "timeline"
+    audit_patient_field = "patient_id"
+    audit_each_row = False  # one patient, recorded in get_queryset()
+    required_scopes = {"GET": "timeline:read"}
+    ordering = ("-occurred_at", "-id")
+    lookup_url_kwarg = "patient_id"
+
+    def get_permissions(self):
+        return [*super().get_permissions(), role_permission(*CARE_ROLES, roles.INTEGRATION)()]
+
+    def get_queryset(self):
+        patient = (
+            patients_visible_to(self.request.user).filter(pk=self.kwargs["patient_id"]).first()
+        )
+        if patient is None:
+            raise NotFound()
+        self.audit(patient_ids=[patient.pk])
+        filters = TimelineFilter(self.request.query_params, queryset=Interaction.objects.none())
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+        data = filters.form.cleaned_data
+        return selectors.patient_timeline(
+            patient=patient,
+            channel=data.get("channel") or None,
+            direction=data.get("direction") or None,
+            kind=data.get("kind") or None,
+            since=data.get("since"),
+            until=data.get("until"),
+        )
+
+    def filter_queryset(self, queryset):
+        return queryset

@@ -1,0 +1,207 @@
+"""The reliability model with real processes: a Redis outage during a webhook, a
+worker SIGKILLed mid-send, and two workers given the same delivery. Workers are
+`celery worker` subprocesses on a private Redis (tests/channels_app/isolated.py);
+the provider is the loopback Twilio stub. What must hold: the request succeeds,
+nothing is lost, nothing is sent twice."""
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from channels_app.models import Interaction, OutboundMessage
+from channels_app.services import conversation_open, outbound_claim, outbound_create
+from channels_app.tasks import outbound_send, sweep_channels
+from contactcenter.celery import app as celery_app
+from patients.models import Channel
+from tests.channels_app import isolated
+from tests.channels_app.conftest import sms_params
+from tests.channels_app.isolated import VISIBILITY_TIMEOUT_SECONDS, wait_for
+
+# The fixtures of isolated.py this module uses (they start processes, so they are
+# not suite-wide).
+private_redis = isolated.private_redis
+private_broker = isolated.private_broker
+start_worker = isolated.start_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SMS = "/webhooks/twilio/sms/"
+STATUS = "/webhooks/twilio/sms/status/"
+SEND = "channels_app.tasks.outbound_send"
+PATIENT_NUMBER = "+14155550100"
+
+
+@pytest.fixture
+def conversation(sms_account, front_desk):
+    return conversation_open(
+        channel=Channel.SMS, team=front_desk, account=sms_account, contact_address=PATIENT_NUMBER
+    )
+
+
+def _state(outbound):
+    outbound.refresh_from_db()
+    return outbound.state
+
+
+def _sent(outbound):
+    """Sent, with the provider's sid on the delivery and on its interaction. The
+    worker writes the two in separate statements, so a reader waits for both."""
+    return (
+        _state(outbound) == OutboundMessage.State.SENT
+        and outbound.provider_id != ""
+        and Interaction.objects.filter(
+            pk=outbound.interaction_id, provider_id=outbound.provider_id
+        ).exists()
+    )
+
+
+def _age(queryset, field, seconds):
+    """Move a timestamp into the past, as if the row had waited that long."""
+    queryset.update(**{field: timezone.now() - timedelta(seconds=seconds)})
+
+
+def _wait_past_visibility_timeout(broker):
+    """Sleep until every unacknowledged message is older than the visibility
+    timeout, so a worker starting now restores it (kombu restores at start-up,
+    then only every few minutes)."""
+    [(_tag, delivered_at)] = broker.unacked()
+    time.sleep(max(0.0, delivered_at + VISIBILITY_TIMEOUT_SECONDS + 0.5 - time.time()))
+
+
+def test_inbound_sms_while_redis_is_down_is_stored_and_processed_after_the_sweep(
+    private_broker, start_worker, post_twilio, sms_account, settings
+):
+    private_broker.stop()
+
+    started = time.monotonic()
+    response = post_twilio(SMS, sms_params("Is the clinic open?", sid="SM" + uuid.uuid4().hex))
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200
+    # The publish failed fast instead of holding the webhook (Twilio gives up at 15 s).
+    assert elapsed < 3, f"the webhook waited {elapsed:.1f} s on the dead broker"
+    # The log line is not asserted: in a parallel run another test's logging set-up
+    # can swallow it. The webhook's speed above and the sweep below are the proof.
+    assert celery_app.conf.broker_url == private_broker.url
+    interaction = Interaction.objects.get()
+    assert interaction.processed_at is None
+    assert interaction.raw_events.count() == 1
+
+    private_broker.start()
+    worker = start_worker("inbound")
+    _age(Interaction.objects.all(), "created_at", settings.SWEEPER_GRACE_SECONDS + 1)
+    sweep_channels()
+
+    wait_for(
+        lambda: Interaction.objects.filter(pk=interaction.pk, processed_at__isnull=False).exists(),
+        timeout=15,
+        what="the worker to process the swept interaction",
+    )
+    assert worker.tasks_run()["channels_app.tasks.inbound_process"] == 1
+
+
+def test_worker_killed_while_the_provider_accepts_settles_by_callback_and_never_resends(
+    private_broker, start_worker, twilio_stub_settings, conversation, agent, post_twilio
+):
+    stub = twilio_stub_settings
+    # The provider accepts the message but holds its answer: the worker dies before
+    # it learns the message sid, so only the status callback can tell.
+    stub.delay_next(10)
+    doomed = start_worker("doomed")
+
+    outbound = outbound_create(
+        conversation=conversation, body="See you at 9", author=agent
+    ).outbound
+    [message] = wait_for(lambda: stub.created_messages, timeout=15, what="the send to reach Twilio")
+    doomed.kill()
+
+    assert _state(outbound) == OutboundMessage.State.SENDING
+    assert outbound.provider_id == ""
+    callback = post_twilio(
+        f"{STATUS}?outbound={outbound.pk}",
+        {"MessageSid": message["sid"], "MessageStatus": "sent", "AccountSid": stub.account_sid},
+    )
+    assert callback.status_code == 204
+    assert _state(outbound) == OutboundMessage.State.SENT
+    assert outbound.provider_id == message["sid"]
+
+    # The dead worker's task was never acknowledged: Redis hands it to the next
+    # worker once the visibility timeout has passed. It must find nothing to send.
+    _wait_past_visibility_timeout(private_broker)
+    successor = start_worker("successor")
+    wait_for(private_broker.drained, timeout=15, what="the redelivered task to be acknowledged")
+    assert successor.tasks_run() == {SEND: 1}
+    # Old enough for every window of the sweeper: a settled delivery is still left alone.
+    _age(OutboundMessage.objects.filter(pk=outbound.pk), "updated_at", 3600)
+    sweep_channels()
+    assert private_broker.drained()
+
+    # No duplicate, no loss: one request reached the provider, one message exists,
+    # and the record says sent with the provider's sid after a single attempt.
+    assert len(stub.requests) == 1
+    assert len(stub.created_messages) == 1
+    assert _state(outbound) == OutboundMessage.State.SENT
+    assert (outbound.provider_id, outbound.attempts) == (message["sid"], 1)
+
+
+def test_worker_lost_after_claiming_before_the_provider_is_requeued_by_the_sweeper(
+    private_broker, start_worker, twilio_stub_settings, conversation, agent, settings
+):
+    stub = twilio_stub_settings
+    outbound = outbound_create(
+        conversation=conversation, body="Bring your card", author=agent
+    ).outbound
+    # What a worker does before it calls the provider, then dies without a trace.
+    assert outbound_claim(outbound_id=outbound.pk) is not None
+    _age(
+        OutboundMessage.objects.filter(pk=outbound.pk),
+        "updated_at",
+        settings.OUTBOUND_SENDING_STALE_SECONDS + 1,
+    )
+
+    # The task published at commit reaches a live worker, which must not send a
+    # delivery that is claimed ("sending") by someone else.
+    worker = start_worker("survivor")
+    wait_for(private_broker.drained, timeout=15, what="the first task to be consumed")
+    assert worker.tasks_run() == {SEND: 1}
+    assert stub.requests == []
+    assert _state(outbound) == OutboundMessage.State.SENDING
+
+    sweep_channels()
+
+    wait_for(lambda: _sent(outbound), timeout=15, what="the requeued delivery to be sent")
+    # No duplicate, no loss: exactly one message at the provider, recorded as sent
+    # with its sid, after the lost attempt and the one that went out.
+    assert len(stub.requests) == 1
+    [message] = stub.created_messages
+    assert message["to"] == PATIENT_NUMBER
+    assert (outbound.provider_id, outbound.attempts) == (message["sid"], 2)
+    assert Interaction.objects.get(pk=outbound.interaction_id).provider_id == message["sid"]
+
+
+def test_two_workers_given_the_same_delivery_send_it_once(
+    private_broker, start_worker, twilio_stub_settings, conversation, agent
+):
+    stub = twilio_stub_settings
+    # The provider is slow, so the second worker tries while the first is mid-send.
+    stub.delay_next(1.5)
+    workers = [start_worker("twin", ready=False) for _ in range(2)]
+    for worker in workers:
+        worker.wait_ready()
+
+    outbound = outbound_create(conversation=conversation, body="Twice?", author=agent).outbound
+    outbound_send.apply_async(args=[str(outbound.pk)])
+
+    wait_for(
+        lambda: _sent(outbound) and private_broker.drained(),
+        timeout=15,
+        what="the delivery to be sent and both tasks acknowledged",
+    )
+    # Each worker took one of the two tasks; the conditional claim let one send.
+    assert [worker.tasks_run() for worker in workers] == [{SEND: 1}, {SEND: 1}]
+    assert len(stub.requests) == 1
+    assert len(stub.created_messages) == 1
+    assert outbound.attempts == 1
