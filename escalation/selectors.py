@@ -1,0 +1,226 @@
+"""Reads for escalation: who is in a team, how loaded they are, which escalations a
+user may see, and the handoff context of a conversation."""
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.utils import timezone
+
+from channels_app.models import Conversation, Interaction
+from channels_app.selectors import conversations_visible_to, team_ids_of
+from contactcenter import roles
+from contactcenter.models import StaffProfile, Team
+from escalation.models import BusinessHours, Escalation, SlaPolicy
+from patients.models import Appointment
+
+User = get_user_model()
+
+PREVIEW_LENGTH = 120
+SUMMARY_MESSAGES = 10
+SUMMARY_APPOINTMENTS = 5
+SUMMARY_CONVERSATIONS = 10
+
+
+def clinical_team():
+    return Team.objects.filter(is_clinical=True).order_by("pk").first()
+
+
+def team_members(*, team, supervisors_only=False):
+    """Active users of the team; with supervisors_only, those in the supervisor role."""
+    members = User.objects.filter(groups=team.group, is_active=True)
+    if supervisors_only:
+        members = members.filter(groups__name=roles.SUPERVISOR)
+    return members
+
+
+def open_load(*, user_ids):
+    """Conversations assigned to each user that are not resolved (snoozed ones come
+    back, so they count against capacity)."""
+    rows = (
+        Conversation.objects.filter(assignee_id__in=user_ids)
+        .exclude(status=Conversation.Status.RESOLVED)
+        .values("assignee_id")
+        .annotate(load=Count("pk"))
+    )
+    return {row["assignee_id"]: row["load"] for row in rows}
+
+
+def open_load_of(*, user_id):
+    return (
+        Conversation.objects.filter(assignee_id=user_id)
+        .exclude(status=Conversation.Status.RESOLVED)
+        .count()
+    )
+
+
+def available_profiles(*, user_ids):
+    return StaffProfile.objects.filter(
+        user_id__in=user_ids, availability=StaffProfile.Availability.AVAILABLE
+    )
+
+
+def sla_policy_for(*, priority):
+    return SlaPolicy.objects.filter(priority=priority).first()
+
+
+def business_calendar_for(*, team_id):
+    """The team's calendar, or None for a team that works around the clock."""
+    hours = BusinessHours.objects.filter(team_id=team_id).first()
+    return hours.calendar() if hours else None
+
+
+def escalations_open_for(*, user):
+    """Unacknowledged escalations to the user's teams, on conversations they may see."""
+    visible = conversations_visible_to(user).filter(pk=OuterRef("conversation_id"))
+    return (
+        Escalation.objects.filter(
+            to_team_id__in=team_ids_of(user) or [], acknowledged_at__isnull=True
+        )
+        .filter(Exists(visible))
+        .select_related("rule", "to_team", "from_team", "to_user", "from_user", "conversation")
+    )
+
+
+def escalation_get_visible(*, user, escalation_id):
+    visible = conversations_visible_to(user).filter(pk=OuterRef("conversation_id"))
+    return (
+        Escalation.objects.filter(pk=escalation_id, to_team_id__in=team_ids_of(user) or [])
+        .filter(Exists(visible))
+        .select_related("conversation")
+        .first()
+    )
+
+
+def inbound_contacts_since_resolution(*, conversation, days, now=None):
+    """Inbound contacts of the patient (of the conversation when unmatched) in the last
+    `days` days and since their last resolved conversation."""
+    now = now or timezone.now()
+    since = now - timedelta(days=days)
+    if conversation.patient_id is None:
+        interactions = Interaction.objects.filter(conversation_id=conversation.pk)
+    else:
+        last_resolved = Conversation.objects.filter(
+            patient_id=conversation.patient_id, resolved_at__isnull=False
+        ).aggregate(at=Max("resolved_at"))["at"]
+        if last_resolved is not None:
+            since = max(since, last_resolved)
+        interactions = Interaction.objects.filter(patient_id=conversation.patient_id)
+    return interactions.filter(
+        direction=Interaction.Direction.INBOUND, occurred_at__gt=since, occurred_at__lte=now
+    ).count()
+
+
+def _preview(text):
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= PREVIEW_LENGTH else flat[: PREVIEW_LENGTH - 1] + "…"
+
+
+def context_summary(*, conversation, now=None):
+    """What the receiver of an escalation reads first, so the patient never repeats
+    themselves: their last messages on every channel, the sentiment trend, upcoming
+    appointments, other open conversations and flags. Holds PHI (previews): it is
+    stored encrypted."""
+    now = now or timezone.now()
+    patient = conversation.patient
+    if patient is not None:
+        interactions = Interaction.objects.filter(patient=patient)
+    else:
+        interactions = Interaction.objects.filter(conversation=conversation)
+    recent = list(
+        interactions.exclude(kind=Interaction.Kind.EVENT)
+        .order_by("-occurred_at", "-id")
+        .only(
+            "id",
+            "conversation_id",
+            "channel",
+            "kind",
+            "direction",
+            "body",
+            "occurred_at",
+            "sentiment",
+        )[:SUMMARY_MESSAGES]
+    )
+    messages = [
+        {
+            "id": str(item.pk),
+            "conversation": str(item.conversation_id),
+            "channel": item.channel,
+            "kind": item.kind,
+            "direction": item.direction,
+            "occurred_at": item.occurred_at.isoformat(),
+            "preview": _preview(item.body),
+            "sentiment": item.sentiment,
+        }
+        for item in recent
+    ]
+    trend = [
+        {"occurred_at": item.occurred_at.isoformat(), "sentiment": item.sentiment}
+        for item in reversed(recent)
+        if item.direction == Interaction.Direction.INBOUND and item.sentiment is not None
+    ]
+    summary = {
+        "patient": str(patient.pk) if patient else None,
+        "flags": patient.flags if patient else [],
+        "last_messages": messages,
+        "sentiment": {
+            "first": conversation.sentiment_first,
+            "latest": conversation.sentiment_latest,
+            "trend": trend,
+        },
+        "upcoming_appointments": [],
+        "open_conversations": [],
+    }
+    if patient is None:
+        return summary
+    summary["upcoming_appointments"] = [
+        {
+            "id": str(appointment.pk),
+            "starts_at": appointment.starts_at.isoformat(),
+            "provider_name": appointment.provider_name,
+            "location": appointment.location,
+            "status": appointment.status,
+        }
+        for appointment in Appointment.objects.filter(
+            patient=patient,
+            starts_at__gt=now,
+            status__in=[Appointment.Status.BOOKED, Appointment.Status.CONFIRMED],
+        ).order_by("starts_at")[:SUMMARY_APPOINTMENTS]
+    ]
+    summary["open_conversations"] = [
+        {
+            "id": str(other.pk),
+            "channel": other.channel,
+            "status": other.status,
+            "priority": other.get_priority_display(),
+            "team": other.team_id,
+            "escalated": other.escalated,
+            "last_interaction_at": other.last_interaction_at.isoformat(),
+        }
+        for other in Conversation.objects.filter(patient=patient)
+        .exclude(status=Conversation.Status.RESOLVED)
+        .filter(~Q(pk=conversation.pk))
+        .order_by("-last_interaction_at")
+        .only("id", "channel", "status", "priority", "team_id", "escalated", "last_interaction_at")[
+            :SUMMARY_CONVERSATIONS
+        ]
+    ]
+    return summary
+
+
+def conversations_in_breach(*, now, limit):
+    """Ids of active conversations whose owed response is overdue and whose breach was
+    not escalated yet, most overdue first. Driven by the partial SLA index."""
+    escalated = Escalation.objects.filter(
+        conversation_id=OuterRef("pk"),
+        kind=Escalation.Kind.SLA_BREACH,
+        breach_due_at=OuterRef("sla_due_at"),
+    )
+    return list(
+        Conversation.objects.filter(
+            status__in=list(Conversation.ACTIVE_STATUSES), sla_due_at__lte=now
+        )
+        .filter(~Exists(escalated))
+        .order_by("sla_due_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )

@@ -1,0 +1,696 @@
+"""Writes for escalation: rules, the processing of each inbound interaction
+(sentiment, rules, routing, SLA due times), SLA breaches, manual escalations and
+their acknowledgement, routing and staff availability.
+
+Every decision leaves an event on the conversation's timeline, so a human sees
+why the conversation is where it is.
+"""
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from channels_app.models import Conversation, Interaction, OutboundMessage
+from channels_app.services import event_record, outbound_create
+from contactcenter.access import grant_team_access, revoke_team_access
+from contactcenter.models import StaffProfile, Team
+from contactcenter.templating import render_template
+from escalation import rules as rule_logic
+from escalation import selectors
+from escalation.models import Escalation, EscalationRule, EscalationRun, Notification
+from escalation.sentiment import score_text
+from patients.models import Channel
+
+logger = structlog.stdlib.get_logger(__name__)
+
+VIEW_CONVERSATION = "view_conversation"
+PRIORITY_BY_NAME = {label: value for value, label in Conversation.Priority.choices}
+# Kinds whose body is text the patient wrote or said (a voicemail's is its transcript).
+_TEXT_KINDS = (Interaction.Kind.MESSAGE, Interaction.Kind.VOICEMAIL)
+# Channels an auto-reply can go out on: a call cannot be answered with text.
+_REPLYABLE_CHANNELS = (Channel.SMS, Channel.EMAIL, Channel.PORTAL)
+# Routing passes when every candidate was locked by a concurrent router.
+ROUTE_ATTEMPTS = 5
+
+
+def _locked_conversation(conversation_id):
+    # of=self: the team and patient rows joined in are read, not locked.
+    return (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("team", "patient")
+        .get(pk=conversation_id)
+    )
+
+
+# --- Rules -------------------------------------------------------------------------
+
+RULE_FIELDS = ("name", "order", "active", "conditions", "actions")
+
+
+def rule_create(*, name, conditions, actions, order=100, active=True):
+    """Raises django.core.exceptions.ValidationError naming each bad field."""
+    rule = EscalationRule(
+        name=name, order=order, active=active, conditions=conditions, actions=actions
+    )
+    rule.full_clean()
+    rule.save()
+    return rule
+
+
+def rule_update(*, rule, changes):
+    for name, value in changes.items():
+        if name not in RULE_FIELDS:
+            raise ValueError(f"{name} is not a rule field")
+        setattr(rule, name, value)
+    rule.full_clean()
+    rule.save()
+    return rule
+
+
+def rule_delete(*, rule):
+    rule.delete()
+
+
+# --- Routing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    assignee_id: int | None
+    how: str  # kept, coordinator, least_loaded, queue
+    text: str
+
+
+def _try_assign(profile_pk):
+    """Lock one available agent's profile without waiting and count their open
+    conversations inside the lock. Returns (state, load): state is "ok" (the lock is
+    kept until the caller's transaction commits the assignment, so a concurrent router
+    counts it), "locked", "unavailable" or "full" (the lock is released at once by
+    rolling the savepoint back, so a full agent never blocks other routers)."""
+    with transaction.atomic():
+        profile = (
+            StaffProfile.objects.select_for_update(skip_locked=True).filter(pk=profile_pk).first()
+        )
+        if profile is None:
+            return "locked", None
+        if profile.availability != StaffProfile.Availability.AVAILABLE:
+            transaction.set_rollback(True)
+            return "unavailable", None
+        load = selectors.open_load_of(user_id=profile.user_id)
+        if load >= profile.capacity:
+            transaction.set_rollback(True)
+            return "full", load
+        return "ok", load
+
+
+def _pick_assignee(conversation, member_ids):
+    """Continuity first (the patient's primary coordinator), then the least loaded
+    available member below capacity. Returns (user_id, how, load) or None."""
+    coordinator_id = conversation.patient.primary_coordinator_id if conversation.patient else None
+    for attempt in range(ROUTE_ATTEMPTS):
+        profiles = dict(
+            selectors.available_profiles(user_ids=member_ids).values_list("user_id", "pk")
+        )
+        loads = selectors.open_load(user_ids=list(profiles))
+        ordered = sorted(profiles, key=lambda user_id: (loads.get(user_id, 0), user_id))
+        if coordinator_id in profiles:
+            ordered.remove(coordinator_id)
+            ordered.insert(0, coordinator_id)
+        contended = False
+        for user_id in ordered:
+            state, load = _try_assign(profiles[user_id])
+            if state == "ok":
+                how = "coordinator" if user_id == coordinator_id else "least_loaded"
+                return user_id, how, load
+            contended = contended or state == "locked"
+        if not contended:
+            return None
+        # Every remaining candidate was being routed to at this instant; their
+        # routers commit in milliseconds.
+        time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))  # noqa: S311 - jitter
+    return None
+
+
+def _move_team(conversation, team):
+    """Hand the conversation to another team: its members gain access, the old
+    team's lose it (visible means in one of my teams)."""
+    old = conversation.team
+    conversation.team = team
+    grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
+    revoke_team_access(obj=conversation, team=old, perm=VIEW_CONVERSATION)
+    return f"moved from {old.name} to {team.name}"
+
+
+def _route_locked(conversation, *, team=None, supervisors_only=False):
+    """Route a conversation the caller holds locked. Returns (events, decision);
+    the caller saves the conversation."""
+    events = []
+    target = team or conversation.team
+    if target.pk != conversation.team_id:
+        events.append(_move_team(conversation, target))
+    member_ids = list(selectors.team_members(team=target).values_list("pk", flat=True))
+    supervisor_ids = (
+        list(
+            selectors.team_members(team=target, supervisors_only=True).values_list("pk", flat=True)
+        )
+        if supervisors_only
+        else member_ids
+    )
+    current = conversation.assignee_id
+    if current is not None and current in supervisor_ids:
+        return events, RouteDecision(current, "kept", "")
+    picked = _pick_assignee(conversation, supervisor_ids) if supervisor_ids else None
+    fallback = ""
+    if picked is None and supervisors_only:
+        fallback = f"no supervisor of {target.name} available; "
+        picked = _pick_assignee(conversation, member_ids)
+    if picked is None:
+        conversation.assignee_id = None
+        text = f"{fallback}no one available in {target.name}: left in the team queue"
+        decision = RouteDecision(None, "queue", text)
+    else:
+        user_id, how, load = picked
+        conversation.assignee_id = user_id
+        username = get_user_model().objects.get(pk=user_id).get_username()
+        if how == "coordinator":
+            why = "the patient's primary coordinator"
+        elif supervisors_only and not fallback:
+            why = f"least loaded supervisor ({load} open)"
+        else:
+            why = f"least loaded ({load} open)"
+        decision = RouteDecision(user_id, how, f"{fallback}routed to {username}: {why}")
+    events.append(decision.text)
+    return events, decision
+
+
+def conversation_route(*, conversation, team=None, supervisors_only=False):
+    """Give a conversation an owner in `team` (default: its own): the patient's
+    primary coordinator when in the team, available and below capacity; otherwise
+    the available member with the fewest open conversations below capacity; nobody
+    leaves it unassigned in the team queue. Concurrent routers never assign past
+    capacity. Each decision is a timeline event."""
+    with transaction.atomic():
+        conversation = _locked_conversation(conversation.pk)
+        events, decision = _route_locked(conversation, team=team, supervisors_only=supervisors_only)
+        conversation.save(update_fields=["team", "assignee", "updated_at"])
+        for text in events:
+            event_record(conversation=conversation, text=text, metadata={"decision": "route"})
+    return decision
+
+
+def staff_availability_set(*, user, availability):
+    if availability not in StaffProfile.Availability.values:
+        raise ValueError(f"unknown availability {availability!r}")
+    profile, _ = StaffProfile.objects.get_or_create(user=user)
+    if profile.availability != availability:
+        profile.availability = availability
+        profile.save(update_fields=["availability"])
+    return profile
+
+
+# --- SLA -----------------------------------------------------------------------------
+
+
+def _add_business_minutes(calendar, start, minutes):
+    if calendar is None:
+        return start + timedelta(minutes=minutes)
+    return calendar.add_business_time(start, timedelta(minutes=minutes))
+
+
+def _sla_on_inbound(conversation, interaction):
+    """Set the response owed for an inbound message: first response while staff never
+    answered, next response afterwards, counted in the team's business hours. A due
+    time only moves earlier (a raised priority tightens it; a second message before
+    the answer does not push it back). Returns the timeline events."""
+    if (
+        conversation.last_staff_response_at is not None
+        and conversation.last_staff_response_at >= interaction.occurred_at
+    ):
+        return []  # answered before this processing ran
+    policy = selectors.sla_policy_for(priority=conversation.priority)
+    if policy is None:
+        return []
+    calendar = selectors.business_calendar_for(team_id=conversation.team_id)
+    if conversation.last_staff_response_at is None:
+        name, label, minutes = "first_response_due_at", "first", policy.first_response_minutes
+    else:
+        name, label, minutes = "next_response_due_at", "next", policy.next_response_minutes
+    events = []
+    due = _add_business_minutes(calendar, interaction.occurred_at, minutes)
+    current = getattr(conversation, name)
+    if current is None or due < current:
+        setattr(conversation, name, due)
+        events.append(
+            f"{label} response due {due.isoformat()} "
+            f"({conversation.get_priority_display()}: {minutes} business minutes)"
+        )
+    resolution_due = _add_business_minutes(
+        calendar, conversation.created_at, policy.resolution_minutes
+    )
+    if conversation.resolution_due_at is None or resolution_due < conversation.resolution_due_at:
+        conversation.resolution_due_at = resolution_due
+    owed = [d for d in (conversation.first_response_due_at, conversation.next_response_due_at) if d]
+    conversation.sla_due_at = min(owed) if owed else None
+    return events
+
+
+def conversation_response_recorded(*, conversation_id, replied_at):
+    """A staff reply meets the response owed, unless a newer inbound message came in
+    after it (that one is still owed)."""
+    return (
+        Conversation.objects.filter(pk=conversation_id)
+        .filter(Q(last_inbound_at__isnull=True) | Q(last_inbound_at__lte=replied_at))
+        .exclude(first_response_due_at=None, next_response_due_at=None, sla_due_at=None)
+        .update(first_response_due_at=None, next_response_due_at=None, sla_due_at=None)
+    )
+
+
+# --- Escalating ------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What the matched rules ask for, merged: the first rule naming a team wins,
+    priority only rises."""
+
+    priority: int | None = None
+    priority_rule: str = ""
+    team: Team | None = None
+    team_events: list[str] = field(default_factory=list)
+    supervisors_only: bool = False
+
+
+def _resolve_team(target):
+    if target == rule_logic.CLINICAL:
+        return selectors.clinical_team()
+    return Team.objects.filter(pk=target).first()
+
+
+def _plan(matches):
+    plan = _Plan()
+    for rule, _match in matches:
+        actions = rule.actions
+        name = actions.get("set_priority")
+        if name and (plan.priority is None or PRIORITY_BY_NAME[name] > plan.priority):
+            plan.priority, plan.priority_rule = PRIORITY_BY_NAME[name], rule.name
+        if "route_to_team" in actions and plan.team is None:
+            plan.team = _resolve_team(actions["route_to_team"])
+            if plan.team is None:
+                plan.team_events.append(
+                    f'rule "{rule.name}" routes to {actions["route_to_team"]!r}, '
+                    "which is no team: the conversation stays in its team"
+                )
+        plan.supervisors_only = plan.supervisors_only or actions.get("route_to_supervisor", False)
+    return plan
+
+
+def _raise_priority(conversation, priority, why):
+    if priority is None or priority <= conversation.priority:
+        return []
+    before = conversation.get_priority_display()
+    conversation.priority = priority
+    return [f"priority {before} → {conversation.get_priority_display()} ({why})"]
+
+
+def _apply_plan(conversation, plan, *, escalating):
+    """Raise the priority and route when the conversation needs an owner: it has
+    none, it goes to another team, or a rule wants a supervisor on it."""
+    events = [*plan.team_events]
+    events += _raise_priority(conversation, plan.priority, f'rule "{plan.priority_rule}"')
+    target = plan.team or conversation.team
+    if (
+        conversation.assignee_id is None
+        or target.pk != conversation.team_id
+        or plan.supervisors_only
+    ):
+        route_events, decision = _route_locked(
+            conversation, team=target, supervisors_only=plan.supervisors_only
+        )
+        # A routine message on a queued conversation that stays queued changes
+        # nothing: saying so again on every message would bury the timeline.
+        if escalating or decision.how != "queue" or len(route_events) > 1:
+            events += route_events
+    return events
+
+
+def _notify_supervisors(escalation, team):
+    supervisors = list(selectors.team_members(team=team, supervisors_only=True))
+    Notification.objects.bulk_create(
+        [Notification(user=user, escalation=escalation) for user in supervisors],
+        ignore_conflicts=True,
+    )
+    if not supervisors:
+        return f"no supervisor in {team.name} to notify"
+    return "notified " + ", ".join(user.get_username() for user in supervisors)
+
+
+def _auto_reply(conversation, escalation, rule):
+    """Send the rule's auto-reply unless this rule already answered this conversation."""
+    if conversation.channel not in _REPLYABLE_CHANNELS:
+        return f'auto-reply of rule "{rule.name}" not sent: a call cannot be answered by text'
+    if Escalation.objects.filter(
+        conversation=conversation, rule=rule, auto_reply__isnull=False
+    ).exists():
+        return ""
+    patient = conversation.patient
+    # "Hi $first_name" still reads well for a sender not yet matched to a patient.
+    context = {
+        "first_name": patient.given_name if patient else "there",
+        "practice_name": settings.PRACTICE_NAME,
+    }
+    body = render_template(rule.actions["auto_reply_template"], context)
+    reply = outbound_create(
+        conversation=conversation,
+        body=body,
+        metadata={"auto_reply": True, "rule": rule.pk, "escalation": str(escalation.pk)},
+    )
+    escalation.auto_reply = reply
+    escalation.save(update_fields=["auto_reply"])
+    if reply.outbound.state == OutboundMessage.State.FAILED:
+        return f'auto-reply of rule "{rule.name}" not sent: {reply.outbound.last_error}'
+    return f'auto-reply queued (rule "{rule.name}")'
+
+
+def _escalation_record(conversation, *, kind, reason, to_team, from_team, from_user, **fields):
+    escalation = Escalation.objects.create(
+        kind=kind,
+        conversation=conversation,
+        patient_id=conversation.patient_id,
+        reason=reason,
+        to_team=to_team,
+        from_team=from_team,
+        from_user_id=from_user,
+        to_user_id=conversation.assignee_id,
+        context_summary=selectors.context_summary(conversation=conversation),
+        **fields,
+    )
+    conversation.escalated = True
+    logger.info(
+        "escalation_created",
+        escalation_id=str(escalation.pk),
+        conversation_id=str(conversation.pk),
+        kind=kind,
+        rule_id=escalation.rule_id,
+        to_team_id=to_team.pk,
+        to_user_id=escalation.to_user_id,
+    )
+    return escalation
+
+
+_CONVERSATION_FIELDS = [
+    "team",
+    "assignee",
+    "priority",
+    "escalated",
+    "first_response_due_at",
+    "next_response_due_at",
+    "resolution_due_at",
+    "sla_due_at",
+    "sentiment_first",
+    "sentiment_latest",
+    "updated_at",
+]
+
+
+def _record_events(conversation, events, *, actor=None, metadata=None):
+    """Events are texts, or (text, metadata) pairs for those that name a record."""
+    for event in filter(None, events):
+        text, extra = event if isinstance(event, tuple) else (event, {})
+        event_record(
+            conversation=conversation,
+            text=text,
+            actor=actor,
+            metadata={**(metadata or {}), **extra},
+        )
+
+
+def interaction_process(*, interaction_id):
+    """Everything an inbound interaction sets off, in one transaction: its sentiment
+    (stored on it and on the conversation), the rules, the escalations they raise with
+    their actions, routing when the conversation needs an owner, and the SLA due
+    times. Processing the same interaction again changes nothing (EscalationRun).
+    Returns the escalations created."""
+    interaction = (
+        Interaction.objects.filter(pk=interaction_id, direction=Interaction.Direction.INBOUND)
+        .only("id", "conversation_id", "kind", "body", "channel", "occurred_at")
+        .first()
+    )
+    if interaction is None:
+        return []
+    text = interaction.body if interaction.kind in _TEXT_KINDS else ""
+    has_text = bool(text and not text.isspace())
+    stage = EscalationRun.Stage.TEXT if has_text else EscalationRun.Stage.CONTACT
+    if EscalationRun.objects.filter(interaction_id=interaction.pk, stage=stage).exists():
+        return []
+    # Scoring is pure CPU: done before the transaction, so no lock waits on it.
+    sentiment = score_text(text) if has_text else None
+    active_rules = list(EscalationRule.objects.filter(active=True))
+    with transaction.atomic():
+        conversation = _locked_conversation(interaction.conversation_id)
+        try:
+            with transaction.atomic():
+                EscalationRun.objects.create(interaction_id=interaction.pk, stage=stage)
+        except IntegrityError:
+            return []  # processed by another worker meanwhile
+        return _process_locked(conversation, interaction, sentiment, text, active_rules)
+
+
+def _process_locked(conversation, interaction, sentiment, text, active_rules):
+    if sentiment is not None:
+        Interaction.objects.filter(pk=interaction.pk).update(sentiment=sentiment)
+        if conversation.sentiment_first is None:
+            conversation.sentiment_first = sentiment
+        if conversation.last_inbound_at is None or interaction.occurred_at >= (
+            conversation.last_inbound_at
+        ):
+            conversation.sentiment_latest = sentiment
+    patient = conversation.patient
+    facts = rule_logic.Facts(
+        channel=conversation.channel,
+        patient_flags=frozenset(patient.flags if patient else ()),
+        text=text,
+        sentiment=sentiment,
+        contacts_within=lambda days: selectors.inbound_contacts_since_resolution(
+            conversation=conversation, days=days
+        ),
+    )
+    matches = []
+    for rule in active_rules:
+        match = rule_logic.evaluate(rule.conditions, facts)
+        already = (
+            match is not None
+            and Escalation.objects.filter(
+                conversation=conversation, rule=rule, interaction_id=interaction.pk
+            ).exists()
+        )
+        if match is not None and not already:
+            matches.append((rule, match))
+    from_team, from_user = conversation.team, conversation.assignee_id
+    events = _apply_plan(conversation, _plan(matches), escalating=bool(matches))
+    # After the rules and routing: the SLA follows the raised priority and the
+    # calendar of the team that now owns the conversation.
+    sla_events = _sla_on_inbound(conversation, interaction)
+    if matches:
+        # Routine due times show on the conversation (and in the inbox's SLA sort);
+        # one set by an escalation is part of its story.
+        events += sla_events
+    escalations = []
+    for rule, match in matches:
+        escalation = _escalation_record(
+            conversation,
+            kind=Escalation.Kind.RULE,
+            rule=rule,
+            interaction_id=interaction.pk,
+            reason=f'Rule "{rule.name}": {match.describe()}',
+            matched=match.as_json(),
+            to_team=conversation.team,
+            from_team=from_team,
+            from_user=from_user,
+        )
+        escalations.append(escalation)
+        events.append(
+            (
+                f"escalated to {conversation.team.name}: {escalation.reason}",
+                {"escalation": str(escalation.pk), "rule": rule.pk},
+            )
+        )
+        if rule.actions.get("notify_supervisors"):
+            events.append(_notify_supervisors(escalation, conversation.team))
+        if rule.actions.get("auto_reply_template"):
+            events.append(_auto_reply(conversation, escalation, rule))
+    conversation.save(update_fields=_CONVERSATION_FIELDS)
+    _record_events(
+        conversation,
+        events,
+        metadata={"decision": "inbound", "interaction": str(interaction.pk)},
+    )
+    return escalations
+
+
+def sla_breaches_sweep(*, now=None, limit=500):
+    """Escalate every conversation whose owed response is overdue, once per breach
+    (the due time that passed): running again finds nothing new. Returns how many."""
+    now = now or timezone.now()
+    breach_rules = [
+        rule
+        for rule in EscalationRule.objects.filter(active=True)
+        if rule.conditions.get("no_response_within_sla")
+    ]
+    escalated = 0
+    for conversation_id in selectors.conversations_in_breach(now=now, limit=limit):
+        if _breach_escalate(conversation_id=conversation_id, now=now, breach_rules=breach_rules):
+            escalated += 1
+    return escalated
+
+
+def _breach_escalate(*, conversation_id, now, breach_rules):
+    with transaction.atomic():
+        # skip_locked: a conversation being worked on right now is looked at next minute.
+        conversation = (
+            Conversation.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("team", "patient")
+            .filter(
+                pk=conversation_id,
+                status__in=list(Conversation.ACTIVE_STATUSES),
+                sla_due_at__lte=now,
+            )
+            .first()
+        )
+        if conversation is None:
+            return None
+        due = conversation.sla_due_at
+        if Escalation.objects.filter(
+            conversation=conversation, kind=Escalation.Kind.SLA_BREACH, breach_due_at=due
+        ).exists():
+            return None
+        patient = conversation.patient
+        facts = rule_logic.Facts(
+            channel=conversation.channel,
+            patient_flags=frozenset(patient.flags if patient else ()),
+            sla_breach=True,
+        )
+        matches = [
+            (rule, match)
+            for rule in breach_rules
+            if (match := rule_logic.evaluate(rule.conditions, facts)) is not None
+        ]
+        from_team, from_user = conversation.team, conversation.assignee_id
+        events = _apply_plan(conversation, _plan(matches), escalating=True)
+        which = "first" if due == conversation.first_response_due_at else "next"
+        late = int((now - due).total_seconds() // 60)
+        names = ", ".join(f'"{rule.name}"' for rule, _ in matches)
+        reason = f"No staff response within the SLA: {which} response was due {due.isoformat()}"
+        reason += f" ({late} min late)" + (f"; rules {names}" if names else "")
+        escalation = _escalation_record(
+            conversation,
+            kind=Escalation.Kind.SLA_BREACH,
+            rule=matches[0][0] if matches else None,
+            reason=reason,
+            matched={"sla_breach": True, "due_at": due.isoformat(), "response": which},
+            breach_due_at=due,
+            to_team=conversation.team,
+            from_team=from_team,
+            from_user=from_user,
+        )
+        events.append(f"escalated to {conversation.team.name}: {reason}")
+        if any(rule.actions.get("notify_supervisors") for rule, _ in matches):
+            events.append(_notify_supervisors(escalation, conversation.team))
+        for rule, _ in matches:
+            if rule.actions.get("auto_reply_template"):
+                events.append(_auto_reply(conversation, escalation, rule))
+                break  # one escalation carries one auto-reply
+        conversation.save(update_fields=_CONVERSATION_FIELDS)
+        _record_events(
+            conversation,
+            events,
+            metadata={"decision": "sla_breach", "escalation": str(escalation.pk)},
+        )
+    return escalation
+
+
+class EscalationRefused(Exception):
+    def __init__(self, message, *, code):
+        super().__init__(message)
+        self.code = code
+
+
+def escalation_manual_create(*, conversation, actor, reason, to_team=None, priority=None):
+    """A staff member escalates by hand, with a reason; the target team's supervisors
+    are notified."""
+    with transaction.atomic():
+        conversation = _locked_conversation(conversation.pk)
+        if conversation.status == Conversation.Status.RESOLVED:
+            raise EscalationRefused(
+                "A resolved conversation cannot be escalated; reopen it first.",
+                code="conversation_resolved",
+            )
+        from_team, from_user = conversation.team, conversation.assignee_id
+        events = _raise_priority(conversation, priority, "manual escalation")
+        target = to_team or conversation.team
+        if target.pk != conversation.team_id or conversation.assignee_id is None:
+            events += _route_locked(conversation, team=target)[0]
+        escalation = _escalation_record(
+            conversation,
+            kind=Escalation.Kind.MANUAL,
+            reason=reason,
+            matched={},
+            to_team=conversation.team,
+            from_team=from_team,
+            from_user=from_user,
+            created_by=actor,
+        )
+        events.append(f"{actor.get_username()} escalated to {conversation.team.name}: {reason}")
+        events.append(_notify_supervisors(escalation, conversation.team))
+        conversation.save(update_fields=_CONVERSATION_FIELDS)
+        _record_events(
+            conversation,
+            events,
+            actor=actor,
+            metadata={"decision": "manual_escalation", "escalation": str(escalation.pk)},
+        )
+    return escalation
+
+
+def escalation_acknowledge(*, escalation, actor):
+    """The receiver has it in hand. The conversation stays flagged while any of its
+    escalations is still unacknowledged."""
+    with transaction.atomic():
+        now = timezone.now()
+        taken = Escalation.objects.filter(pk=escalation.pk, acknowledged_at__isnull=True).update(
+            acknowledged_by=actor, acknowledged_at=now
+        )
+        if not taken:
+            raise EscalationRefused(
+                "This escalation was already acknowledged.", code="already_acknowledged"
+            )
+        Notification.objects.filter(escalation=escalation, user=actor, read_at=None).update(
+            read_at=now
+        )
+        conversation = Conversation.objects.select_for_update().get(pk=escalation.conversation_id)
+        still_open = Escalation.objects.filter(
+            conversation=conversation, acknowledged_at__isnull=True
+        ).exists()
+        if not still_open and conversation.escalated:
+            conversation.escalated = False
+            conversation.save(update_fields=["escalated", "updated_at"])
+        event_record(
+            conversation=conversation,
+            text=f"{actor.get_username()} acknowledged the escalation",
+            actor=actor,
+            metadata={"decision": "acknowledge", "escalation": str(escalation.pk)},
+        )
+    escalation.refresh_from_db()
+    return escalation
+
+
+def escalations_move_patient(*, survivor, duplicate):
+    """Receiver of patients_merged (inside the merge's transaction)."""
+    return Escalation.objects.filter(patient=duplicate).update(patient=survivor)
