@@ -1,0 +1,721 @@
+"""Reads for the KPI report. Every definition is in reporting/METRICS.md.
+
+Figures are computed per (local day, team, channel) group: `kpi_groups_compute()`
+does it from the conversations, calls and surveys themselves, by SQL aggregation
+(counts and sums grouped in the database, never rows counted in Python). The
+nightly rollup stores those groups for past days; `kpi_report()` sums stored
+groups for the days that are rolled up and computes the others (today, and any
+day the rollup has not reached) live, then derives rates and percentiles.
+
+The one exception to "aggregate in SQL" is the business-hours durations (first
+response and resolution time): a team's calendar (weekly hours, time zone,
+holidays) lives in Python, so those are computed in Python over one row of four
+timestamps per resolved conversation of the bounded range, and kept as sorted
+samples in the rollup so that a period's median and p90 stay exact.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    When,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Round, TruncDate, TruncWeek
+from django.utils import timezone
+
+from channels_app.models import CallDetail, Conversation, Interaction
+from patients.models import Channel
+from reporting.calendars import team_calendars
+from reporting.models import (
+    KpiDailyRollup,
+    KpiRollupDay,
+    SurveyReply,
+    SurveyRequest,
+    SurveyResponse,
+)
+
+FCR_WINDOW = timedelta(days=7)
+# What a patient does that counts as contact (notes and events are staff-side).
+CONTACT_KINDS = (Interaction.Kind.MESSAGE, Interaction.Kind.CALL, Interaction.Kind.VOICEMAIL)
+INTERVALS = ("day", "week")
+PERCENTILES = (0.5, 0.9)
+# Duration metrics, each kept as samples in the rollup column "<name>_samples".
+SAMPLE_METRICS = ("first_response", "resolution")
+
+# The additive figures of a group; everything in the report derives from these
+# and from the samples.
+ADDITIVE_KEYS = (
+    "calls_offered",
+    "calls_answered",
+    "calls_abandoned",
+    "calls_short_abandoned",
+    "calls_answered_wait_seconds",
+    "calls_answered_within_target",
+    "conversations_opened",
+    "conversations_resolved",
+    "conversations_fcr",
+    "conversations_escalated",
+    "conversations_reopened",
+    "sentiment_conversations",
+    "sentiment_delta_millionths",
+    "surveys_sent",
+    "csat_responses",
+    "csat_score_sum",
+    "csat_satisfied",
+    "ces_responses",
+    "ces_score_sum",
+)
+# Every figure is a whole number, sentiment deltas too (in millionths; scores
+# have 4 decimals): float sums added in a different order (per group, then over
+# groups) differ in the last digits, and the rolled-up report must equal the
+# live one exactly.
+SENTIMENT_SCALE = 1_000_000
+
+
+@dataclass(frozen=True)
+class KpiSettings:
+    time_zone: ZoneInfo
+    short_abandon_seconds: int
+    service_level_seconds: int
+
+
+def kpi_settings():
+    return KpiSettings(
+        time_zone=ZoneInfo(getattr(settings, "KPI_TIME_ZONE", settings.TIME_ZONE)),
+        short_abandon_seconds=int(getattr(settings, "KPI_SHORT_ABANDON_SECONDS", 10)),
+        service_level_seconds=int(getattr(settings, "KPI_SERVICE_LEVEL_SECONDS", 30)),
+    )
+
+
+def kpi_today():
+    return timezone.localdate(timezone=kpi_settings().time_zone)
+
+
+def empty_group():
+    group = dict.fromkeys(ADDITIVE_KEYS, 0)
+    group["samples"] = {name: [] for name in SAMPLE_METRICS}
+    return group
+
+
+def _bounds(first_day, last_day, zone):
+    """[start, end) of local days first_day..last_day as aware datetimes."""
+    start = datetime.combine(first_day, time(0), tzinfo=zone)
+    end = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=zone)
+    return start, end
+
+
+def _not_survey_closed():
+    """Conversations a bare survey score opened and that were closed automatically
+    are not conversations with the practice: they are left out of every figure."""
+    return ~Exists(SurveyReply.objects.filter(closed_conversation=OuterRef("pk")))
+
+
+def _scoped(queryset, *, team_field, team_ids, channel_field=None, channel=None):
+    if team_ids is not None:
+        queryset = queryset.filter(**{f"{team_field}__in": list(team_ids)})
+    if channel and channel_field:
+        queryset = queryset.filter(**{channel_field: channel})
+    return queryset
+
+
+def _add_calls(groups, *, start, end, team_ids, channel, config):
+    if channel and channel != Channel.VOICE:
+        return
+    calls = _scoped(
+        CallDetail.objects.filter(
+            interaction__channel=Channel.VOICE,
+            interaction__direction=Interaction.Direction.INBOUND,
+            interaction__occurred_at__gte=start,
+            interaction__occurred_at__lt=end,
+        ),
+        team_field="interaction__conversation__team_id",
+        team_ids=team_ids,
+    )
+    abandoned = Q(queue_result=CallDetail.QueueResult.ABANDONED)
+    short = abandoned & Q(queue_wait_seconds__lt=config.short_abandon_seconds)
+    answered = Q(queue_result=CallDetail.QueueResult.ANSWERED, queue_wait_seconds__isnull=False)
+    rows = (
+        calls.annotate(
+            day=TruncDate("interaction__occurred_at", tzinfo=config.time_zone),
+            team=F("interaction__conversation__team_id"),
+        )
+        .values("day", "team")
+        .annotate(
+            offered=Count("pk", filter=Q(queue_wait_seconds__isnull=False) & ~short),
+            answered=Count("pk", filter=answered),
+            abandoned=Count("pk", filter=abandoned & ~short),
+            short_abandoned=Count("pk", filter=short),
+            wait=Sum("queue_wait_seconds", filter=answered),
+            within=Count(
+                "pk",
+                filter=answered & Q(queue_wait_seconds__lte=config.service_level_seconds),
+            ),
+        )
+    )
+    for row in rows:
+        group = groups[(row["day"], row["team"], Channel.VOICE.value)]
+        group["calls_offered"] += row["offered"]
+        group["calls_answered"] += row["answered"]
+        group["calls_abandoned"] += row["abandoned"]
+        group["calls_short_abandoned"] += row["short_abandoned"]
+        group["calls_answered_wait_seconds"] += row["wait"] or 0
+        group["calls_answered_within_target"] += row["within"]
+
+
+def _conversations(*, team_ids, channel):
+    return _scoped(
+        Conversation.objects.filter(_not_survey_closed()),
+        team_field="team_id",
+        team_ids=team_ids,
+        channel_field="channel",
+        channel=channel,
+    )
+
+
+def _add_opened(groups, *, start, end, team_ids, channel, config):
+    rows = (
+        _conversations(team_ids=team_ids, channel=channel)
+        .filter(created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at", tzinfo=config.time_zone))
+        .values("day", "team_id", "channel")
+        .annotate(opened=Count("pk"))
+    )
+    for row in rows:
+        groups[(row["day"], row["team_id"], row["channel"])]["conversations_opened"] += row[
+            "opened"
+        ]
+
+
+def _resolved(*, start, end, team_ids, channel):
+    return _conversations(team_ids=team_ids, channel=channel).filter(
+        status=Conversation.Status.RESOLVED, resolved_at__gte=start, resolved_at__lt=end
+    )
+
+
+def _is_resolution_event():
+    # The text conversation_change() records for a status move to resolved.
+    return Q(
+        kind=Interaction.Kind.EVENT,
+        metadata__change__startswith="status ",
+        metadata__change__endswith=" → resolved",
+    )
+
+
+def _reopens():
+    """Reopen events of the conversation before its (latest) resolution."""
+    return Interaction.objects.filter(
+        conversation=OuterRef("pk"),
+        kind=Interaction.Kind.EVENT,
+        metadata__change="reopened",
+        occurred_at__lte=OuterRef("resolved_at"),
+    )
+
+
+def _reopened_within_window():
+    """A reopen that came within FCR_WINDOW of the resolution it undid: some
+    resolution event of the same conversation in the window before it (if any
+    resolution is in that window, the one it undid, the latest, is too)."""
+    undone = Interaction.objects.filter(
+        _is_resolution_event(),
+        conversation=OuterRef("conversation"),
+        occurred_at__lt=OuterRef("occurred_at"),
+        occurred_at__gte=OuterRef("occurred_at") - FCR_WINDOW,
+    )
+    return _reopens().filter(Exists(undone))
+
+
+def _recontacted():
+    """New contact from the patient within FCR_WINDOW after the resolution: any
+    inbound message, call or voicemail of the same patient (any conversation and
+    channel), or from the same address on the same practice account when no
+    patient is known, or on the same conversation when neither is. Survey
+    answers are not new contact."""
+    later = Interaction.objects.filter(
+        direction=Interaction.Direction.INBOUND,
+        kind__in=CONTACT_KINDS,
+        occurred_at__gt=OuterRef("resolved_at"),
+        occurred_at__lte=OuterRef("resolved_at") + FCR_WINDOW,
+    ).exclude(Exists(SurveyReply.objects.filter(interaction=OuterRef("pk"))))
+    return Case(
+        When(
+            patient_id__isnull=False,
+            then=Exists(later.filter(patient_id=OuterRef("patient_id"))),
+        ),
+        When(
+            ~Q(contact_index=""),
+            then=Exists(
+                later.filter(
+                    conversation__account_id=OuterRef("account_id"),
+                    conversation__contact_index=OuterRef("contact_index"),
+                )
+            ),
+        ),
+        default=Exists(later.filter(conversation_id=OuterRef("pk"))),
+        output_field=BooleanField(),
+    )
+
+
+def _add_resolved(groups, *, start, end, team_ids, channel, config):
+    scored = Q(sentiment_first__isnull=False, sentiment_latest__isnull=False)
+    rows = (
+        _resolved(start=start, end=end, team_ids=team_ids, channel=channel)
+        .alias(
+            reopened=Exists(_reopens()),
+            reopened_in_window=Exists(_reopened_within_window()),
+            recontacted=_recontacted(),
+        )
+        .annotate(day=TruncDate("resolved_at", tzinfo=config.time_zone))
+        .values("day", "team_id", "channel")
+        .annotate(
+            resolved=Count("pk"),
+            fcr=Count("pk", filter=Q(reopened_in_window=False, recontacted=False)),
+            escalated=Count("pk", filter=Q(escalated=True)),
+            reopened=Count("pk", filter=Q(reopened=True)),
+            scored=Count("pk", filter=scored),
+            delta=Sum(
+                Cast(
+                    Round((F("sentiment_latest") - F("sentiment_first")) * SENTIMENT_SCALE),
+                    BigIntegerField(),
+                ),
+                filter=scored,
+            ),
+        )
+    )
+    for row in rows:
+        group = groups[(row["day"], row["team_id"], row["channel"])]
+        group["conversations_resolved"] += row["resolved"]
+        group["conversations_fcr"] += row["fcr"]
+        group["conversations_escalated"] += row["escalated"]
+        group["conversations_reopened"] += row["reopened"]
+        group["sentiment_conversations"] += row["scored"]
+        group["sentiment_delta_millionths"] += row["delta"] or 0
+
+
+def _add_durations(groups, *, start, end, team_ids, channel, config):
+    """First response and resolution time in business hours, as samples. One row
+    of timestamps per resolved conversation; the interactions themselves are read
+    by the database through the (conversation, occurred_at) index."""
+    first_inbound = (
+        Interaction.objects.filter(
+            conversation=OuterRef("pk"),
+            direction=Interaction.Direction.INBOUND,
+            kind__in=CONTACT_KINDS,
+        )
+        .order_by("occurred_at")
+        .values("occurred_at")[:1]
+    )
+    first_reply = (
+        Interaction.objects.filter(
+            conversation=OuterRef("pk"),
+            direction=Interaction.Direction.OUTBOUND,
+            author__isnull=False,
+            occurred_at__gte=OuterRef("first_inbound_at"),
+        )
+        .order_by("occurred_at")
+        .values("occurred_at")[:1]
+    )
+    rows = list(
+        _resolved(start=start, end=end, team_ids=team_ids, channel=channel)
+        .annotate(first_inbound_at=Subquery(first_inbound))
+        .annotate(first_reply_at=Subquery(first_reply))
+        .values_list(
+            "team_id", "channel", "created_at", "resolved_at", "first_inbound_at", "first_reply_at"
+        )
+    )
+    calendars = team_calendars(team_ids={row[0] for row in rows})
+    for team_id, conversation_channel, created_at, resolved_at, inbound_at, reply_at in rows:
+        calendar = calendars.get(team_id)
+        day = resolved_at.astimezone(config.time_zone).date()
+        samples = groups[(day, team_id, conversation_channel)]["samples"]
+        samples["resolution"].append(_business_seconds(calendar, created_at, resolved_at))
+        if inbound_at is not None and reply_at is not None:
+            samples["first_response"].append(_business_seconds(calendar, inbound_at, reply_at))
+
+
+def _business_seconds(calendar, start, end):
+    """Whole seconds of business time; around the clock without a calendar."""
+    if end <= start:
+        return 0
+    elapsed = calendar.business_time_between(start, end) if calendar else end - start
+    return int(elapsed.total_seconds())
+
+
+def _add_surveys(groups, *, start, end, team_ids, channel, config):
+    sent = (
+        _scoped(
+            SurveyRequest.objects.filter(sent_at__gte=start, sent_at__lt=end),
+            team_field="team_id",
+            team_ids=team_ids,
+            channel_field="channel",
+            channel=channel,
+        )
+        .annotate(day=TruncDate("sent_at", tzinfo=config.time_zone))
+        .values("day", "team_id", "channel")
+        .annotate(sent=Count("pk"))
+    )
+    for row in sent:
+        groups[(row["day"], row["team_id"], row["channel"])]["surveys_sent"] += row["sent"]
+    answered = (
+        _scoped(
+            SurveyResponse.objects.filter(received_at__gte=start, received_at__lt=end),
+            team_field="team_id",
+            team_ids=team_ids,
+            channel_field="channel",
+            channel=channel,
+        )
+        .annotate(day=TruncDate("received_at", tzinfo=config.time_zone))
+        .values("day", "team_id", "channel")
+        .annotate(
+            responses=Count("pk"),
+            score_sum=Sum("score"),
+            satisfied=Count("pk", filter=Q(score__gte=4)),
+            effort_responses=Count("effort_score"),
+            effort_sum=Sum("effort_score"),
+        )
+    )
+    for row in answered:
+        group = groups[(row["day"], row["team_id"], row["channel"])]
+        group["csat_responses"] += row["responses"]
+        group["csat_score_sum"] += row["score_sum"] or 0
+        group["csat_satisfied"] += row["satisfied"]
+        group["ces_responses"] += row["effort_responses"]
+        group["ces_score_sum"] += row["effort_sum"] or 0
+
+
+def kpi_groups_compute(*, first_day, last_day, team_ids=None, channel=None):
+    """{(day, team id, channel): figures} for the local days first_day..last_day,
+    computed from the source rows. team_ids None means every team."""
+    config = kpi_settings()
+    start, end = _bounds(first_day, last_day, config.time_zone)
+    groups = defaultdict(empty_group)
+    scope = {"start": start, "end": end, "team_ids": team_ids, "channel": channel, "config": config}
+    _add_calls(groups, **scope)
+    _add_opened(groups, **scope)
+    _add_resolved(groups, **scope)
+    _add_durations(groups, **scope)
+    _add_surveys(groups, **scope)
+    for group in groups.values():
+        for samples in group["samples"].values():
+            samples.sort()
+    return dict(groups)
+
+
+# --- The report -----------------------------------------------------------------
+
+
+def _days(first_day, last_day):
+    return [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+
+
+def _bucket_start(day, interval):
+    return day - timedelta(days=day.weekday()) if interval == "week" else day
+
+
+def _ranges(days):
+    """Contiguous (first, last) runs of sorted days."""
+    runs = []
+    for day in days:
+        if runs and runs[-1][1] == day - timedelta(days=1):
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    return [tuple(run) for run in runs]
+
+
+def _rollup_rows(*, first_day, last_day, team_ids, channel):
+    return _scoped(
+        KpiDailyRollup.objects.filter(day__gte=first_day, day__lte=last_day),
+        team_field="team_id",
+        team_ids=team_ids,
+        channel_field="channel",
+        channel=channel,
+    )
+
+
+def _rollup_sums(*, first_day, last_day, team_ids, channel, interval):
+    """{bucket start: additive figures} summed in SQL over the stored groups."""
+    rows = _rollup_rows(first_day=first_day, last_day=last_day, team_ids=team_ids, channel=channel)
+    bucket = TruncWeek("day") if interval == "week" else F("day")
+    sums = (
+        rows.annotate(bucket=bucket)
+        .values("bucket")
+        .annotate(
+            **{
+                key: Sum(Cast(KeyTextTransform(key, "metrics"), BigIntegerField()))
+                for key in ADDITIVE_KEYS
+            }
+        )
+    )
+    result = {}
+    for row in sums:
+        start = row["bucket"]
+        if isinstance(start, datetime):
+            start = start.date()
+        result[start] = {key: row[key] or 0 for key in ADDITIVE_KEYS}
+    return result
+
+
+def _interpolated(sorted_values, fraction):
+    """percentile_cont's definition: linear interpolation between closest ranks."""
+    position = fraction * (len(sorted_values) - 1)
+    lower = int(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
+
+
+_PERCENTILE_SQL = """
+WITH buckets(day, bucket) AS (
+    SELECT * FROM unnest(%(days)s::date[], %(buckets)s::date[])
+),
+rollups AS (
+    SELECT buckets.bucket, rollup.first_response_samples, rollup.resolution_samples
+    FROM reporting_kpidailyrollup AS rollup
+    JOIN buckets ON buckets.day = rollup.day
+    WHERE rollup.day BETWEEN %(first_day)s::date AND %(last_day)s::date
+      AND (%(all_teams)s::boolean OR rollup.team_id = ANY(%(team_ids)s::bigint[]))
+      AND (%(channel)s::text = '' OR rollup.channel = %(channel)s::text)
+),
+samples(metric, bucket, seconds) AS (
+    SELECT 'first_response', bucket, unnest(first_response_samples) FROM rollups
+    UNION ALL
+    SELECT 'resolution', bucket, unnest(resolution_samples) FROM rollups
+    UNION ALL
+    SELECT * FROM unnest(
+        %(live_metric)s::text[], %(live_bucket)s::date[], %(live_seconds)s::integer[]
+    )
+)
+SELECT metric, bucket, GROUPING(bucket) = 1 AS is_period, count(*),
+       percentile_cont(%(fractions)s::double precision[]) WITHIN GROUP (ORDER BY seconds)
+FROM samples
+GROUP BY GROUPING SETS ((metric, bucket), (metric))
+"""
+
+
+def _percentiles(*, rolled_days, live_groups, team_ids, channel, interval):
+    """{(metric, bucket start or None for the period): (count, [p50, p90])}. In
+    PostgreSQL, percentile_cont over the rollups' sample arrays and the live days'
+    samples in one statement, per bucket and for the period (GROUPING SETS); raw
+    SQL because an ORM aggregate cannot take unnest(), and PostgreSQL refuses a
+    set-returning function inside an aggregate's argument anyway. Other databases
+    (the SQLite of `make run`) get the same interpolation in Python."""
+    live = [
+        (metric, _bucket_start(day, interval), seconds)
+        for (day, _team, _channel), group in live_groups.items()
+        for metric in SAMPLE_METRICS
+        for seconds in group["samples"][metric]
+    ]
+    if connection.vendor != "postgresql":
+        return _percentiles_in_python(
+            rolled_days=rolled_days,
+            live=live,
+            team_ids=team_ids,
+            channel=channel,
+            interval=interval,
+        )
+    days = sorted(rolled_days)
+    params = {
+        "days": days,
+        "buckets": [_bucket_start(day, interval) for day in days],
+        "first_day": days[0] if days else date.min,
+        "last_day": days[-1] if days else date.min,
+        "all_teams": team_ids is None,
+        "team_ids": list(team_ids or []),
+        "channel": channel or "",
+        "live_metric": [row[0] for row in live],
+        "live_bucket": [row[1] for row in live],
+        "live_seconds": [row[2] for row in live],
+        "fractions": list(PERCENTILES),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_PERCENTILE_SQL, params)
+        return {
+            (metric, None if is_period else bucket): (count, list(values))
+            for metric, bucket, is_period, count, values in cursor.fetchall()
+        }
+
+
+def _percentiles_in_python(*, rolled_days, live, team_ids, channel, interval):
+    collected = defaultdict(list)
+    for metric, bucket, seconds in live:
+        collected[(metric, bucket)].append(seconds)
+        collected[(metric, None)].append(seconds)
+    if rolled_days:
+        rows = _rollup_rows(
+            first_day=min(rolled_days),
+            last_day=max(rolled_days),
+            team_ids=team_ids,
+            channel=channel,
+        ).values_list("day", *(f"{metric}_samples" for metric in SAMPLE_METRICS))
+        for day, *per_metric in rows:
+            for metric, values in zip(SAMPLE_METRICS, per_metric, strict=True):
+                collected[(metric, _bucket_start(day, interval))].extend(values)
+                collected[(metric, None)].extend(values)
+    result = {}
+    for key, values in collected.items():
+        if not values:
+            continue
+        values.sort()
+        result[key] = (len(values), [_interpolated(values, f) for f in PERCENTILES])
+    return result
+
+
+def _ratio(numerator, denominator, places=4):
+    return round(numerator / denominator, places) if denominator else None
+
+
+def _seconds(value):
+    return round(value, 1) if value is not None else None
+
+
+def _figures(sums, percentiles, key):
+    """The report's figures of one bucket (or the period) from its additive sums
+    and its percentiles."""
+
+    def duration(metric):
+        count, values = percentiles.get((metric, key), (0, [None, None]))
+        return {"count": count, "median": _seconds(values[0]), "p90": _seconds(values[1])}
+
+    resolved = sums["conversations_resolved"]
+    escalated = sums["conversations_escalated"]
+    return {
+        "calls": {
+            "offered": sums["calls_offered"],
+            "answered": sums["calls_answered"],
+            "abandoned": sums["calls_abandoned"],
+            "short_abandoned": sums["calls_short_abandoned"],
+            "abandonment_rate": _ratio(sums["calls_abandoned"], sums["calls_offered"]),
+            "asa_seconds": _ratio(
+                sums["calls_answered_wait_seconds"], sums["calls_answered"], places=1
+            ),
+            "service_level": _ratio(sums["calls_answered_within_target"], sums["calls_offered"]),
+        },
+        "conversations": {
+            "opened": sums["conversations_opened"],
+            "resolved": resolved,
+            "first_response_seconds": duration("first_response"),
+            "resolution_seconds": duration("resolution"),
+            "fcr": sums["conversations_fcr"],
+            "fcr_rate": _ratio(sums["conversations_fcr"], resolved),
+            "escalated": escalated,
+            "escalation_rate": _ratio(escalated, resolved),
+            "resolved_without_escalation": resolved - escalated,
+            "resolved_without_escalation_rate": _ratio(resolved - escalated, resolved),
+            "reopened": sums["conversations_reopened"],
+            "reopen_rate": _ratio(sums["conversations_reopened"], resolved),
+        },
+        "sentiment": {
+            "conversations": sums["sentiment_conversations"],
+            "mean_delta": _ratio(
+                sums["sentiment_delta_millionths"],
+                sums["sentiment_conversations"] * SENTIMENT_SCALE,
+            ),
+        },
+        "csat": {
+            "surveys_sent": sums["surveys_sent"],
+            "responses": sums["csat_responses"],
+            "mean": _ratio(sums["csat_score_sum"], sums["csat_responses"], places=2),
+            "satisfied_share": _ratio(sums["csat_satisfied"], sums["csat_responses"]),
+            "ces_responses": sums["ces_responses"],
+            "ces_mean": _ratio(sums["ces_score_sum"], sums["ces_responses"], places=2),
+        },
+    }
+
+
+def _add_sums(total, part):
+    for key in ADDITIVE_KEYS:
+        total[key] += part[key]
+
+
+def kpi_report(*, since, until, team_ids=None, channel=None, interval="day", use_rollups=True):
+    """The KPI report for local days since..until (inclusive) of the given teams
+    (None: every team) and channel (None: every channel), per interval bucket
+    and for the whole period. Rolled-up past days come from the rollups, the rest
+    is computed live; use_rollups=False computes everything live (benchmarks, and
+    checking a rollup against its source)."""
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
+    config = kpi_settings()
+    today = kpi_today()
+    days = _days(since, until)
+    rolled = set()
+    if use_rollups and since < today:
+        rolled = set(
+            KpiRollupDay.objects.filter(
+                day__gte=since, day__lte=min(until, today - timedelta(days=1))
+            ).values_list("day", flat=True)
+        )
+    live_days = [day for day in days if day not in rolled and day <= today]
+
+    live_groups = {}
+    for first_day, last_day in _ranges(live_days):
+        live_groups.update(
+            kpi_groups_compute(
+                first_day=first_day, last_day=last_day, team_ids=team_ids, channel=channel
+            )
+        )
+
+    bucket_starts = sorted({_bucket_start(day, interval) for day in days})
+    sums = {start: empty_group() for start in bucket_starts}
+    if rolled:
+        for start, part in _rollup_sums(
+            first_day=min(rolled),
+            last_day=max(rolled),
+            team_ids=team_ids,
+            channel=channel,
+            interval=interval,
+        ).items():
+            _add_sums(sums[start], part)
+    for (day, _team, _channel), group in live_groups.items():
+        _add_sums(sums[_bucket_start(day, interval)], group)
+    period = empty_group()
+    for part in sums.values():
+        _add_sums(period, part)
+
+    percentiles = _percentiles(
+        rolled_days=rolled,
+        live_groups=live_groups,
+        team_ids=team_ids,
+        channel=channel,
+        interval=interval,
+    )
+    intervals = []
+    for start in bucket_starts:
+        end = start + timedelta(days=6) if interval == "week" else start
+        intervals.append(
+            {
+                "start": max(start, since),
+                "end": min(end, until),
+                **_figures(sums[start], percentiles, start),
+            }
+        )
+    return {
+        "since": since,
+        "until": until,
+        "interval": interval,
+        "time_zone": str(config.time_zone),
+        "teams": sorted(team_ids) if team_ids is not None else None,
+        "channel": channel,
+        "parameters": {
+            "short_abandon_seconds": config.short_abandon_seconds,
+            "service_level_seconds": config.service_level_seconds,
+            "fcr_window_days": FCR_WINDOW.days,
+        },
+        "sources": {"rolled_up_days": len(rolled), "live_days": len(live_days)},
+        "period": {"start": since, "end": until, **_figures(period, percentiles, None)},
+        "intervals": intervals,
+    }

@@ -1,0 +1,450 @@
+"""Writes for reporting: the nightly KPI rollup, and CSAT surveys (scheduling,
+sending, recording the answers that come back by SMS)."""
+
+import re
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Min, Q
+from django.utils import timezone
+
+from channels_app.models import Conversation, Interaction
+from channels_app.services import event_record, outbound_create
+from escalation.sentiment import score_text
+from patients.models import Channel
+from patients.services import consent_check
+from reporting.models import (
+    KpiDailyRollup,
+    KpiRollupDay,
+    SurveyReply,
+    SurveyRequest,
+    SurveyResponse,
+)
+from reporting.selectors import ADDITIVE_KEYS, kpi_groups_compute, kpi_settings, kpi_today
+
+logger = structlog.stdlib.get_logger(__name__)
+
+# FCR looks 7 days past a resolution, so a day's figures settle only after that;
+# the nightly run recomputes this many past days (the window plus a margin).
+ROLLUP_SETTLE_DAYS = 8
+# One transaction per chunk, so a first run over years of history keeps its
+# progress if it is stopped, and the next night continues after the last day.
+ROLLUP_CHUNK_DAYS = 31
+
+# Surveys go where an answer can come back as a reply we can read: SMS.
+SURVEYED_CHANNELS = (Channel.SMS,)
+# How long a reminder stays answerable by "1"/"2" (reminders' reply window).
+AUTOMATED_REPLY_WINDOW = timedelta(hours=72)
+_ANSWER = re.compile(r"\s*([1-5])\s*[.!]*\s*")
+
+
+# --- KPI rollup --------------------------------------------------------------------
+
+
+def kpi_rollup_days(*, first_day, last_day):
+    """Store the figures of local days first_day..last_day (an upsert: running it
+    again for the same days replaces them), and mark the days as rolled up."""
+    groups = kpi_groups_compute(first_day=first_day, last_day=last_day)
+    now = timezone.now()
+    rows = [
+        KpiDailyRollup(
+            day=day,
+            team_id=team_id,
+            channel=channel,
+            metrics={key: figures[key] for key in ADDITIVE_KEYS},
+            first_response_samples=figures["samples"]["first_response"],
+            resolution_samples=figures["samples"]["resolution"],
+            computed_at=now,
+        )
+        for (day, team_id, channel), figures in groups.items()
+    ]
+    markers = [
+        KpiRollupDay(day=first_day + timedelta(days=n), computed_at=now)
+        for n in range((last_day - first_day).days + 1)
+    ]
+    with transaction.atomic():
+        # Groups that had figures on an earlier run and have none now (a
+        # conversation reopened, moved to another team) must not linger.
+        fresh = {(row.day, row.team_id, row.channel) for row in rows}
+        stale = [
+            pk
+            for pk, *key in KpiDailyRollup.objects.filter(
+                day__gte=first_day, day__lte=last_day
+            ).values_list("pk", "day", "team_id", "channel")
+            if tuple(key) not in fresh
+        ]
+        KpiDailyRollup.objects.filter(pk__in=stale).delete()
+        KpiDailyRollup.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["day", "team", "channel"],
+            update_fields=[
+                "metrics",
+                "first_response_samples",
+                "resolution_samples",
+                "computed_at",
+            ],
+            batch_size=500,
+        )
+        KpiRollupDay.objects.bulk_create(
+            markers, update_conflicts=True, unique_fields=["day"], update_fields=["computed_at"]
+        )
+    return len(rows)
+
+
+def _first_day_with_data():
+    earliest = Conversation.objects.aggregate(first=Min("created_at"))["first"]
+    return earliest.astimezone(kpi_settings().time_zone).date() if earliest else None
+
+
+def kpi_rollup_nightly(*, today=None):
+    """Roll up every past day not rolled up yet (all history on the first run) and
+    recompute the last ROLLUP_SETTLE_DAYS days, whose FCR can still change."""
+    today = today or kpi_today()
+    last_day = today - timedelta(days=1)
+    settle_from = today - timedelta(days=ROLLUP_SETTLE_DAYS)
+    latest = KpiRollupDay.objects.aggregate(latest=Max("day"))["latest"]
+    first_day = (
+        (_first_day_with_data() or last_day) if latest is None else latest + timedelta(days=1)
+    )
+    first_day = min(first_day, settle_from)
+    days = 0
+    while first_day <= last_day:
+        chunk_end = min(first_day + timedelta(days=ROLLUP_CHUNK_DAYS - 1), last_day)
+        kpi_rollup_days(first_day=first_day, last_day=chunk_end)
+        days += (chunk_end - first_day).days + 1
+        first_day = chunk_end + timedelta(days=1)
+    logger.info("kpi_rollup_done", days=days)
+    return days
+
+
+# --- CSAT surveys ------------------------------------------------------------------
+
+
+def _delay():
+    return timedelta(seconds=int(getattr(settings, "CSAT_DELAY_SECONDS", 3600)))
+
+
+def _repeat_window():
+    return timedelta(days=int(getattr(settings, "CSAT_REPEAT_DAYS", 7)))
+
+
+def _reply_window():
+    return timedelta(seconds=int(getattr(settings, "CSAT_REPLY_WINDOW_SECONDS", 3 * 86400)))
+
+
+def _comment_window():
+    return timedelta(seconds=int(getattr(settings, "CSAT_COMMENT_WINDOW_SECONDS", 86400)))
+
+
+def _question_text():
+    return getattr(
+        settings,
+        "CSAT_QUESTION_TEXT",
+        f"{settings.PRACTICE_NAME}: how satisfied are you with how we handled your "
+        "request? Reply 1 (very unsatisfied) to 5 (very satisfied). You are welcome to "
+        "add a comment in a second message.",
+    )
+
+
+def _effort_text():
+    return getattr(
+        settings,
+        "CSAT_EFFORT_TEXT",
+        "Thank you! And how easy was it to get what you needed? "
+        "Reply 1 (very difficult) to 5 (very easy).",
+    )
+
+
+def _same_person(conversation):
+    """Surveys of the same patient, or of the same address on the same practice
+    account when the conversation has no patient."""
+    if conversation.patient_id:
+        return Q(patient_id=conversation.patient_id)
+    return Q(
+        patient__isnull=True,
+        conversation__account_id=conversation.account_id,
+        conversation__contact_index=conversation.contact_index,
+    )
+
+
+def _other_automated_message_recent(conversation, *, now):
+    """Whether another automated message (a reminder, an auto-reply) went to this
+    patient recently. Reminders take a reply "1" or "2" within 72 hours as confirm
+    or reschedule, whatever was sent last; a survey in that window would make a
+    score of 1 or 2 ambiguous, and could reopen a conversation as a reschedule."""
+    recent = Interaction.objects.filter(
+        direction=Interaction.Direction.OUTBOUND,
+        author__isnull=True,
+        channel=conversation.channel,
+        occurred_at__gte=now - AUTOMATED_REPLY_WINDOW,
+    ).exclude(conversation_id=conversation.pk)
+    if conversation.patient_id:
+        recent = recent.filter(patient_id=conversation.patient_id)
+    else:
+        recent = recent.filter(
+            conversation__account_id=conversation.account_id,
+            conversation__contact_index=conversation.contact_index,
+        )
+    return recent.exists()
+
+
+def _skip_reason(conversation, *, now, exclude=None, states):
+    if conversation.priority == Conversation.Priority.URGENT:
+        return SurveyRequest.SkipReason.URGENT
+    if conversation.channel not in SURVEYED_CHANNELS or not conversation.contact_index:
+        return SurveyRequest.SkipReason.CHANNEL_NOT_SURVEYED
+    decision = consent_check(
+        patient=conversation.patient,
+        channel=conversation.channel,
+        address=conversation.contact_address,
+    )
+    if not decision.allowed:
+        return decision.reason
+    recent = SurveyRequest.objects.filter(
+        _same_person(conversation), state__in=states, created_at__gte=now - _repeat_window()
+    )
+    if exclude is not None:
+        recent = recent.exclude(pk=exclude.pk)
+    if recent.exists():
+        return SurveyRequest.SkipReason.RECENT_SURVEY
+    if _other_automated_message_recent(conversation, now=now):
+        return SurveyRequest.SkipReason.AWAITING_OTHER_REPLY
+    return ""
+
+
+def survey_schedule(*, conversation, now=None):
+    """Receiver of conversation_resolved: decide once whether this conversation
+    gets a survey, and when. Skips are recorded with the reason."""
+    now = now or timezone.now()
+    reason = _skip_reason(
+        conversation,
+        now=now,
+        states=[
+            SurveyRequest.State.SCHEDULED,
+            SurveyRequest.State.SENT,
+            SurveyRequest.State.ANSWERED,
+        ],
+    )
+    survey, _created = SurveyRequest.objects.get_or_create(
+        conversation=conversation,
+        defaults={
+            "patient": conversation.patient,
+            "team_id": conversation.team_id,
+            "channel": conversation.channel,
+            "state": SurveyRequest.State.SKIPPED if reason else SurveyRequest.State.SCHEDULED,
+            "skip_reason": reason,
+            "scheduled_for": (conversation.resolved_at or now) + _delay(),
+        },
+    )
+    return survey
+
+
+def _skip(survey, reason):
+    survey.state = SurveyRequest.State.SKIPPED
+    survey.skip_reason = reason
+    survey.save(update_fields=["state", "skip_reason"])
+
+
+def _survey_send(survey, *, now):
+    conversation = survey.conversation
+    if conversation.status != Conversation.Status.RESOLVED:
+        _skip(survey, SurveyRequest.SkipReason.REOPENED)
+        return
+    # Checked again at send time: the patient may have opted out, or another
+    # survey may have gone out, during the delay.
+    reason = _skip_reason(
+        conversation,
+        now=now,
+        exclude=survey,
+        states=[SurveyRequest.State.SENT, SurveyRequest.State.ANSWERED],
+    )
+    if reason:
+        _skip(survey, reason)
+        return
+    question = outbound_create(
+        conversation=conversation,
+        body=_question_text(),
+        metadata={"survey": survey.pk, "question": "csat"},
+    )
+    survey.question = question
+    survey.state = SurveyRequest.State.SENT
+    survey.sent_at = now
+    survey.save(update_fields=["question", "state", "sent_at"])
+
+
+def surveys_send_due(*, now=None, limit=200):
+    """Send the surveys whose delay has passed. Rows are claimed with SKIP LOCKED,
+    so two runs never send the same survey; one that fails is marked failed and
+    the rest still go."""
+    now = now or timezone.now()
+    sent = 0
+    with transaction.atomic():
+        due = list(
+            SurveyRequest.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("conversation", "conversation__patient")
+            .filter(state=SurveyRequest.State.SCHEDULED, scheduled_for__lte=now)
+            .order_by("scheduled_for")[:limit]
+        )
+        for survey in due:
+            try:
+                with transaction.atomic():
+                    _survey_send(survey, now=now)
+            except Exception as exc:
+                # The class name only: a message could quote patient data.
+                logger.warning(
+                    "survey_send_failed", survey_id=survey.pk, error=exc.__class__.__name__
+                )
+                survey.state = SurveyRequest.State.FAILED
+                survey.skip_reason = exc.__class__.__name__[:24]
+                survey.save(update_fields=["state", "skip_reason"])
+                continue
+            sent += survey.state == SurveyRequest.State.SENT
+    return sent
+
+
+def _last_outbound_before(conversation, at):
+    """The last message the practice sent to this address on this account, on any
+    of its conversations: a reply answers that message."""
+    return (
+        Interaction.objects.filter(
+            conversation__account_id=conversation.account_id,
+            conversation__contact_index=conversation.contact_index,
+            channel=conversation.channel,
+            direction=Interaction.Direction.OUTBOUND,
+            occurred_at__lte=at,
+        )
+        .order_by("-occurred_at", "-id")
+        .first()
+    )
+
+
+def _close_if_only_the_answer(*, reply, survey):
+    """A bare score arrives after the surveyed conversation was resolved, so it
+    opens a new conversation. When that conversation holds nothing but the
+    answer, nobody needs to work it: close it, with an event saying why."""
+    conversation = reply.conversation
+    if conversation.pk == survey.conversation_id:
+        return None
+    if conversation.status not in Conversation.ACTIVE_STATUSES:
+        return None
+    anything_else = (
+        Interaction.objects.filter(conversation=conversation)
+        .exclude(pk=reply.pk)
+        .filter(Q(direction=Interaction.Direction.INBOUND) | Q(author__isnull=False))
+        .exists()
+    )
+    if anything_else:
+        return None
+    closed = Conversation.objects.filter(
+        pk=conversation.pk, status__in=Conversation.ACTIVE_STATUSES
+    ).update(
+        status=Conversation.Status.RESOLVED,
+        resolved_at=timezone.now(),
+        snoozed_until=None,
+        updated_at=timezone.now(),
+    )
+    if not closed:
+        return None
+    event_record(
+        conversation=conversation,
+        text="survey answer recorded; closed automatically",
+        metadata={"change": "survey_answer_closed", "survey": survey.pk},
+    )
+    return conversation
+
+
+def _answer(body):
+    match = _ANSWER.fullmatch(body or "")
+    return int(match.group(1)) if match else None
+
+
+def survey_reply_record(*, interaction):
+    """Receiver of interaction_received: an SMS reply to a survey question. A
+    digit 1-5 answering the satisfaction question (or the effort question) is
+    recorded on the surveyed conversation; the first text after a score is its
+    comment, stored encrypted with its sentiment. Anything else is an ordinary
+    message. The same interaction again records nothing new."""
+    if (
+        interaction.channel not in SURVEYED_CHANNELS
+        or interaction.direction != Interaction.Direction.INBOUND
+        or interaction.kind != Interaction.Kind.MESSAGE
+    ):
+        return None
+    conversation = interaction.conversation
+    if not conversation.contact_index:
+        return None
+    question = _last_outbound_before(conversation, interaction.occurred_at)
+    if question is None:
+        return None
+    with transaction.atomic():
+        survey = (
+            SurveyRequest.objects.select_for_update(of=("self",))
+            .filter(Q(question=question) | Q(response__effort_question=question))
+            .first()
+        )
+        if survey is None or survey.sent_at is None:
+            return None
+        if interaction.occurred_at > survey.sent_at + _reply_window():
+            return None
+        if SurveyReply.objects.filter(interaction=interaction).exists():
+            return None
+        response = SurveyResponse.objects.filter(survey=survey).first()
+        value = _answer(interaction.body)
+        if value is not None:
+            part = _record_score(survey, response, question, value, interaction)
+        else:
+            part = _record_comment(response, interaction)
+        if part is None:
+            return None
+        closed = None
+        if part != SurveyReply.Part.COMMENT:
+            closed = _close_if_only_the_answer(reply=interaction, survey=survey)
+        return SurveyReply.objects.create(
+            interaction=interaction, survey=survey, part=part, closed_conversation=closed
+        )
+
+
+def _record_score(survey, response, question, value, interaction):
+    if response is None and question.pk == survey.question_id:
+        response = SurveyResponse.objects.create(
+            survey=survey,
+            conversation_id=survey.conversation_id,
+            team_id=survey.team_id,
+            channel=survey.channel,
+            score=value,
+            received_at=interaction.occurred_at,
+        )
+        survey.state = SurveyRequest.State.ANSWERED
+        survey.save(update_fields=["state"])
+        if getattr(settings, "CSAT_ASK_EFFORT", False):
+            response.effort_question = outbound_create(
+                conversation=survey.conversation,
+                body=_effort_text(),
+                metadata={"survey": survey.pk, "question": "effort"},
+            )
+            response.save(update_fields=["effort_question"])
+        return SurveyReply.Part.SCORE
+    if (
+        response is not None
+        and response.effort_question_id == question.pk
+        and response.effort_score is None
+    ):
+        response.effort_score = value
+        response.save(update_fields=["effort_score"])
+        return SurveyReply.Part.EFFORT
+    # A second digit (a correction, a typo) is not taken: the first answer stands.
+    return None
+
+
+def _record_comment(response, interaction):
+    if response is None or response.comment:
+        return None
+    if interaction.occurred_at > response.received_at + _comment_window():
+        return None
+    response.comment = interaction.body
+    response.comment_sentiment = score_text(interaction.body)
+    response.save(update_fields=["comment", "comment_sentiment"])
+    return SurveyReply.Part.COMMENT
