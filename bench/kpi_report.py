@@ -1,0 +1,428 @@
+"""The KPI report for a year over the synthetic data set: rolled up against live.
+
+On first use the script creates its own database, migrates it, loads the synthetic
+data set with `manage.py seed_synthetic` (1M interactions, 100k patients, two years)
+and adds what that command leaves out and the KPIs read: call details (queue results
+and waits) for inbound calls, escalations, reopened conversations, CSAT surveys and
+answers, and business hours for every team (Monday to Friday, 08:00-18:00, New York).
+Later runs reuse it.
+
+Then it times, in one process on the same data:
+
+  live      kpi_report() for the last 365 days, every day computed from the source
+            rows (use_rollups=False): what the report would cost without rollups
+  rollup    building the rollups of those days (what the nightly task does on its
+            first run; later nights recompute 8 days)
+  rolled    kpi_report() for the same year with rollups: 364 past days summed from
+            the rollups, today computed live; also through the HTTP endpoint (JSON
+            and CSV) as an admin, and for one team as its supervisor
+
+and checks that the rolled-up figures equal the live ones. Target: the year with
+rollups under 500 ms.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cc_bench_kpi \\
+        .venv/bin/python bench/kpi_report.py [--runs 20] [--live-runs 2]
+"""
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_kpi"
+TARGET_SECONDS = 0.5
+YEAR_DAYS = 365
+BATCH = 5_000
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--interactions", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=20, help="timed rolled-up reports")
+    parser.add_argument("--live-runs", type=int, default=2, help="timed live reports")
+    parser.add_argument("--seed", type=int, default=20250301)
+    return parser.parse_args()
+
+
+def setup_django():
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def seed(args):
+    from django.core.management import call_command, get_commands
+
+    from channels_app.models import Interaction
+
+    if Interaction.objects.exists():
+        return 0.0
+    if "seed_synthetic" not in get_commands():
+        sys.exit("manage.py seed_synthetic is not available; it loads the data set.")
+    started = time.perf_counter()
+    call_command(
+        "seed_synthetic",
+        patients=args.patients,
+        interactions=args.interactions,
+        seed=args.seed,
+        verbosity=1,
+    )
+    return time.perf_counter() - started
+
+
+def complete(rng):
+    """What the KPIs read and seed_synthetic does not write. Runs once: call
+    details are its marker."""
+    from django.apps import apps
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from channels_app.models import CallDetail, Conversation, Interaction
+    from contactcenter.models import Team
+    from patients.models import Channel
+    from reporting.models import SurveyRequest, SurveyResponse
+
+    if CallDetail.objects.exists():
+        return 0.0
+    started = time.perf_counter()
+    calls = Interaction.objects.filter(
+        channel=Channel.VOICE,
+        direction=Interaction.Direction.INBOUND,
+        kind__in=[Interaction.Kind.CALL, Interaction.Kind.VOICEMAIL],
+    ).values_list("pk", "kind", "occurred_at")
+    details = []
+    for pk, kind, occurred_at in calls.iterator(chunk_size=BATCH):
+        if kind == Interaction.Kind.VOICEMAIL:
+            result, wait = "voicemail", rng.choice((None, rng.randint(30, 240)))
+        elif rng.random() < 0.84:
+            result, wait = "answered", int(rng.lognormvariate(2.8, 0.9))
+        else:
+            result, wait = "abandoned", rng.randint(0, 150)
+        details.append(
+            CallDetail(
+                interaction_id=pk,
+                status="completed",
+                queue_result=result,
+                queue_wait_seconds=wait,
+                duration_seconds=rng.randint(30, 900) if result == "answered" else None,
+                answered_at=occurred_at + timedelta(seconds=wait or 0)
+                if result == "answered"
+                else None,
+                ended_at=occurred_at + timedelta(seconds=(wait or 0) + 60),
+            )
+        )
+    with transaction.atomic():
+        for start in range(0, len(details), BATCH):
+            CallDetail.objects.bulk_create(details[start : start + BATCH])
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE channels_app_conversation SET escalated = true "
+                "WHERE status = 'resolved' AND random() < 0.06"
+            )
+
+        year_ago = timezone.now() - timedelta(days=400)
+        resolved = list(
+            Conversation.objects.filter(status="resolved", resolved_at__gte=year_ago).values_list(
+                "pk", "patient_id", "channel", "team_id", "created_at", "resolved_at"
+            )
+        )
+        events, surveys, answers = [], [], []
+        for pk, patient_id, channel, team_id, created_at, resolved_at in resolved:
+            span = resolved_at - created_at
+            if rng.random() < 0.03 and span > timedelta(minutes=3):
+                for fraction, change in ((1 / 3, "status open → resolved"), (2 / 3, "reopened")):
+                    events.append(
+                        Interaction(
+                            conversation_id=pk,
+                            patient_id=patient_id,
+                            channel=channel,
+                            kind=Interaction.Kind.EVENT,
+                            direction=Interaction.Direction.INTERNAL,
+                            body=f"bench: {change}",
+                            occurred_at=created_at + span * fraction,
+                            metadata={"change": change},
+                        )
+                    )
+            if channel != Channel.SMS or rng.random() > 0.3:
+                continue
+            sent_at = resolved_at + timedelta(hours=1)
+            answered = rng.random() < 0.45
+            survey = SurveyRequest(
+                conversation_id=pk,
+                patient_id=patient_id,
+                team_id=team_id,
+                channel=channel,
+                state="answered" if answered else "sent",
+                scheduled_for=sent_at,
+                sent_at=sent_at,
+            )
+            surveys.append(survey)
+            if answered:
+                answers.append(
+                    SurveyResponse(
+                        survey=survey,
+                        conversation_id=pk,
+                        team_id=team_id,
+                        channel=channel,
+                        score=rng.choices((1, 2, 3, 4, 5), (4, 5, 11, 30, 50))[0],
+                        effort_score=rng.choice((None, rng.randint(1, 5))),
+                        received_at=sent_at + timedelta(minutes=rng.randint(1, 600)),
+                    )
+                )
+        for model, rows in ((Interaction, events), (SurveyRequest, surveys)):
+            for start in range(0, len(rows), BATCH):
+                model.objects.bulk_create(rows[start : start + BATCH])
+        for answer in answers:
+            answer.survey_id = answer.survey.pk
+        for start in range(0, len(answers), BATCH):
+            SurveyResponse.objects.bulk_create(answers[start : start + BATCH])
+
+        try:
+            hours = apps.get_model("escalation", "BusinessHours")
+        except LookupError:
+            hours = None
+        if hours is not None:
+            weekly = {str(day): [["08:00", "18:00"]] for day in range(5)}
+            for team in Team.objects.all():
+                hours.objects.update_or_create(
+                    team=team, defaults={"time_zone": "America/New_York", "weekly": weekly}
+                )
+    with connection.cursor() as cursor:
+        for table in (
+            "channels_app_calldetail",
+            "channels_app_conversation",
+            "channels_app_interaction",
+            "reporting_surveyrequest",
+            "reporting_surveyresponse",
+        ):
+            cursor.execute(f"ANALYZE {table}")
+    return time.perf_counter() - started
+
+
+def timed(function, runs):
+    seconds = []
+    result = None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = function()
+        seconds.append(time.perf_counter() - started)
+    return result, seconds
+
+
+def describe(seconds):
+    ordered = sorted(seconds)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return (
+        f"median {statistics.median(ordered) * 1000:8.1f} ms   "
+        f"min {ordered[0] * 1000:8.1f} ms   p95 {p95 * 1000:8.1f} ms   (n={len(ordered)})"
+    )
+
+
+def data_summary(since, until):
+    from django.db import connection
+
+    queries = {
+        "interactions": "SELECT count(*) FROM channels_app_interaction",
+        "conversations": "SELECT count(*) FROM channels_app_conversation",
+        "calls with details": "SELECT count(*) FROM channels_app_calldetail",
+        "resolved in the year": (
+            "SELECT count(*) FROM channels_app_conversation WHERE status = 'resolved' "
+            "AND resolved_at >= %s AND resolved_at < %s + interval '1 day'"
+        ),
+        "survey answers": "SELECT count(*) FROM reporting_surveyresponse",
+    }
+    counts = {}
+    with connection.cursor() as cursor:
+        for name, query in queries.items():
+            cursor.execute(query, [since, until] if "%s" in query else [])
+            counts[name] = cursor.fetchone()[0]
+    return counts
+
+
+def resolved_on(day):
+    from reporting.selectors import kpi_groups_compute
+
+    groups = kpi_groups_compute(first_day=day, last_day=day)
+    return sum(group["conversations_resolved"] for group in groups.values())
+
+
+class Rollback(Exception):
+    pass
+
+
+def live_days_with_indexes(days, runs):
+    """kpi_groups_compute() of each day again with the indexes channels_app does
+    not have yet, created in a transaction that is rolled back: the database is
+    left as it was."""
+    from django.db import connection, transaction
+
+    from reporting.selectors import kpi_groups_compute
+
+    statements = (
+        "CREATE INDEX bench_interaction_voice_idx ON channels_app_interaction (occurred_at) "
+        "WHERE channel = 'voice'",
+        "CREATE INDEX bench_conversation_created_idx ON channels_app_conversation (created_at)",
+        "CREATE INDEX bench_conversation_resolved_idx ON channels_app_conversation "
+        "(resolved_at) WHERE status = 'resolved'",
+    )
+    seconds = {}
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+                cursor.execute("ANALYZE channels_app_interaction")
+                cursor.execute("ANALYZE channels_app_conversation")
+            for day in days:
+                _, seconds[day] = timed(
+                    lambda day=day: kpi_groups_compute(first_day=day, last_day=day), runs
+                )
+            raise Rollback
+    except Rollback:
+        pass
+    return seconds
+
+
+def main():
+    args = parse_args()
+    setup_django()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    from bench.audit_overhead import ensure_database
+    from contactcenter import roles
+    from contactcenter.models import Team
+    from contactcenter.services import staff_create, token_issue
+    from reporting.models import KpiDailyRollup, KpiRollupDay
+    from reporting.selectors import kpi_groups_compute, kpi_report, kpi_today
+    from reporting.services import kpi_rollup_days
+
+    rng = random.Random(args.seed)
+    ensure_database()
+    call_command("migrate", verbosity=0, interactive=False)
+    seed_seconds = seed(args)
+    complete_seconds = complete(rng)
+
+    today = kpi_today()
+    since = today - timedelta(days=YEAR_DAYS - 1)
+    yesterday = today - timedelta(days=1)
+    print(f"database {connection.settings_dict['NAME']}; year {since} .. {today}")
+    if seed_seconds:
+        print(f"seeded with seed_synthetic in {seed_seconds:.0f} s")
+    if complete_seconds:
+        print(
+            f"added calls, escalations, reopens, surveys, business hours in "
+            f"{complete_seconds:.0f} s"
+        )
+    for name, count in data_summary(since, today).items():
+        print(f"  {name:>22}: {count:,}")
+
+    KpiDailyRollup.objects.all().delete()
+    KpiRollupDay.objects.all().delete()
+    report = {"since": since, "until": today}
+
+    # Warm the caches the same way for both: one untimed live run of today.
+    kpi_groups_compute(first_day=today, last_day=today)
+    live, live_seconds = timed(lambda: kpi_report(**report, use_rollups=False), args.live_runs)
+
+    started = time.perf_counter()
+    for first in range(0, YEAR_DAYS - 1, 31):
+        first_day = since + timedelta(days=first)
+        last_day = min(first_day + timedelta(days=30), yesterday)
+        kpi_rollup_days(first_day=first_day, last_day=last_day)
+    rollup_seconds = time.perf_counter() - started
+
+    rolled, rolled_seconds = timed(lambda: kpi_report(**report), args.runs)
+    _, weekly_seconds = timed(lambda: kpi_report(**report, interval="week"), args.runs)
+    _, past_seconds = timed(lambda: kpi_report(since=since, until=yesterday), args.runs)
+    # seed_synthetic caps resolution times at "now", which piles resolutions into
+    # today; a day a month ago has an ordinary volume.
+    typical = today - timedelta(days=30)
+    _, today_seconds = timed(lambda: kpi_groups_compute(first_day=today, last_day=today), 10)
+    _, typical_seconds = timed(lambda: kpi_groups_compute(first_day=typical, last_day=typical), 10)
+    indexed = live_days_with_indexes([today, typical], 10)
+
+    same = {**rolled, "sources": None} == {**live, "sources": None}
+
+    admin = staff_create(username="bench-kpi-admin", role=roles.ADMIN)
+    admin_client = Client(headers={"Authorization": f"Bearer {token_issue(user=admin).token}"})
+    query = {"since": str(since), "until": str(today)}
+    response = admin_client.get("/api/v1/reports/kpis/", query)
+    assert response.status_code == 200, response.content[:500]
+    _, api_seconds = timed(lambda: admin_client.get("/api/v1/reports/kpis/", query), args.runs)
+    _, csv_seconds = timed(
+        lambda: admin_client.get("/api/v1/reports/kpis/", {**query, "format": "csv"}), args.runs
+    )
+    big_team = Team.objects.order_by("pk").first()
+    supervisor = staff_create(
+        username="bench-kpi-supervisor", role=roles.SUPERVISOR, teams=[big_team]
+    )
+    supervisor_client = Client(
+        headers={"Authorization": f"Bearer {token_issue(user=supervisor).token}"}
+    )
+    _, team_seconds = timed(
+        lambda: supervisor_client.get("/api/v1/reports/kpis/", query), args.runs
+    )
+
+    period = rolled["period"]
+    print()
+    print(
+        f"year of KPIs, every team ({rolled['sources']['rolled_up_days']} days rolled up, "
+        f"{rolled['sources']['live_days']} live):"
+    )
+    print(f"  live, no rollups        {describe(live_seconds)}")
+    print(
+        f"  building the rollups    {rollup_seconds * 1000:8.0f} ms for {YEAR_DAYS - 1} days "
+        f"({KpiDailyRollup.objects.count():,} rows)"
+    )
+    print(f"  with rollups, by day    {describe(rolled_seconds)}")
+    print(f"  with rollups, by week   {describe(weekly_seconds)}")
+    print(f"    364 rolled-up days    {describe(past_seconds)}")
+    print(f"    today live            {describe(today_seconds)}")
+    print("  one day live, by day volume and with the indexes channels_app lacks:")
+    for label, day, seconds in (
+        ("today", today, today_seconds),
+        ("a typical day", typical, typical_seconds),
+    ):
+        print(f"    {label:<13} ({resolved_on(day):>5,} resolved) {describe(seconds)}")
+        print(f"    {label:<13} with indexes     {describe(indexed[day])}")
+    print(f"  HTTP JSON, admin        {describe(api_seconds)}")
+    print(f"  HTTP CSV, admin         {describe(csv_seconds)}")
+    print(f"  HTTP JSON, supervisor   {describe(team_seconds)}")
+    median = statistics.median(rolled_seconds)
+    typical_total = statistics.median(past_seconds) + statistics.median(indexed[typical])
+    print()
+    print(
+        f"speed-up with rollups: {statistics.median(live_seconds) / median:.0f}x; "
+        f"rolled-up figures equal live: {'yes' if same else 'NO'}"
+    )
+    print(
+        f"target: year with rollups under {TARGET_SECONDS * 1000:.0f} ms: "
+        f"{'met' if median < TARGET_SECONDS else 'MISSED'} ({median * 1000:.0f} ms); the "
+        f"rolled-up days plus a typical day live, with the indexes: {typical_total * 1000:.0f} ms"
+    )
+    conversations = period["conversations"]
+    print(
+        f"figures: {period['calls']['offered']:,} calls offered, ASA "
+        f"{period['calls']['asa_seconds']} s; {conversations['resolved']:,} resolved, FCR "
+        f"{conversations['fcr_rate']}, first response median "
+        f"{conversations['first_response_seconds']['median']} s; CSAT "
+        f"{period['csat']['satisfied_share']} over {period['csat']['responses']:,} answers"
+    )
+    if not same:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
