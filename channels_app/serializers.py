@@ -1,7 +1,9 @@
+import datetime
+
 from django.core.exceptions import ObjectDoesNotExist
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from channels_app.models import Conversation
 
 
 class PortalMessageSerializer(serializers.Serializer):
@@ -25,8 +27,12 @@ class PortalMessageCreatedSerializer(serializers.Serializer):
 
 
 def _iso(value):
-    """DRF's DateTimeField output: ISO 8601 with "Z" for UTC."""
-    return serializers.DateTimeField().to_representation(value) if value else None
+    """DRF's DateTimeField output (ISO 8601 in UTC, written "Z"), without building
+    a DRF field for every value of a page."""
+    if not value:
+        return None
+    text = value.astimezone(datetime.UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def mask_address(address):
@@ -49,70 +55,84 @@ class InboxRowSerializer(serializers.Serializer):
     status = serializers.CharField()
     priority = serializers.CharField(source="get_priority_display")
     patient = serializers.UUIDField(source="patient_id", allow_null=True)
-    patient_name = serializers.SerializerMethodField()
-    contact = serializers.SerializerMethodField()
+    patient_name = serializers.CharField(
+        allow_null=True, help_text="Only for patients the caller may see."
+    )
+    contact = serializers.CharField(help_text="The contact address, masked.")
     assignee = serializers.IntegerField(source="assignee_id", allow_null=True)
-    assignee_name = serializers.SerializerMethodField()
+    assignee_name = serializers.CharField(allow_null=True)
     team = serializers.IntegerField(source="team_id")
     labels = serializers.ListField(child=serializers.CharField())
     escalated = serializers.BooleanField()
     last_interaction_at = serializers.DateTimeField()
     last_direction = serializers.CharField()
     preview = serializers.CharField(source="last_preview")
-    unread = serializers.SerializerMethodField()
-    sla_due_at = serializers.SerializerMethodField()
+    unread = serializers.BooleanField(help_text="Activity since the caller last read it.")
+    sla_due_at = serializers.DateTimeField(allow_null=True)
 
     def to_representation(self, conversation):
-        """Built directly: the inbox renders fifty of these per page and DRF's
-        field-by-field machinery costs more than the rows themselves. The
-        declared fields above still describe the row in the API schema."""
-        return {
-            "id": str(conversation.pk),
-            "channel": conversation.channel,
-            "status": conversation.status,
-            "priority": conversation.get_priority_display(),
-            "patient": str(conversation.patient_id) if conversation.patient_id else None,
-            "patient_name": self.get_patient_name(conversation),
-            "contact": self.get_contact(conversation),
-            "assignee": conversation.assignee_id,
-            "assignee_name": self.get_assignee_name(conversation),
-            "team": conversation.team_id,
-            "labels": list(conversation.labels),
-            "escalated": conversation.escalated,
-            "last_interaction_at": _iso(conversation.last_interaction_at),
-            "last_direction": conversation.last_direction,
-            "preview": conversation.last_preview,
-            "unread": self.get_unread(conversation),
-            "sla_due_at": self.get_sla_due_at(conversation),
-            **self.extra_representation(conversation),
+        """The detail view's conversation, as the inbox row it would be."""
+        visible = conversation.patient_id in self.context.get("visible_patient_ids", set())
+        row = {
+            **{name: getattr(conversation, name) for name in INBOX_ROW_ATTRIBUTES},
+            "patient_name": conversation.patient.display_name if visible else None,
+            "assignee_username": (
+                conversation.assignee.get_username() if conversation.assignee_id else None
+            ),
+            "unread": bool(getattr(conversation, "unread", False)),
         }
+        return {**inbox_row(row), **self.extra_representation(conversation)}
 
     def extra_representation(self, conversation):
         return {}
 
-    def get_patient_name(self, conversation) -> str | None:
-        visible = self.context.get("visible_patient_ids", set())
-        if conversation.patient_id is None or conversation.patient_id not in visible:
-            return None
-        return conversation.patient.display_name
 
-    def get_contact(self, conversation) -> str:
-        return mask_address(conversation.contact_address)
+# What an inbox row reads of a conversation (channels_app.selectors.INBOX_COLUMNS).
+INBOX_ROW_ATTRIBUTES = (
+    "id",
+    "channel",
+    "status",
+    "priority",
+    "patient_id",
+    "contact_address",
+    "assignee_id",
+    "team_id",
+    "labels",
+    "escalated",
+    "last_interaction_at",
+    "last_direction",
+    "last_preview",
+    "first_response_due_at",
+    "next_response_due_at",
+)
+_PRIORITY_LABELS = dict(Conversation.Priority.choices)
 
-    def get_assignee_name(self, conversation) -> str | None:
-        return conversation.assignee.get_username() if conversation.assignee_id else None
 
-    def get_unread(self, conversation) -> bool:
-        return bool(getattr(conversation, "unread", False))
-
-    @extend_schema_field(OpenApiTypes.DATETIME)
-    def get_sla_due_at(self, conversation):
-        due = [
-            d
-            for d in (conversation.first_response_due_at, conversation.next_response_due_at)
-            if d is not None
-        ]
-        return min(due).isoformat() if due else None
+def inbox_row(row):
+    """An inbox row as the API answers it, from the dict of decrypted values that
+    channels_app.selectors.inbox_page returns. Built directly: a page is fifty of
+    these and DRF's field-by-field machinery costs more than the rows themselves;
+    InboxRowSerializer's declared fields describe the same row in the schema."""
+    due = [d for d in (row["first_response_due_at"], row["next_response_due_at"]) if d is not None]
+    return {
+        "id": str(row["id"]),
+        "channel": row["channel"],
+        "status": row["status"],
+        "priority": _PRIORITY_LABELS[row["priority"]],
+        "patient": str(row["patient_id"]) if row["patient_id"] else None,
+        "patient_name": row["patient_name"],
+        "contact": mask_address(row["contact_address"]),
+        "assignee": row["assignee_id"],
+        "assignee_name": row["assignee_username"],
+        "team": row["team_id"],
+        "labels": list(row["labels"]),
+        "escalated": row["escalated"],
+        "last_interaction_at": _iso(row["last_interaction_at"]),
+        "last_direction": row["last_direction"],
+        "preview": row["last_preview"],
+        "unread": row["unread"],
+        "sla_due_at": min(due).isoformat() if due else None,
+    }
 
 
 class ConversationDetailSerializer(InboxRowSerializer):
@@ -158,46 +178,51 @@ class MessageSerializer(serializers.Serializer):
     channel = serializers.CharField(read_only=True)
     kind = serializers.CharField(read_only=True)
     direction = serializers.CharField(read_only=True)
-    author = serializers.SerializerMethodField()
+    author = serializers.CharField(read_only=True, allow_null=True)
     body = serializers.CharField(read_only=True)
     occurred_at = serializers.DateTimeField(read_only=True)
-    delivery_status = serializers.SerializerMethodField()
-    delivery_error = serializers.SerializerMethodField()
+    delivery_status = serializers.CharField(read_only=True, allow_null=True)
+    delivery_error = serializers.CharField(read_only=True, allow_null=True)
     sentiment = serializers.FloatField(read_only=True, allow_null=True)
 
     def to_representation(self, interaction):
-        """Built directly, like the inbox row: a timeline page is fifty of these."""
-        outbound = self._outbound(interaction)
-        return {
-            "id": str(interaction.pk),
-            "conversation": str(interaction.conversation_id),
-            "channel": interaction.channel,
-            "kind": interaction.kind,
-            "direction": interaction.direction,
-            "author": self.get_author(interaction),
-            "body": interaction.body,
-            "occurred_at": _iso(interaction.occurred_at),
-            "delivery_status": outbound.state if outbound else None,
-            "delivery_error": (outbound.last_error or None) if outbound else None,
-            "sentiment": interaction.sentiment,
-        }
-
-    def get_author(self, interaction) -> str | None:
-        return interaction.author.get_username() if interaction.author_id else None
-
-    def _outbound(self, interaction):
         try:
-            return interaction.outbound
+            outbound = interaction.outbound
         except ObjectDoesNotExist:
-            return None
+            outbound = None
+        return message(
+            {
+                "id": interaction.pk,
+                "conversation_id": interaction.conversation_id,
+                "channel": interaction.channel,
+                "kind": interaction.kind,
+                "direction": interaction.direction,
+                "author": interaction.author.get_username() if interaction.author_id else None,
+                "body": interaction.body,
+                "occurred_at": interaction.occurred_at,
+                "sentiment": interaction.sentiment,
+                "delivery_status": outbound.state if outbound else None,
+                "delivery_error": (outbound.last_error or None) if outbound else None,
+            }
+        )
 
-    def get_delivery_status(self, interaction) -> str | None:
-        outbound = self._outbound(interaction)
-        return outbound.state if outbound else None
 
-    def get_delivery_error(self, interaction) -> str | None:
-        outbound = self._outbound(interaction)
-        return outbound.last_error or None if outbound else None
+def message(row):
+    """A timeline or conversation message as the API answers it, from the dict
+    that channels_app.selectors returns (built directly, like inbox_row)."""
+    return {
+        "id": str(row["id"]),
+        "conversation": str(row["conversation_id"]),
+        "channel": row["channel"],
+        "kind": row["kind"],
+        "direction": row["direction"],
+        "author": row["author"],
+        "body": row["body"],
+        "occurred_at": _iso(row["occurred_at"]),
+        "delivery_status": row["delivery_status"],
+        "delivery_error": row["delivery_error"],
+        "sentiment": row["sentiment"],
+    }
 
 
 class ReplySerializer(serializers.Serializer):

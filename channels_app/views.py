@@ -19,11 +19,13 @@ from channels_app.serializers import (
     PortalMessageCreatedSerializer,
     PortalMessageSerializer,
     ReplySerializer,
+    inbox_row,
+    message,
 )
 from compliance.mixins import AuditedViewMixin
 from contactcenter import roles
 from contactcenter.errors import ApiError
-from contactcenter.pagination import CursorPagination
+from contactcenter.keyset import KeysetPagination
 from contactcenter.permissions import role_permission
 from contactcenter.templating import render_template
 from patients.models import Channel
@@ -111,7 +113,7 @@ _PRIORITIES = {label: value for value, label in Conversation.Priority.choices}
 
 
 class InboxFilter(django_filters.FilterSet):
-    """Documents the inbox filters; inbox_list() applies them."""
+    """Validates and documents the inbox filters; selectors.inbox_page applies them."""
 
     status = django_filters.MultipleChoiceFilter(
         choices=Conversation.Status.choices,
@@ -138,29 +140,21 @@ class InboxFilter(django_filters.FilterSet):
         return queryset
 
 
-class InboxPagination(CursorPagination):
-    def get_ordering(self, request, queryset, view):
-        if request.query_params.get("sort") == "sla_due":
-            return ("sla_due_at", "id")
-        return ("-last_interaction_at", "-id")
+def _visible_patient_ids(user, conversations):
+    """Patients of these conversations whose names the user may see."""
+    patient_ids = {c.patient_id for c in conversations if c.patient_id is not None}
+    if not patient_ids:
+        return set()
+    return set(patients_visible_to(user).filter(pk__in=patient_ids).values_list("pk", flat=True))
 
 
-def _visible_patient_ids(user, conversations, *, user_team_ids=None):
-    """Patients of the page whose names the user may see. A patient of one of the
-    user's teams is visible by construction (patients are granted to their team's
-    group), so only the others cost a query."""
-    user_team_ids = set(user_team_ids or ())
-    visible, others = set(), set()
-    for conversation in conversations:
-        if conversation.patient_id is None:
-            continue
-        if conversation.patient.team_id in user_team_ids:
-            visible.add(conversation.patient_id)
-        else:
-            others.add(conversation.patient_id)
-    if others:
-        visible |= set(patients_visible_to(user).filter(pk__in=others).values_list("pk", flat=True))
-    return visible
+def _cleaned(filterset_class, request, model):
+    """The query string, validated by the view's FilterSet (which also documents
+    the filters in the schema); a bad value is a 400 naming the parameter."""
+    filters = filterset_class(request.query_params, queryset=model.objects.none())
+    if not filters.is_valid():
+        raise ValidationError(filters.errors)
+    return filters.form.cleaned_data
 
 
 class ConversationListView(AuditedViewMixin, generics.ListAPIView):
@@ -168,51 +162,36 @@ class ConversationListView(AuditedViewMixin, generics.ListAPIView):
 
     serializer_class = InboxRowSerializer
     filterset_class = InboxFilter
-    pagination_class = InboxPagination
+    pagination_class = KeysetPagination
     queryset = Conversation.objects.none()
     audit_resource_type = "conversation"
     audit_patient_field = "patient_id"
     permission_classes = [role_permission(*CARE_ROLES)]
 
-    def get_queryset(self):
-        filters = InboxFilter(self.request.query_params, queryset=Conversation.objects.none())
-        if not filters.is_valid():
-            raise ValidationError(filters.errors)
-        data = filters.form.cleaned_data
-        priority = _PRIORITIES.get(data.get("priority")) if data.get("priority") else None
-        queryset = selectors.inbox_list(
-            user=self.request.user,
-            statuses=data.get("status") or None,
-            assignee=data.get("assignee") or None,
+    def list(self, request):
+        data = _cleaned(InboxFilter, request, Conversation)
+        assignee = data.get("assignee") or None
+        if assignee not in (None, "me", "unassigned") and not assignee.isdigit():
+            raise ValidationError({"assignee": ['"me", "unassigned" or a user id.']})
+        filters = selectors.InboxFilters(
+            statuses=tuple(data.get("status") or Conversation.ACTIVE_STATUSES),
+            assignee=assignee,
             team_id=data.get("team"),
             channel=data.get("channel") or None,
-            priority=priority,
+            priority=_PRIORITIES[data["priority"]] if data.get("priority") else None,
             patient_id=data.get("patient"),
             label=data.get("label") or None,
             escalated=data.get("escalated"),
             unmatched=data.get("unmatched"),
             updated_since=data.get("updated_since"),
+            sort=data.get("sort") or "last_interaction",
         )
-        if data.get("sort") == "sla_due":
-            queryset = queryset.filter(sla_due_at__isnull=False)
-        return queryset
-
-    def filter_queryset(self, queryset):
-        return queryset  # filters are applied by inbox_list()
-
-    def get_serializer_context(self):
-        return {**super().get_serializer_context(), **getattr(self, "_extra_context", {})}
-
-    def paginate_queryset(self, queryset):
-        page = super().paginate_queryset(queryset)
-        self._extra_context = {
-            "visible_patient_ids": _visible_patient_ids(
-                self.request.user,
-                page or [],
-                user_team_ids=selectors.team_ids_of(self.request.user),
-            )
-        }
-        return page
+        paginator = self.paginator
+        page = selectors.inbox_page(
+            user=request.user, filters=filters, page=paginator.page_request(request)
+        )
+        self.audit(patient_ids=[row["patient_id"] for row in page.rows])
+        return Response(paginator.body(request, page, [inbox_row(row) for row in page.rows]))
 
 
 class InboxCountsView(AuditedViewMixin, generics.GenericAPIView):
@@ -313,14 +292,18 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
     queryset = Interaction.objects.none()
     audit_resource_type = "interaction"
     audit_patient_field = "patient_id"
-    audit_each_row = False  # the conversation's patient is recorded in get_queryset()
     permission_classes = [role_permission(*CARE_ROLES)]
-    ordering = ("-occurred_at", "-id")
 
-    def get_queryset(self):
-        conversation = _conversation_or_404(self.request, self.kwargs["pk"])
+    pagination_class = KeysetPagination
+
+    def list(self, request, pk):
+        conversation = _conversation_or_404(request, pk)
         self.audit(patient_ids=[conversation.patient_id], resource_id=conversation.pk)
-        return selectors.conversation_messages(conversation=conversation)
+        paginator = self.paginator
+        page = selectors.conversation_messages_page(
+            conversation=conversation, page=paginator.page_request(request)
+        )
+        return Response(paginator.body(request, page, [message(row) for row in page.rows]))
 
     @extend_schema(
         request=ReplySerializer,
@@ -388,36 +371,33 @@ class PatientTimelineView(AuditedViewMixin, generics.ListAPIView):
 
     serializer_class = MessageSerializer
     filterset_class = TimelineFilter
+    pagination_class = KeysetPagination
     queryset = Interaction.objects.none()
     audit_resource_type = "timeline"
     audit_patient_field = "patient_id"
-    audit_each_row = False  # one patient, recorded in get_queryset()
     required_scopes = {"GET": "timeline:read"}
-    ordering = ("-occurred_at", "-id")
     lookup_url_kwarg = "patient_id"
 
     def get_permissions(self):
         return [*super().get_permissions(), role_permission(*CARE_ROLES, roles.INTEGRATION)()]
 
-    def get_queryset(self):
-        patient = (
-            patients_visible_to(self.request.user).filter(pk=self.kwargs["patient_id"]).first()
-        )
-        if patient is None:
-            raise NotFound()
-        self.audit(patient_ids=[patient.pk])
-        filters = TimelineFilter(self.request.query_params, queryset=Interaction.objects.none())
-        if not filters.is_valid():
-            raise ValidationError(filters.errors)
-        data = filters.form.cleaned_data
-        return selectors.patient_timeline(
-            patient=patient,
+    def list(self, request, patient_id):
+        data = _cleaned(TimelineFilter, request, Interaction)
+        filters = selectors.TimelineFilters(
             channel=data.get("channel") or None,
             direction=data.get("direction") or None,
             kind=data.get("kind") or None,
             since=data.get("since"),
             until=data.get("until"),
         )
-
-    def filter_queryset(self, queryset):
-        return queryset
+        paginator = self.paginator
+        page = selectors.timeline_page(
+            user=request.user,
+            patient_id=patient_id,
+            filters=filters,
+            page=paginator.page_request(request),
+        )
+        if page is None:
+            raise NotFound()
+        self.audit(patient_ids=[patient_id])
+        return Response(paginator.body(request, page, [message(row) for row in page.rows]))

@@ -81,7 +81,11 @@ class Patient(models.Model):
 
     @property
     def display_name(self):
-        return f"{self.given_name} {self.family_name}".strip()
+        return self.name_for_display(self.given_name, self.family_name)
+
+    @staticmethod
+    def name_for_display(given_name, family_name):
+        return f"{given_name or ''} {family_name or ''}".strip()
 
     @property
     def flags(self):

@@ -6,6 +6,7 @@ from django.utils import timezone
 from compliance.models import BreakGlassGrant
 from contactcenter.access import visible_to
 from contactcenter.blind_index import email_index, mrn_index, phone_index
+from contactcenter.sql import param as sql_param
 from patients.models import Appointment, ContactPoint, Patient, PatientGroupObjectPermission
 
 VIEW_PATIENT = "view_patient"
@@ -29,6 +30,44 @@ def patients_visible_to(user, *, queryset=None):
         user=user, patient_id=OuterRef("pk"), expires_at__gt=timezone.now()
     )
     return visible | base.filter(Exists(broken_glass))
+
+
+def patient_visible_sql(user, *, patient_ref, patient_params=()):
+    """The rule of patients_visible_to() as a SQL condition on one patient id, for
+    the hand-written hot reads (channels_app.selectors). `patient_ref` is a column
+    (`c.patient_id`) or a `%s` placeholder whose value is `patient_params`.
+    Returns (sql, params); table names come from the models, values are params."""
+    patient_table = Patient._meta.db_table
+    if getattr(user, "is_api_client", False):
+        team_id = user.client.team_id
+        if not team_id:
+            return "1 = 1", []
+        return (
+            f"EXISTS (SELECT 1 FROM {patient_table} vp "
+            f"WHERE vp.id = {patient_ref} AND vp.team_id = %s)",
+            [*patient_params, team_id],
+        )
+    if user is None or not user.is_authenticated or not user.is_active:
+        return "1 = 0", []
+    grants = PatientGroupObjectPermission._meta.db_table
+    memberships = user.groups.through._meta.db_table
+    grant_model = BreakGlassGrant
+    # The permission id by sub-select, run once per statement (see access.visible_to).
+    permission = (
+        "SELECT ap.id FROM auth_permission ap "
+        "JOIN django_content_type ct ON ct.id = ap.content_type_id "
+        f"WHERE ct.app_label = '{Patient._meta.app_label}' "
+        f"AND ct.model = '{Patient._meta.model_name}' AND ap.codename = '{VIEW_PATIENT}'"
+    )
+    sql = (
+        f"(EXISTS (SELECT 1 FROM {grants} vg WHERE vg.content_object_id = {patient_ref} "
+        f"AND vg.permission_id = ({permission}) "
+        f"AND vg.group_id IN (SELECT ug.group_id FROM {memberships} ug WHERE ug.user_id = %s))"
+        f" OR EXISTS (SELECT 1 FROM {grant_model._meta.db_table} vb "
+        f"WHERE vb.user_id = %s AND vb.patient_id = {patient_ref} AND vb.expires_at > %s))"
+    )
+    now = sql_param(grant_model._meta.get_field("expires_at"), timezone.now())
+    return sql, [*patient_params, user.pk, user.pk, *patient_params, now]
 
 
 def patient_list(*, user, phone=None, email=None, mrn=None, team_id=None, flag=None):
