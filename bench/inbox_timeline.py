@@ -526,16 +526,26 @@ def check_same_answers(cases):
 
 
 def describe(sql_text):
-    """'SELECT channels_app_conversation' and the like: enough to tell statements apart."""
+    """'SELECT channels_app_conversation' and the like: enough to tell statements
+    apart. The table is the first one named after the outer statement's FROM (so
+    neither an EXISTS (...) in the select list nor a derived table's alias)."""
     import re
 
     words = sql_text.split()
     verb = words[0].upper() if words else "?"
-    # The table of the outer statement, not of an EXISTS (...) in its select list.
-    outer = sql_text
-    while (flattened := re.sub(r"\([^()]*\)", "", outer)) != outer:
-        outer = flattened
-    table = re.search(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', outer, re.IGNORECASE)
+    depth, outer_from = 0, 0
+    for match in re.finditer(r"[()]|\b(?:FROM|INTO|UPDATE)\b", sql_text, re.IGNORECASE):
+        part = match.group(0)
+        if part == "(":
+            depth += 1
+        elif part == ")":
+            depth -= 1
+        elif depth == 0:
+            outer_from = match.start()
+            break
+    table = re.compile(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', re.IGNORECASE).search(
+        sql_text, outer_from
+    )
     if verb in ("SELECT", "INSERT", "UPDATE", "DELETE") and table:
         return f"{verb} {table.group(1)}"
     return " ".join(words[:3])
@@ -546,7 +556,6 @@ def capture(cases, samples=30):
     in cursor.execute() (round trips included), to split its time into database and
     Python. Timed by an execute wrapper: Django's query log rounds to milliseconds."""
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     spent = []
 
@@ -559,10 +568,16 @@ def capture(cases, samples=30):
 
     captured = {}
     for case in cases:
-        with CaptureQueriesContext(connection) as queries:
+        # Statements with their parameters, to EXPLAIN them as they ran: with
+        # server-side binding the query log shows $1 placeholders, not values.
+        statements = []
+
+        def record(execute, sql_text, params, many, context, statements=statements):
+            statements.append((sql_text, params))
+            return execute(sql_text, params, many, context)
+
+        with connection.execute_wrapper(record):
             case["client"].get(case["url"])
-        # Copied now: the next request's request_started signal empties the log.
-        statements = [query["sql"] for query in queries.captured_queries]
         sql_ms = []
         with connection.execute_wrapper(timed):
             for _ in range(samples):
@@ -605,12 +620,21 @@ def percentile(values, pct):
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def explain(sql_text):
+def explain(statement):
+    """EXPLAIN (ANALYZE, BUFFERS) of a (sql, params) pair as it ran, and the SQL
+    with its values filled in, for the report."""
     from django.db import connection
 
+    sql_text, params = statement
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql_text)
-        return "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql_text, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    with connection.cursor() as cursor:
+        # mogrify is a client-side cursor's: the statement with its values quoted.
+        import psycopg
+
+        shown = psycopg.ClientCursor(connection.connection).mogrify(sql_text, params)
+    return shown, plan
 
 
 def slow_statements(captured, shown, threshold_ms=SLOW_STATEMENT_MS):
@@ -620,22 +644,24 @@ def slow_statements(captured, shown, threshold_ms=SLOW_STATEMENT_MS):
 
     found = []
     for key, entry in captured.items():
-        for sql_text in entry["queries"]:
+        for statement in entry["queries"]:
+            sql_text = statement[0]
             if sql_text in shown or not sql_text.lstrip().upper().startswith("SELECT"):
                 continue
-            plan = explain(sql_text)
+            text, plan = explain(statement)
             executed = re.search(r"Execution Time: ([\d.]+) ms", plan)
             if executed and float(executed.group(1)) > threshold_ms:
-                found.append((key, sql_text, plan))
-                shown.add(sql_text)
+                found.append((key, text, plan))
+            shown.add(sql_text)
     return found
 
 
 def page_query(statements, table):
     """The statement that reads the page: the one with ORDER BY and LIMIT on `table`."""
-    for sql_text in statements:
-        if f'FROM "{table}"' in sql_text and "ORDER BY" in sql_text and "LIMIT" in sql_text:
-            return sql_text
+    for statement in statements:
+        sql_text = statement[0]
+        if table in sql_text and "ORDER BY" in sql_text and "LIMIT" in sql_text:
+            return statement
     return None
 
 
@@ -709,24 +735,24 @@ def main():
     samples = run(cases, args.rounds, rng)
     timed_seconds = time.perf_counter() - timed_started
     load_after = os.getloadavg()
-    plans = {}
-    for key, table in (
-        ("inbox_first", "channels_app_conversation"),
-        ("inbox_deep", "channels_app_conversation"),
-        ("inbox_two_teams", "channels_app_conversation"),
-        ("timeline_first", "channels_app_interaction"),
-        ("timeline_deep", "channels_app_interaction"),
-    ):
-        if key not in captured:
-            continue
-        sql_text = page_query(captured[key]["queries"], table)
-        plans[key] = (sql_text, explain(sql_text) if sql_text else "(no page query captured)")
-    counts_plans = [
-        (sql_text, explain(sql_text))
-        for sql_text in captured["counts"]["queries"]
-        if "count(" in sql_text.lower()
-    ]
-    shown = {sql_text for sql_text, _ in (*plans.values(), *counts_plans)}
+    page_statements = {
+        key: page_query(captured[key]["queries"], table)
+        for key, table in (
+            ("inbox_first", "channels_app_conversation"),
+            ("inbox_deep", "channels_app_conversation"),
+            ("inbox_two_teams", "channels_app_conversation"),
+            ("timeline_first", "channels_app_interaction"),
+            ("timeline_deep", "channels_app_interaction"),
+        )
+        if key in captured
+    }
+    plans = {
+        key: explain(statement) if statement else (None, "(no page query captured)")
+        for key, statement in page_statements.items()
+    }
+    counts_statements = [s for s in captured["counts"]["queries"] if "count(" in s[0].lower()]
+    counts_plans = [explain(statement) for statement in counts_statements]
+    shown = {st[0] for st in (*page_statements.values(), *counts_statements) if st}
     slow_plans = slow_statements(captured, shown)
     floor.close()
     pg = show_settings()
@@ -827,7 +853,7 @@ def print_report(**r):
         "cursor.execute() (round trips included), the rest of 'API med' is Python."
     )
     for case in cases:
-        names = [describe(sql_text) for sql_text in captured[case["key"]]["queries"]]
+        names = [describe(sql_text) for sql_text, _ in captured[case["key"]]["queries"]]
         print(f"  {case['label']}: {', '.join(names)}")
     print()
     for key, (sql_text, plan) in r["plans"].items():

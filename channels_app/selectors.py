@@ -243,13 +243,6 @@ def inbox_page(*, user, filters: InboxFilters, page: PageRequest) -> Page:
     for n, team_id in enumerate(team_ids):
         branches.append(branch.format(n=n))
         params += [team_id, *condition_params, *keyset_params, page.size + 1]
-    # Patients are granted to their team's group, so a patient of one of the
-    # caller's teams is visible without looking: the grant lookup runs only for
-    # the others (PostgreSQL would otherwise hash every grant of the caller's
-    # groups, about 15k rows for a big team, to answer fifty rows).
-    rule, rule_params = patient_visible_sql(user, patient_ref="page.patient_id")
-    visible = f"CASE WHEN p.team_id IN {sql.in_list(user_team_ids)} THEN 1 = 1 ELSE {rule} END"
-    visible_params = [*user_team_ids, *rule_params]
     unread = (
         f"NOT EXISTS (SELECT 1 FROM {ConversationRead._meta.db_table} r "
         "WHERE r.conversation_id = page.id AND r.user_id = %s "
@@ -257,26 +250,52 @@ def inbox_page(*, user, filters: InboxFilters, page: PageRequest) -> Page:
     )
     statement = (
         f"SELECT {', '.join(f'page.{column}' for column in INBOX_COLUMNS)}, "
-        f"p.given_name, p.family_name, u.username, {visible}, {unread} "
+        f"p.given_name, p.family_name, p.team_id, u.username, {unread} "
         f"FROM ({' UNION ALL '.join(branches)}) AS page "
         f"LEFT JOIN {Patient._meta.db_table} p ON p.id = page.patient_id "
         f"LEFT JOIN {get_user_model()._meta.db_table} u ON u.id = page.assignee_id "
         f"ORDER BY {_order_sql('page', sort_column, descending=fetch_descending)} LIMIT %s"
     )
     # In the order of the placeholders: the select list's, each branch's, the limit.
-    params = [*visible_params, user.pk, *params, page.size + 1]
+    params = [user.pk, *params, page.size + 1]
     patient_field = Patient._meta.get_field
     fields = [_conversation_field(column) for column in INBOX_COLUMNS]
     fields += [patient_field("given_name"), patient_field("family_name"), None, None, None]
-    rows = [_inbox_row(values) for values in sql.fetch(statement, params, fields)]
+    fetched = sql.fetch(statement, params, fields)
+    visible = _patients_visible_on_page(user, fetched, user_team_ids=user_team_ids)
+    rows = [_inbox_row(values, visible_patient_ids=visible) for values in fetched]
     return KeysetPagination.page_from(
         rows, page=page, key_of=lambda row: (row[sort_column], row["id"])
     )
 
 
-def _inbox_row(values):
+_PATIENT_COLUMN = INBOX_COLUMNS.index("patient_id")
+
+
+def _patients_visible_on_page(user, fetched, *, user_team_ids):
+    """Patients of the page whose names the caller may see. Patients are granted
+    to their team's group, so one of the caller's teams' patients is visible as
+    it stands; only the others (a patient who moved team, a break-glass grant)
+    cost a query. In the page statement instead, PostgreSQL would hash every
+    grant of the caller's groups (15k rows for a big team) to answer fifty."""
+    visible, others = set(), set()
+    team_column = len(INBOX_COLUMNS) + 2
+    for values in fetched:
+        patient_id = values[_PATIENT_COLUMN]
+        if patient_id is None:
+            continue
+        if values[team_column] in user_team_ids:
+            visible.add(patient_id)
+        else:
+            others.add(patient_id)
+    if others:
+        visible.update(patients_visible_to(user).filter(pk__in=others).values_list("pk", flat=True))
+    return visible
+
+
+def _inbox_row(values, *, visible_patient_ids):
     row = dict(zip(INBOX_COLUMNS, values, strict=False))
-    given, family, row["assignee_username"], visible, unread = values[len(INBOX_COLUMNS) :]
+    given, family, _patient_team, row["assignee_username"], unread = values[len(INBOX_COLUMNS) :]
     conversation_id = row["id"]
     for name in ("contact_address", "last_preview"):
         row[name] = _conversation_field(name).decrypt_stored(row[name], pk=conversation_id)
@@ -286,7 +305,7 @@ def _inbox_row(values):
             Patient._meta.get_field("given_name").decrypt_stored(given, pk=patient_id),
             Patient._meta.get_field("family_name").decrypt_stored(family, pk=patient_id),
         )
-        if patient_id is not None and visible
+        if patient_id in visible_patient_ids
         else None
     )
     row["unread"] = bool(unread)

@@ -1,3 +1,5 @@
+import functools
+
 import django_filters
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -148,13 +150,19 @@ def _visible_patient_ids(user, conversations):
     return set(patients_visible_to(user).filter(pk__in=patient_ids).values_list("pk", flat=True))
 
 
+@functools.cache
+def _filter_form_class(filterset_class, model):
+    # A FilterSet builds a new form class for every instance: once per process.
+    return filterset_class(queryset=model.objects.none()).get_form_class()
+
+
 def _cleaned(filterset_class, request, model):
-    """The query string, validated by the view's FilterSet (which also documents
-    the filters in the schema); a bad value is a 400 naming the parameter."""
-    filters = filterset_class(request.query_params, queryset=model.objects.none())
-    if not filters.is_valid():
-        raise ValidationError(filters.errors)
-    return filters.form.cleaned_data
+    """The query string, validated by the form of the view's FilterSet (which also
+    documents the filters in the schema); a bad value is a 400 naming the parameter."""
+    form = _filter_form_class(filterset_class, model)(data=request.query_params)
+    if not form.is_valid():
+        raise ValidationError(form.errors)
+    return form.cleaned_data
 
 
 class ConversationListView(AuditedViewMixin, generics.ListAPIView):

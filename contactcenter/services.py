@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from contactcenter import roles
+from contactcenter import roles, sql
 from contactcenter.models import ApiClient, AuthToken, StaffProfile, Team
 
 User = get_user_model()
@@ -133,7 +133,7 @@ class TokenRejected(Exception):
 def token_authenticate(*, raw_token):
     """Return the live AuthToken for a raw staff token, sliding its idle expiry,
     or raise TokenRejected with a reason code (unknown, revoked, expired, idle)."""
-    record = AuthToken.objects.select_related("user").filter(key_hash=_sha256(raw_token)).first()
+    record = sql.get_with_related(AuthToken, "user", key_hash=_sha256(raw_token))
     if record is None:
         raise TokenRejected("unknown_token")
     now = timezone.now()
