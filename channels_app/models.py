@@ -187,6 +187,11 @@ class Conversation(models.Model):
                 condition=Q(status__in=["open", "pending"], sla_due_at__isnull=False),
             ),
             # The KPI report's "today, live" ranges (reporting/).
+            models.Index(
+                fields=["resolution_due_at", "id"],
+                name="conv_resolution_due_idx",
+                condition=Q(status__in=["open", "pending"], resolution_due_at__isnull=False),
+            ),
             models.Index(fields=["created_at"], name="conv_created_idx"),
             models.Index(
                 fields=["resolved_at"],

@@ -9,9 +9,10 @@ Conditions (every one given must hold):
 - ``patient_flags``: the patient has at least one of these flags;
 - ``repeat_contact``: ``{"count": N, "days": D}``, at least N inbound contacts in the
   last D days since the patient's last resolved conversation;
-- ``no_response_within_sla``: true makes the rule about SLA breaches (found by the
-  beat sweep) instead of arriving messages; only channels and patient_flags combine
-  with it, since a breach has no message of its own.
+- ``no_response_within_sla``: true makes the rule about SLA breaches (a response or
+  the resolution overdue, found by the beat sweep) instead of arriving messages;
+  only channels and patient_flags combine with it, since a breach has no message of
+  its own.
 
 Actions: ``set_priority`` (raises, never lowers), ``route_to_team`` (a team id or
 "clinical"), ``route_to_supervisor``, ``notify_supervisors``, ``auto_reply_template``

@@ -208,19 +208,30 @@ def context_summary(*, conversation, now=None):
     return summary
 
 
+# The SLA targets a conversation can breach: a response owed (the earlier of first
+# and next response, kept in sla_due_at) and its resolution.
+BREACH_TARGETS = ("sla_due_at", "resolution_due_at")
+
+
 def conversations_in_breach(*, now, limit):
-    """Ids of active conversations whose owed response is overdue and whose breach was
-    not escalated yet, most overdue first. Driven by the partial SLA index."""
-    escalated = Escalation.objects.filter(
-        conversation_id=OuterRef("pk"),
-        kind=Escalation.Kind.SLA_BREACH,
-        breach_due_at=OuterRef("sla_due_at"),
-    )
-    return list(
-        Conversation.objects.filter(
-            status__in=list(Conversation.ACTIVE_STATUSES), sla_due_at__lte=now
+    """(id, due field) of active conversations with an overdue SLA target whose
+    breach was not escalated yet, most overdue first. Each target's query is driven
+    by its own partial index."""
+    found = []
+    for due_field in BREACH_TARGETS:
+        escalated = Escalation.objects.filter(
+            conversation_id=OuterRef("pk"),
+            kind=Escalation.Kind.SLA_BREACH,
+            breach_due_at=OuterRef(due_field),
         )
-        .filter(~Exists(escalated))
-        .order_by("sla_due_at", "id")
-        .values_list("pk", flat=True)[:limit]
-    )
+        overdue = (
+            Conversation.objects.filter(
+                status__in=list(Conversation.ACTIVE_STATUSES), **{f"{due_field}__lte": now}
+            )
+            .filter(~Exists(escalated))
+            .order_by(due_field, "id")
+            .values_list(due_field, "pk")[:limit]
+        )
+        found += [(due, pk, due_field) for due, pk in overdue]
+    found.sort()
+    return [(pk, due_field) for _, pk, due_field in found[:limit]]

@@ -536,8 +536,9 @@ def _process_locked(conversation, interaction, sentiment, text, active_rules):
 
 
 def sla_breaches_sweep(*, now=None, limit=500):
-    """Escalate every conversation whose owed response is overdue, once per breach
-    (the due time that passed): running again finds nothing new. Returns how many."""
+    """Escalate every conversation with an overdue response or resolution target,
+    once per breach (the due time that passed): running again finds nothing new.
+    Rules with `no_response_within_sla` apply to both. Returns how many."""
     now = now or timezone.now()
     breach_rules = [
         rule
@@ -545,13 +546,15 @@ def sla_breaches_sweep(*, now=None, limit=500):
         if rule.conditions.get("no_response_within_sla")
     ]
     escalated = 0
-    for conversation_id in selectors.conversations_in_breach(now=now, limit=limit):
-        if _breach_escalate(conversation_id=conversation_id, now=now, breach_rules=breach_rules):
+    for conversation_id, due_field in selectors.conversations_in_breach(now=now, limit=limit):
+        if _breach_escalate(
+            conversation_id=conversation_id, due_field=due_field, now=now, breach_rules=breach_rules
+        ):
             escalated += 1
     return escalated
 
 
-def _breach_escalate(*, conversation_id, now, breach_rules):
+def _breach_escalate(*, conversation_id, due_field, now, breach_rules):
     with transaction.atomic():
         # skip_locked: a conversation being worked on right now is looked at next minute.
         conversation = (
@@ -560,13 +563,13 @@ def _breach_escalate(*, conversation_id, now, breach_rules):
             .filter(
                 pk=conversation_id,
                 status__in=list(Conversation.ACTIVE_STATUSES),
-                sla_due_at__lte=now,
+                **{f"{due_field}__lte": now},
             )
             .first()
         )
         if conversation is None:
             return None
-        due = conversation.sla_due_at
+        due = getattr(conversation, due_field)
         if Escalation.objects.filter(
             conversation=conversation, kind=Escalation.Kind.SLA_BREACH, breach_due_at=due
         ).exists():
@@ -584,17 +587,24 @@ def _breach_escalate(*, conversation_id, now, breach_rules):
         ]
         from_team, from_user = conversation.team, conversation.assignee_id
         events = _apply_plan(conversation, _plan(matches), escalating=True)
-        which = "first" if due == conversation.first_response_due_at else "next"
+        if due_field == "resolution_due_at":
+            target = "resolution"
+            reason = f"Not resolved within the SLA: resolution was due {due.isoformat()}"
+        else:
+            which = "first" if due == conversation.first_response_due_at else "next"
+            target = f"{which}_response"
+            reason = (
+                f"No staff response within the SLA: {which} response was due {due.isoformat()}"
+            )
         late = int((now - due).total_seconds() // 60)
         names = ", ".join(f'"{rule.name}"' for rule, _ in matches)
-        reason = f"No staff response within the SLA: {which} response was due {due.isoformat()}"
         reason += f" ({late} min late)" + (f"; rules {names}" if names else "")
         escalation = _escalation_record(
             conversation,
             kind=Escalation.Kind.SLA_BREACH,
             rule=matches[0][0] if matches else None,
             reason=reason,
-            matched={"sla_breach": True, "due_at": due.isoformat(), "response": which},
+            matched={"sla_breach": True, "due_at": due.isoformat(), "target": target},
             breach_due_at=due,
             to_team=conversation.team,
             from_team=from_team,

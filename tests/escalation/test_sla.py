@@ -203,6 +203,50 @@ def test_a_new_breach_after_an_answer_escalates_again(
     assert second.conversation_id == first.conversation_id
 
 
+def test_an_unresolved_conversation_past_its_resolution_target_escalates_once(
+    front_desk, policy, office_hours, breach_rule, desk_supervisor
+):
+    interaction = receive(front_desk, "Can I get a refill?", occurred_at=TUESDAY_16_50)
+    # Opened on that Tuesday: 24 business hours of 9 to 17 end on Friday at 16:50.
+    Conversation.objects.filter(pk=interaction.conversation_id).update(created_at=TUESDAY_16_50)
+    services.interaction_process(interaction_id=interaction.pk)
+    # Answered, so no response is owed: only the resolution target is overdue.
+    Conversation.objects.filter(pk=interaction.conversation_id).update(
+        first_response_due_at=None, sla_due_at=None, last_staff_response_at=TUESDAY_16_50
+    )
+    due = datetime(2025, 3, 7, 16, 50, tzinfo=NEW_YORK)
+
+    assert reload(interaction.conversation).resolution_due_at == due
+    assert services.sla_breaches_sweep(now=due - timedelta(seconds=1)) == 0
+    assert services.sla_breaches_sweep() == 1
+    assert services.sla_breaches_sweep() == 0
+
+    [escalation] = Escalation.objects.all()
+    assert escalation.breach_due_at == due
+    assert escalation.matched["target"] == "resolution"
+    assert escalation.reason.startswith("Not resolved within the SLA: resolution was due ")
+    assert reload(interaction.conversation).escalated
+    assert list(Notification.objects.values_list("user", flat=True)) == [desk_supervisor.pk]
+
+
+def test_a_late_response_and_a_late_resolution_are_two_breaches(front_desk, policy, breach_rule):
+    interaction = receive(front_desk, "Hello", occurred_at=TUESDAY_16_50)
+    Conversation.objects.filter(pk=interaction.conversation_id).update(created_at=TUESDAY_16_50)
+    services.interaction_process(interaction_id=interaction.pk)
+
+    services.sla_breaches_sweep()
+    services.sla_breaches_sweep()
+
+    conversation = reload(interaction.conversation)
+    assert sorted(Escalation.objects.values_list("breach_due_at", flat=True)) == sorted(
+        [conversation.first_response_due_at, conversation.resolution_due_at]
+    )
+    assert sorted(e.matched["target"] for e in Escalation.objects.all()) == [
+        "first_response",
+        "resolution",
+    ]
+
+
 def test_resolved_conversations_are_not_breaches(front_desk, policy, breach_rule):
     interaction = receive(front_desk, "Hello", occurred_at=TUESDAY_16_50)
     services.interaction_process(interaction_id=interaction.pk)
