@@ -278,6 +278,8 @@ class Interaction(models.Model):
                 name="interaction_unprocessed_idx",
                 condition=Q(processed_at__isnull=True, direction="inbound"),
             ),
+            # The nightly retention purge reads one day's range of created_at.
+            models.Index(fields=["created_at"], name="interaction_created_idx"),
         ]
 
     def __str__(self):
@@ -397,7 +399,11 @@ class RawEvent(models.Model):
     )
 
     class Meta:
-        indexes = [models.Index(fields=["source", "received_at"], name="rawevent_source_idx")]
+        indexes = [
+            models.Index(fields=["source", "received_at"], name="rawevent_source_idx"),
+            # The retention purge's range, across every source.
+            models.Index(fields=["received_at"], name="rawevent_received_idx"),
+        ]
 
     def __str__(self):
         return f"{self.source} event {self.pk}"
