@@ -85,6 +85,8 @@ class Escalation(models.Model):
         RULE = "rule"
         SLA_BREACH = "sla_breach"
         MANUAL = "manual"
+        # Automatic processing of a message failed for good: a person decides.
+        FAILSAFE = "failsafe"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -161,6 +163,11 @@ class Escalation(models.Model):
                 fields=["conversation", "rule"],
                 condition=Q(auto_reply__isnull=False),
                 name="escalation_one_auto_reply_per_rule",
+            ),
+            models.UniqueConstraint(
+                fields=["interaction"],
+                condition=Q(kind="failsafe"),
+                name="escalation_one_failsafe_per_interaction",
             ),
         ]
         indexes = [

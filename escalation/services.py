@@ -463,6 +463,57 @@ def interaction_process(*, interaction_id):
         return _process_locked(conversation, interaction, sentiment, text, active_rules)
 
 
+def interaction_processing_failed(*, interaction_id, error):
+    """The last resort when an inbound message could not be processed for good (a
+    bug, bad data in a rule): no rule looked at it, so a person must. Its
+    conversation is escalated to its team at high priority or above, with the
+    reason, and the team's supervisors are notified; once per interaction.
+    `error` is an exception class name (never its message, which could quote PHI)."""
+    interaction = (
+        Interaction.objects.filter(pk=interaction_id, direction=Interaction.Direction.INBOUND)
+        .only("id", "conversation_id")
+        .first()
+    )
+    if interaction is None:
+        return None
+    with transaction.atomic():
+        conversation = _locked_conversation(interaction.conversation_id)
+        if Escalation.objects.filter(
+            kind=Escalation.Kind.FAILSAFE, interaction_id=interaction.pk
+        ).exists():
+            return None
+        conversation.priority = max(conversation.priority, Conversation.Priority.HIGH)
+        reason = (
+            f"Automatic processing of this message failed ({error}): no rule looked at "
+            "it. Read it and decide by hand."
+        )
+        escalation = _escalation_record(
+            conversation,
+            kind=Escalation.Kind.FAILSAFE,
+            reason=reason,
+            interaction_id=interaction.pk,
+            matched={"error": error},
+            to_team=conversation.team,
+            from_team=conversation.team,
+            from_user=conversation.assignee_id,
+        )
+        events = [f"escalated to {conversation.team.name}: {reason}"]
+        events.append(_notify_supervisors(escalation, conversation.team))
+        conversation.save(update_fields=_CONVERSATION_FIELDS)
+        _record_events(
+            conversation,
+            events,
+            metadata={"decision": "failsafe", "escalation": str(escalation.pk)},
+        )
+    logger.error(
+        "inbound_processing_failed",
+        interaction_id=str(interaction.pk),
+        escalation_id=str(escalation.pk),
+        error=error,
+    )
+    return escalation
+
+
 def _process_locked(conversation, interaction, sentiment, text, active_rules):
     if sentiment is not None:
         Interaction.objects.filter(pk=interaction.pk).update(sentiment=sentiment)
@@ -593,9 +644,7 @@ def _breach_escalate(*, conversation_id, due_field, now, breach_rules):
         else:
             which = "first" if due == conversation.first_response_due_at else "next"
             target = f"{which}_response"
-            reason = (
-                f"No staff response within the SLA: {which} response was due {due.isoformat()}"
-            )
+            reason = f"No staff response within the SLA: {which} response was due {due.isoformat()}"
         late = int((now - due).total_seconds() // 60)
         names = ", ".join(f'"{rule.name}"' for rule, _ in matches)
         reason += f" ({late} min late)" + (f"; rules {names}" if names else "")
