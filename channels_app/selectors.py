@@ -234,14 +234,13 @@ def inbox_page(*, user, filters: InboxFilters, page: PageRequest) -> Page:
     )
     conditions, condition_params = _inbox_conditions(user=user, filters=filters)
     columns = ", ".join(f"c.{column}" for column in INBOX_COLUMNS)
-    branch = (
-        f"SELECT * FROM (SELECT {columns} FROM {Conversation._meta.db_table} c "
-        f"WHERE c.team_id = %s AND {conditions}{keyset} "
-        f"ORDER BY {_order_sql('c', sort_column, descending=fetch_descending)} LIMIT %s) AS b{{n}}"
-    )
+    order = _order_sql("c", sort_column, descending=fetch_descending)
     branches, params = [], []
     for n, team_id in enumerate(team_ids):
-        branches.append(branch.format(n=n))
+        branches.append(
+            f"SELECT * FROM (SELECT {columns} FROM {Conversation._meta.db_table} c "
+            f"WHERE c.team_id = %s AND {conditions}{keyset} ORDER BY {order} LIMIT %s) AS b{n}"
+        )
         params += [team_id, *condition_params, *keyset_params, page.size + 1]
     unread = (
         f"NOT EXISTS (SELECT 1 FROM {ConversationRead._meta.db_table} r "

@@ -4,6 +4,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from channels_app.models import Conversation
+from channels_app.selectors import INBOX_COLUMNS
 
 
 class PortalMessageSerializer(serializers.Serializer):
@@ -74,7 +75,7 @@ class InboxRowSerializer(serializers.Serializer):
         """The detail view's conversation, as the inbox row it would be."""
         visible = conversation.patient_id in self.context.get("visible_patient_ids", set())
         row = {
-            **{name: getattr(conversation, name) for name in INBOX_ROW_ATTRIBUTES},
+            **{name: getattr(conversation, name) for name in INBOX_COLUMNS},
             "patient_name": conversation.patient.display_name if visible else None,
             "assignee_username": (
                 conversation.assignee.get_username() if conversation.assignee_id else None
@@ -87,24 +88,6 @@ class InboxRowSerializer(serializers.Serializer):
         return {}
 
 
-# What an inbox row reads of a conversation (channels_app.selectors.INBOX_COLUMNS).
-INBOX_ROW_ATTRIBUTES = (
-    "id",
-    "channel",
-    "status",
-    "priority",
-    "patient_id",
-    "contact_address",
-    "assignee_id",
-    "team_id",
-    "labels",
-    "escalated",
-    "last_interaction_at",
-    "last_direction",
-    "last_preview",
-    "first_response_due_at",
-    "next_response_due_at",
-)
 _PRIORITY_LABELS = dict(Conversation.Priority.choices)
 
 
