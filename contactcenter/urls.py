@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from contactcenter import health
 from contactcenter.api import ApiRootView
 from contactcenter.auth_views import TokenView
+from reporting.views import survey_link_answer
 
 api_v1 = [
     path("", ApiRootView.as_view(), name="api-root"),
@@ -20,6 +21,8 @@ api_v1 = [
 urlpatterns = [
     path("health/", health.liveness, name="health"),
     path("health/ready/", health.readiness, name="health-ready"),
+    # The CSAT survey page patients open from an email or the portal (no login).
+    path("survey/<str:token>/", survey_link_answer, name="survey-link"),
     path("api/v1/", include(api_v1)),
     path("webhooks/", include("channels_app.urls_webhooks")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -73,6 +73,9 @@ class SurveyRequest(models.Model):
         CHANNEL_NOT_SURVEYED = "channel_not_surveyed"
         REOPENED = "reopened"
         AWAITING_OTHER_REPLY = "awaiting_other_reply"
+        # Nobody to send it to: an SMS or email conversation without an address,
+        # a portal one without a patient (consent_check() uses the same reason).
+        NO_CONTACT_POINT = "no_contact_point"
 
     conversation = models.OneToOneField(
         Conversation, on_delete=models.CASCADE, related_name="survey_request"

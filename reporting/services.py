@@ -1,13 +1,16 @@
 """Writes for reporting: the nightly KPI rollup, and CSAT surveys (scheduling,
-sending, recording the answers that come back by SMS)."""
+sending, recording the answers that come back by SMS reply or by the survey
+link of an email or portal message)."""
 
 import re
 from datetime import timedelta
 
 import structlog
 from django.conf import settings
+from django.core import signing
 from django.db import transaction
 from django.db.models import Max, Min, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from channels_app.models import Conversation, Interaction
@@ -33,8 +36,15 @@ ROLLUP_SETTLE_DAYS = 8
 # progress if it is stopped, and the next night continues after the last day.
 ROLLUP_CHUNK_DAYS = 31
 
-# Surveys go where an answer can come back as a reply we can read: SMS.
-SURVEYED_CHANNELS = (Channel.SMS,)
+# An SMS survey is answered by a reply "1".."5", which we can read. An email reply
+# comes wrapped in quoted text and the portal sends back no reply we parse, so
+# surveys there carry a personal link to a one-question page instead.
+REPLY_SURVEY_CHANNELS = (Channel.SMS,)
+LINK_SURVEY_CHANNELS = (Channel.EMAIL, Channel.PORTAL)
+SURVEYED_CHANNELS = REPLY_SURVEY_CHANNELS + LINK_SURVEY_CHANNELS
+# Signatures made for survey links are good for nothing else, and no other
+# signature (a password reset, a session) passes as a survey link.
+SURVEY_LINK_SALT = "reporting.survey-link"
 # How long a reminder stays answerable by "1"/"2" (reminders' reply window).
 AUTOMATED_REPLY_WINDOW = timedelta(hours=72)
 _ANSWER = re.compile(r"\s*([1-5])\s*[.!]*\s*")
@@ -149,6 +159,15 @@ def _question_text():
     )
 
 
+def _link_question_text(link):
+    return (
+        f"{settings.PRACTICE_NAME}: how satisfied are you with how we handled your "
+        "request? Please tell us, from 1 (very unsatisfied) to 5 (very satisfied), "
+        f"and add a comment if you like, on this page:\n\n{link}\n\n"
+        "It takes a few seconds. Thank you!"
+    )
+
+
 def _effort_text():
     return getattr(
         settings,
@@ -174,7 +193,9 @@ def _other_automated_message_recent(conversation, *, now):
     """Whether another automated message (a reminder, an auto-reply) went to this
     patient recently. Reminders take a reply "1" or "2" within 72 hours as confirm
     or reschedule, whatever was sent last; a survey in that window would make a
-    score of 1 or 2 ambiguous, and could reopen a conversation as a reschedule."""
+    score of 1 or 2 ambiguous, and could reopen a conversation as a reschedule.
+    A link answer cannot be mistaken for a reminder reply; the rule still holds
+    on email and the portal, so a patient gets one automated request at a time."""
     recent = Interaction.objects.filter(
         direction=Interaction.Direction.OUTBOUND,
         author__isnull=True,
@@ -191,11 +212,21 @@ def _other_automated_message_recent(conversation, *, now):
     return recent.exists()
 
 
+def _has_recipient(conversation):
+    """SMS and email go to the conversation's address. The portal delivers to the
+    patient's account, and a portal conversation may have no address at all."""
+    if conversation.channel == Channel.PORTAL:
+        return conversation.patient_id is not None
+    return bool(conversation.contact_index)
+
+
 def _skip_reason(conversation, *, now, exclude=None, states):
     if conversation.priority == Conversation.Priority.URGENT:
         return SurveyRequest.SkipReason.URGENT
-    if conversation.channel not in SURVEYED_CHANNELS or not conversation.contact_index:
+    if conversation.channel not in SURVEYED_CHANNELS:
         return SurveyRequest.SkipReason.CHANNEL_NOT_SURVEYED
+    if not _has_recipient(conversation):
+        return SurveyRequest.SkipReason.NO_CONTACT_POINT
     decision = consent_check(
         patient=conversation.patient,
         channel=conversation.channel,
@@ -264,10 +295,12 @@ def _survey_send(survey, *, now):
     if reason:
         _skip(survey, reason)
         return
+    if survey.channel in LINK_SURVEY_CHANNELS:
+        body = _link_question_text(survey_link_url(survey))
+    else:
+        body = _question_text()
     question = outbound_create(
-        conversation=conversation,
-        body=_question_text(),
-        metadata={"survey": survey.pk, "question": "csat"},
+        conversation=conversation, body=body, metadata={"survey": survey.pk, "question": "csat"}
     )
     survey.question = question
     survey.state = SurveyRequest.State.SENT
@@ -368,7 +401,7 @@ def survey_reply_record(*, interaction):
     comment, stored encrypted with its sentiment. Anything else is an ordinary
     message. The same interaction again records nothing new."""
     if (
-        interaction.channel not in SURVEYED_CHANNELS
+        interaction.channel not in REPLY_SURVEY_CHANNELS
         or interaction.direction != Interaction.Direction.INBOUND
         or interaction.kind != Interaction.Kind.MESSAGE
     ):
@@ -407,18 +440,33 @@ def survey_reply_record(*, interaction):
         )
 
 
+def _response_create(survey, *, score, received_at, comment=""):
+    """The one way an answer is stored, whether it came as an SMS reply or by the
+    link: counted for the team and channel of the survey, which is answered."""
+    response = SurveyResponse(
+        survey=survey,
+        conversation_id=survey.conversation_id,
+        team_id=survey.team_id,
+        channel=survey.channel,
+        score=score,
+        received_at=received_at,
+    )
+    if comment:
+        _comment_set(response, comment)
+    response.save(force_insert=True)
+    survey.state = SurveyRequest.State.ANSWERED
+    survey.save(update_fields=["state"])
+    return response
+
+
+def _comment_set(response, text):
+    response.comment = text
+    response.comment_sentiment = score_text(text)
+
+
 def _record_score(survey, response, question, value, interaction):
     if response is None and question.pk == survey.question_id:
-        response = SurveyResponse.objects.create(
-            survey=survey,
-            conversation_id=survey.conversation_id,
-            team_id=survey.team_id,
-            channel=survey.channel,
-            score=value,
-            received_at=interaction.occurred_at,
-        )
-        survey.state = SurveyRequest.State.ANSWERED
-        survey.save(update_fields=["state"])
+        response = _response_create(survey, score=value, received_at=interaction.occurred_at)
         if getattr(settings, "CSAT_ASK_EFFORT", False):
             response.effort_question = outbound_create(
                 conversation=survey.conversation,
@@ -444,7 +492,63 @@ def _record_comment(response, interaction):
         return None
     if interaction.occurred_at > response.received_at + _comment_window():
         return None
-    response.comment = interaction.body
-    response.comment_sentiment = score_text(interaction.body)
+    _comment_set(response, interaction.body)
     response.save(update_fields=["comment", "comment_sentiment"])
     return SurveyReply.Part.COMMENT
+
+
+# --- Survey links (email and portal) -----------------------------------------------
+
+
+class SurveyLinkInvalid(Exception):
+    """A link we did not make (tampered, truncated), or of no survey awaiting a
+    link answer."""
+
+
+class SurveyLinkExpired(SurveyLinkInvalid):
+    """A genuine link, past the reply window."""
+
+
+def survey_link_url(survey):
+    """The survey's personal link. The token holds the survey's id and when it was
+    signed, nothing about the patient; the signature makes it unguessable."""
+    token = signing.dumps(survey.pk, salt=SURVEY_LINK_SALT)
+    return settings.PUBLIC_BASE_URL + reverse("survey-link", args=[token])
+
+
+def survey_for_link(token, *, lock=False):
+    """The survey a link answers, with one query. Raises SurveyLinkExpired after
+    the reply window, SurveyLinkInvalid for anything else that is not a link of
+    a sent (or answered) email or portal survey."""
+    try:
+        # The signed time refuses an old link before any query is made.
+        survey_id = signing.loads(token, salt=SURVEY_LINK_SALT, max_age=_reply_window())
+    except signing.SignatureExpired:
+        raise SurveyLinkExpired from None
+    except signing.BadSignature:
+        raise SurveyLinkInvalid from None
+    surveys = SurveyRequest.objects.filter(
+        channel__in=LINK_SURVEY_CHANNELS,
+        state__in=[SurveyRequest.State.SENT, SurveyRequest.State.ANSWERED],
+    )
+    if lock:
+        surveys = surveys.select_for_update()
+    survey = surveys.filter(pk=survey_id).first()
+    if survey is None:
+        raise SurveyLinkInvalid
+    # The same window as an SMS reply, counted from when the survey went out.
+    if timezone.now() > survey.sent_at + _reply_window():
+        raise SurveyLinkExpired
+    return survey
+
+
+def survey_link_answer_record(*, token, score, comment=""):
+    """The answer a patient gave on the survey page: the score, and the comment
+    (stored encrypted) with its sentiment. The first answer stands: a later one
+    returns None and changes nothing. Raises what survey_for_link raises."""
+    with transaction.atomic():
+        # Locked, so two submits at once (a double click) record one answer.
+        survey = survey_for_link(token, lock=True)
+        if survey.state == SurveyRequest.State.ANSWERED:
+            return None
+        return _response_create(survey, score=score, received_at=timezone.now(), comment=comment)

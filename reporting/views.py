@@ -1,5 +1,9 @@
 from pathlib import Path
 
+from django.conf import settings
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -11,7 +15,8 @@ from contactcenter import roles
 from contactcenter.models import Team
 from contactcenter.permissions import role_permission
 from contactcenter.services import teams_of
-from reporting import selectors
+from reporting import selectors, services
+from reporting.forms import SurveyAnswerForm
 from reporting.renderers import KpiCsvRenderer
 from reporting.serializers import KpiQuerySerializer, KpiReportSerializer
 
@@ -88,3 +93,44 @@ class KpiReportView(APIView):
         self.request.accepted_renderer = JSONRenderer()
         self.request.accepted_media_type = JSONRenderer.media_type
         return super().handle_exception(exc)
+
+
+SURVEY_THANKS = "Thank you! Your answer has been recorded."
+SURVEY_ALREADY_ANSWERED = "Thank you, we already have your answer."
+SURVEY_CLOSED = "This survey has closed. Thank you for your time."
+SURVEY_LINK_INVALID = "This survey link is not valid. Please check that the whole link was copied."
+
+
+def _survey_page(request, template, *, status=200, **context):
+    context["practice_name"] = settings.PRACTICE_NAME
+    return render(request, f"reporting/{template}", context, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def survey_link_answer(request, token):
+    """The page a survey link opens, without login. GET only shows the form:
+    mail security scanners open the links in an email, and must not answer for
+    the patient. POST records the answer. Nothing on the page is about the
+    patient or the conversation."""
+    form = SurveyAnswerForm(request.POST) if request.method == "POST" else SurveyAnswerForm()
+    try:
+        if form.is_bound and form.is_valid():
+            recorded = services.survey_link_answer_record(
+                token=token,
+                score=form.cleaned_data["score"],
+                comment=form.cleaned_data["comment"],
+            )
+            message = SURVEY_THANKS if recorded else SURVEY_ALREADY_ANSWERED
+            return _survey_page(request, "survey_message.html", message=message)
+        survey = services.survey_for_link(token)
+    except services.SurveyLinkExpired:
+        return _survey_page(request, "survey_message.html", status=410, message=SURVEY_CLOSED)
+    except services.SurveyLinkInvalid:
+        return _survey_page(request, "survey_message.html", status=404, message=SURVEY_LINK_INVALID)
+    if survey.state == survey.State.ANSWERED:
+        return _survey_page(request, "survey_message.html", message=SURVEY_ALREADY_ANSWERED)
+    # An unbound form is the page itself; a bound one here failed validation.
+    return _survey_page(
+        request, "survey_form.html", status=400 if form.is_bound else 200, form=form
+    )

@@ -1,14 +1,16 @@
 """Builders for KPI and survey tests: conversations, messages, events and calls at
 controlled times, written as the channels services leave them."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from channels_app.models import CallDetail, ChannelAccount, Conversation, Interaction
-from channels_app.services import conversation_open, normalise_address
+from channels_app.services import conversation_change, conversation_open, normalise_address
 from contactcenter import roles
 from patients.models import Channel
+from reporting.models import SurveyRequest
 from tests.factories import make_patient, make_staff
 
 PRACTICE_NUMBER = "+15005550006"
@@ -113,3 +115,20 @@ def call(team, *, when, result, wait, account=None, address="+14155550199"):
         interaction=interaction, status="completed", queue_result=result, queue_wait_seconds=wait
     )
     return interaction
+
+
+def resolve(conv, actor, django_capture_on_commit_callbacks):
+    """Staff resolve the conversation; conversation_resolved schedules its survey."""
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_change(
+            conversation=conv,
+            actor=actor,
+            actor_is_supervisor=False,
+            changes={"status": Conversation.Status.RESOLVED},
+        )
+
+
+def make_due():
+    SurveyRequest.objects.filter(state=SurveyRequest.State.SCHEDULED).update(
+        scheduled_for=timezone.now() - timedelta(seconds=1)
+    )

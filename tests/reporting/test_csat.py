@@ -1,6 +1,7 @@
 """CSAT surveys: scheduled when staff resolve a conversation, skipped for the
 reasons the practice asked for, sent on the same channel after the delay, and
-answered by an SMS reply, with an optional comment stored encrypted."""
+answered by an SMS reply, with an optional comment stored encrypted. (Email and
+portal surveys, answered by a link: test_csat_links.py.)"""
 
 import time
 from datetime import date, timedelta
@@ -25,7 +26,9 @@ from tests.reporting.conftest import (
     PRACTICE_NUMBER,
     at,
     conversation,
+    make_due,
     patient_with_phone,
+    resolve,
 )
 
 PHONE = "+14155550100"
@@ -48,22 +51,6 @@ def inbound(client, body, *, sender=PHONE):
     interaction = Interaction.objects.get(provider_id=sid)
     inbound_process(str(interaction.pk))
     return interaction
-
-
-def resolve(conv, actor, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        conversation_change(
-            conversation=conv,
-            actor=actor,
-            actor_is_supervisor=False,
-            changes={"status": Conversation.Status.RESOLVED},
-        )
-
-
-def make_due():
-    SurveyRequest.objects.filter(state=SurveyRequest.State.SCHEDULED).update(
-        scheduled_for=timezone.now() - timedelta(seconds=1)
-    )
 
 
 def wait_for(probe, timeout=20.0):
@@ -241,10 +228,8 @@ def test_a_pending_reminder_reply_window_holds_the_survey_back(
     assert (survey.state, survey.skip_reason) == ("skipped", "awaiting_other_reply")
 
 
-@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.PORTAL, Channel.VOICE])
-def test_only_sms_conversations_are_surveyed(north, north_agent, channel):
-    address = "pat@example.org" if channel == Channel.EMAIL else PHONE
-    conv = conversation(north, channel=channel, address=address, opened=timezone.now())
+def test_voice_conversations_are_not_surveyed(north, north_agent):
+    conv = conversation(north, channel=Channel.VOICE, address=PHONE, opened=timezone.now())
 
     conversation_resolved.send(sender=Conversation, conversation=conv, actor=north_agent)
 
