@@ -13,6 +13,18 @@ logger = structlog.stdlib.get_logger("contactcenter.request")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+# Paths whose last part is a credential: a survey link's token lets whoever holds it
+# answer that survey, so the log line names the route, not the token.
+_SECRET_PATH_PREFIXES = ("/survey/",)
+
+
+def _loggable_path(path):
+    for prefix in _SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return f"{prefix}<token>/"
+    return path
+
+
 class RequestIdMiddleware:
     """Give every request an id (from X-Request-ID when valid), bind it to every
     log line, echo it in the response, and log one line per request without bodies
@@ -33,7 +45,7 @@ class RequestIdMiddleware:
         logger.info(
             "request",
             method=request.method,
-            path=request.path,
+            path=_loggable_path(request.path),
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             user_id=getattr(user, "pk", None),

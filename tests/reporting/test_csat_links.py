@@ -364,3 +364,14 @@ def test_a_link_answer_is_not_new_contact_for_fcr(client, survey_path, north, em
     assert figures["conversations"]["resolved"] == 1
     assert figures["conversations"]["fcr"] == 1
     assert Interaction.objects.filter(direction=Interaction.Direction.INBOUND).count() == 1
+
+
+def test_the_request_log_names_the_route_not_the_token(client, survey_path, caplog):
+    token = survey_path.split("/")[2]
+
+    with caplog.at_level("INFO", logger="contactcenter.request"):
+        client.get(survey_path)
+
+    [line] = [r for r in caplog.records if r.name == "contactcenter.request"]
+    assert token not in str(line.msg) and token not in line.getMessage()
+    assert "/survey/<token>/" in str(line.msg)
