@@ -4,10 +4,9 @@ from django.db import models
 
 
 class IntegerSamplesField(models.Field):
-    """A list of integers: `integer[]` in PostgreSQL, where the report unnests it
-    into percentile_cont (about three times faster than expanding a JSON array,
-    the difference between a year's report inside its budget or not), and JSON
-    text on other databases (the SQLite of `make run`)."""
+    """A list of integers: `integer[]` in PostgreSQL, which psycopg reads straight
+    into a Python list (parsing a year of samples as JSON text would cost more than
+    sorting them), and JSON text on other databases (the SQLite of `make run`)."""
 
     description = "A list of integers"
 
