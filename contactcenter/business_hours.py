@@ -92,7 +92,7 @@ class BusinessCalendar:
     before it ends. Raises ValueError on any bad value.
     """
 
-    __slots__ = ("_holidays", "_time_zone", "_weekly", "_zone")
+    __slots__ = ("_day_periods_cache", "_holidays", "_time_zone", "_weekly", "_zone")
 
     def __init__(
         self,
@@ -116,6 +116,10 @@ class BusinessCalendar:
             if not isinstance(holiday, date) or isinstance(holiday, datetime):
                 raise ValueError(f"holidays must be datetime.date values: {holiday!r}")
         self._holidays = holiday_set
+        # The UTC periods of each local day, worked out once per calendar: a KPI
+        # report measures thousands of durations over the same few days, and the
+        # time zone conversions were most of its Python time.
+        self._day_periods_cache: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
 
     @property
     def time_zone(self) -> str:
@@ -142,20 +146,33 @@ class BusinessCalendar:
         day = since.astimezone(self._zone).date() - _DAY
         previous_close: datetime | None = None
         while True:
-            if day not in self._holidays:
-                for opens_after, closes_after in self._weekly[day.weekday()]:
-                    opens = self._to_utc(day, opens_after)
-                    closes = self._to_utc(day, closes_after)
-                    # Reading gap wall times an hour late can make a period start before
-                    # the previous one ends, or even end before it starts.
-                    if previous_close is not None:
-                        opens = max(opens, previous_close)
-                    if closes <= opens:
-                        continue
-                    previous_close = closes
-                    if closes > since:
-                        yield opens, closes
+            for opens, closes in self._day_periods(day):
+                # Reading gap wall times an hour late can make a period start before
+                # the previous one ends, or even end before it starts.
+                if previous_close is not None:
+                    opens = max(opens, previous_close)
+                if closes <= opens:
+                    continue
+                previous_close = closes
+                if closes > since:
+                    yield opens, closes
             day += _DAY
+
+    def _day_periods(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The local day's open periods as UTC (opens, closes), as the wall times
+        read; _periods() fixes up the overlaps a DST change can make."""
+        periods = self._day_periods_cache.get(day)
+        if periods is None:
+            periods = (
+                ()
+                if day in self._holidays
+                else tuple(
+                    (self._to_utc(day, opens_after), self._to_utc(day, closes_after))
+                    for opens_after, closes_after in self._weekly[day.weekday()]
+                )
+            )
+            self._day_periods_cache[day] = periods
+        return periods
 
     def is_open(self, at: datetime) -> bool:
         """Whether the practice is open at the aware datetime at."""
