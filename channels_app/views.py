@@ -30,7 +30,7 @@ from contactcenter.errors import ApiError
 from contactcenter.keyset import KeysetPagination
 from contactcenter.permissions import role_permission
 from contactcenter.templating import render_template
-from patients.models import Channel
+from patients.models import Channel, Patient
 from patients.selectors import patients_visible_to
 
 # Staff who work conversations; compliance officers and admins see no messages.
@@ -301,7 +301,6 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
     audit_resource_type = "interaction"
     audit_patient_field = "patient_id"
     permission_classes = [role_permission(*CARE_ROLES)]
-
     pagination_class = KeysetPagination
 
     def list(self, request, pk):
@@ -388,6 +387,12 @@ class PatientTimelineView(AuditedViewMixin, generics.ListAPIView):
 
     def get_permissions(self):
         return [*super().get_permissions(), role_permission(*CARE_ROLES, roles.INTEGRATION)()]
+
+    def _denied_patient_ids(self):
+        # The URL names the patient: a refused look at an existing one is recorded
+        # against that patient, for the compliance officer's access report.
+        existing = Patient.objects.filter(pk=self._audit_resource_id)
+        return [str(pk) for pk in existing.values_list("pk", flat=True)]
 
     def list(self, request, patient_id):
         data = _cleaned(TimelineFilter, request, Interaction)

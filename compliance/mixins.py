@@ -34,9 +34,6 @@ class AuditedViewMixin:
     audit_patient_field = "pk"
     audit_purpose_of_use = "TREAT"
     audit_action = None
-    # List views whose rows all belong to one patient record that patient once
-    # (in get_queryset) and set this off.
-    audit_each_row = True
 
     def audit(self, *, patient_ids=(), resource_id=None, **details):
         self._audit_patient_ids.extend(str(p) for p in patient_ids if p)
@@ -80,7 +77,7 @@ class AuditedViewMixin:
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)
-        if page is not None and self.audit_each_row:
+        if page is not None:
             self.audit(patient_ids=[self._patient_id_of(obj) for obj in page])
         return page
 

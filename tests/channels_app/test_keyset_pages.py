@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from channels_app.models import Interaction
+from compliance.models import AuditEvent
 from compliance.services import break_glass_grant
 from contactcenter import roles
 from tests.channels_app.test_inbox import INBOX, converse
@@ -214,3 +215,15 @@ def test_conversation_messages_page_by_keyset(client, north):
     assert [len(page) for page in forward] == [2, 2, 1]
     assert flat(forward) == expected
     assert backward == forward[::-1]
+
+
+def test_a_refused_timeline_is_audited_against_the_patient(client, north, south):
+    outsider = make_staff("agent-s", role=roles.AGENT, teams=[south])
+    patient = make_patient(team=north)
+
+    response = client.get(f"/api/v1/patients/{patient.pk}/timeline/", **token_for(outsider))
+
+    assert response.status_code == 404
+    event = AuditEvent.objects.filter(resource_type="timeline").get()
+    assert event.outcome == "denied"
+    assert event.patient_ids == [str(patient.pk)]
