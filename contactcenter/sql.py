@@ -1,4 +1,5 @@
-"""Hand-written SQL for the hottest reads (the inbox and the timeline).
+"""Hand-written SQL for the hottest reads: the inbox, the timeline and the bearer
+token looked up on every request.
 
 Building and compiling a QuerySet, then instantiating a model per row, costs
 several times the query itself on a page of fifty (bench/inbox_timeline.py). These
