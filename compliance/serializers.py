@@ -1,7 +1,7 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from compliance.exports import AUDIT_EVENT_COLUMNS
+from compliance.exports import ACCESS_REPORT_COLUMNS, AUDIT_EVENT_COLUMNS
 from compliance.models import AnomalyFinding, AuditEvent, BreakGlassGrant, Disclosure
 
 
@@ -19,22 +19,8 @@ class AccessReportRowSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = [
-            "id",
-            "recorded_at",
-            "actor_user_id",
-            "actor_username",
-            "actor_role",
-            "api_client_id",
-            "api_client_name",
-            "action",
-            "resource_type",
-            "resource_id",
-            "purpose_of_use",
-            "outcome",
-            "http_status",
-            "source_ip",
-        ]
+        # The same columns as the report's CSV.
+        fields = list(ACCESS_REPORT_COLUMNS)
         read_only_fields = fields
 
 

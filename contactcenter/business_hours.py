@@ -19,7 +19,8 @@ _DAY = timedelta(days=1)
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
-def _zone(name: str) -> ZoneInfo:
+def zone_named(name: str) -> ZoneInfo:
+    """The IANA time zone `name`; a ValueError that says what is expected otherwise."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"time zone must be an IANA name such as 'America/New_York': {name!r}")
     try:
@@ -28,7 +29,8 @@ def _zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r} (expected an IANA name)") from error
 
 
-def _require_aware(value: datetime, name: str) -> datetime:
+def require_aware(value: datetime, name: str) -> datetime:
+    """`value` in UTC; a ValueError naming `name` when it is not an aware datetime."""
     if not isinstance(value, datetime):
         raise ValueError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -101,7 +103,7 @@ class BusinessCalendar:
         weekly_hours: Mapping[int, Sequence[tuple[time, time]]],
         holidays: Iterable[date] = frozenset(),
     ):
-        self._zone = _zone(time_zone)
+        self._zone = zone_named(time_zone)
         self._time_zone = time_zone
         if not isinstance(weekly_hours, Mapping):
             raise ValueError("weekly_hours must map weekdays (0 = Monday) to lists of intervals")
@@ -176,7 +178,7 @@ class BusinessCalendar:
 
     def is_open(self, at: datetime) -> bool:
         """Whether the practice is open at the aware datetime at."""
-        at = _require_aware(at, "at")
+        at = require_aware(at, "at")
         if not self.has_hours:
             return False
         opens, _closes = next(self._periods(at))
@@ -189,7 +191,7 @@ class BusinessCalendar:
         gives the next opening (or start itself if open). A delta that runs out exactly
         at a closing gives the closing time, not the next opening.
         """
-        start = _require_aware(start, "start")
+        start = require_aware(start, "start")
         if not isinstance(delta, timedelta) or delta < timedelta(0):
             raise ValueError(f"delta must be a timedelta of zero or more: {delta!r}")
         if not self.has_hours:
@@ -205,8 +207,8 @@ class BusinessCalendar:
 
     def business_time_between(self, start: datetime, end: datetime) -> timedelta:
         """Business time from start to end; zero if end is not after start."""
-        start = _require_aware(start, "start")
-        end = _require_aware(end, "end")
+        start = require_aware(start, "start")
+        end = require_aware(end, "end")
         total = timedelta(0)
         if end <= start or not self.has_hours:
             return total

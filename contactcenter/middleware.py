@@ -13,16 +13,18 @@ logger = structlog.stdlib.get_logger("contactcenter.request")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-# Paths whose last part is a credential: a survey link's token lets whoever holds it
-# answer that survey, so the log line names the route, not the token.
-_SECRET_PATH_PREFIXES = ("/survey/",)
+# URL parameters that are credentials (a survey link's token lets whoever holds it
+# answer that survey): a request whose URL carries one is logged by its route.
+SECRET_URL_KWARGS = frozenset({"token"})
+_CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
-def _loggable_path(path):
-    for prefix in _SECRET_PATH_PREFIXES:
-        if path.startswith(prefix):
-            return f"{prefix}<token>/"
-    return path
+def _loggable_path(request):
+    match = getattr(request, "resolver_match", None)
+    if match is not None and SECRET_URL_KWARGS & match.kwargs.keys():
+        # "survey/<str:token>/" is logged as "/survey/<token>/".
+        return "/" + _CONVERTER.sub(r"<\1>", match.route)
+    return request.path
 
 
 class RequestIdMiddleware:
@@ -45,7 +47,7 @@ class RequestIdMiddleware:
         logger.info(
             "request",
             method=request.method,
-            path=_loggable_path(request.path),
+            path=_loggable_path(request),
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             user_id=getattr(user, "pk", None),

@@ -7,9 +7,7 @@ from contactcenter.admin_site import RoleRestrictedAdmin
 from escalation import rules as rule_logic
 from escalation.models import BusinessHours, EscalationRule, SlaPolicy
 from escalation.sentiment import score_text
-from patients.models import Channel
-
-PATIENT_FLAGS = ["needs_interpreter", "low_literacy", "hearing_impaired", "vip"]
+from patients.models import PATIENT_FLAGS, Channel
 
 
 class RuleTestForm(forms.Form):

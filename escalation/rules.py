@@ -25,8 +25,7 @@ from functools import lru_cache
 
 from contactcenter.templating import template_placeholders
 from escalation.text_matching import compile_phrases, validate_phrases
-from patients.models import Channel
-from patients.services import PATIENT_FLAGS
+from patients.models import PATIENT_FLAGS, Channel
 
 CLINICAL = "clinical"
 PRIORITIES = ("low", "normal", "high", "urgent")

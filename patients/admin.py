@@ -4,7 +4,7 @@ from django.utils.html import format_html, format_html_join
 from compliance.services import audit_record
 from contactcenter import roles
 from contactcenter.auth import staff_user_of
-from patients.models import Patient
+from patients.models import PATIENT_FLAGS, Patient
 from patients.selectors import patients_visible_to
 
 TIMELINE_ROWS = 50
@@ -96,7 +96,7 @@ class PatientAdmin(PhiAdminMixin, admin.ModelAdmin):
         "team",
         "primary_coordinator",
         ("preferred_channel", "preferred_language", "time_zone"),
-        ("needs_interpreter", "low_literacy", "hearing_impaired", "vip"),
+        PATIENT_FLAGS,
         "active",
         "merged_into",
         "created_at",

@@ -32,6 +32,10 @@ class Channel(models.TextChoices):
     PORTAL = "portal"
 
 
+# The care flags a patient can carry (boolean fields of Patient, in this order).
+PATIENT_FLAGS = ("needs_interpreter", "low_literacy", "hearing_impaired", "vip")
+
+
 class Patient(models.Model):
     class Sex(models.TextChoices):
         FEMALE = "female"
@@ -89,11 +93,7 @@ class Patient(models.Model):
 
     @property
     def flags(self):
-        return [
-            name
-            for name in ("needs_interpreter", "low_literacy", "hearing_impaired", "vip")
-            if getattr(self, name)
-        ]
+        return [name for name in PATIENT_FLAGS if getattr(self, name)]
 
 
 class PatientGroupObjectPermission(GroupObjectPermissionBase):

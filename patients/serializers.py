@@ -6,8 +6,15 @@ from rest_framework import serializers
 
 from contactcenter.blind_index import normalise_email, normalise_phone
 from contactcenter.models import Team
-from patients.models import Appointment, Channel, ContactPoint, Patient, validate_time_zone
-from patients.services import PATIENT_FLAGS, ContactInput
+from patients.models import (
+    PATIENT_FLAGS,
+    Appointment,
+    Channel,
+    ContactPoint,
+    Patient,
+    validate_time_zone,
+)
+from patients.services import ContactInput
 
 
 class PhoneSerializer(serializers.Serializer):

@@ -14,11 +14,10 @@ from contactcenter.blind_index import (
     normalise_phone,
     phone_index,
 )
-from patients.models import Appointment, Channel, ContactPoint, Patient
+from patients.models import PATIENT_FLAGS, Appointment, Channel, ContactPoint, Patient
 from patients.selectors import VIEW_PATIENT
 from patients.signals import appointment_changed, patients_merged
 
-PATIENT_FLAGS = ("needs_interpreter", "low_literacy", "hearing_impaired", "vip")
 PLAIN_FIELDS = (
     "given_name",
     "family_name",

@@ -9,7 +9,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from contactcenter.business_hours import require_aware, zone_named
 
 SKIP_QUIET_HOURS = "quiet_hours_until_appointment"
 SKIP_TOO_LATE = "too_late"
@@ -25,23 +27,6 @@ class PlannedReminder:
     offset: timedelta
     send_at: datetime | None
     skip_reason: str | None
-
-
-def _zone(name: str) -> ZoneInfo:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"time zone must be an IANA name such as 'America/New_York': {name!r}")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"unknown time zone {name!r} (expected an IANA name)") from error
-
-
-def _require_aware(value: datetime, name: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise ValueError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware: {value.isoformat()}")
-    return value.astimezone(UTC)
 
 
 def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
@@ -88,8 +73,8 @@ def quiet_hours_end(
     if moment is outside them. The dispatcher asks this at send time: a reminder
     planned for 19:55 that a late worker reaches at 20:05 waits for the morning."""
     return _quiet_hours_end(
-        _require_aware(moment, "moment"),
-        zone=_zone(time_zone),
+        require_aware(moment, "moment"),
+        zone=zone_named(time_zone),
         quiet_start=quiet_start,
         quiet_end=quiet_end,
     )
@@ -119,9 +104,9 @@ def plan_reminders(
 
     Reminders to send come first, by send time; skipped ones follow, largest offset first.
     """
-    starts_at = _require_aware(starts_at, "starts_at")
-    now = _require_aware(now, "now")
-    zone = _zone(time_zone)
+    starts_at = require_aware(starts_at, "starts_at")
+    now = require_aware(now, "now")
+    zone = zone_named(time_zone)
     for name, value in (("quiet_start", quiet_start), ("quiet_end", quiet_end)):
         if not isinstance(value, time) or value.tzinfo is not None:
             raise ValueError(f"{name} must be a naive datetime.time (local wall time)")
@@ -261,7 +246,7 @@ def format_local(dt: datetime, *, time_zone: str, language: str) -> dict[str, st
     marzo" and "9:00" (24-hour). Any other language gets English. The names are written
     here rather than taken from the system locale, which servers rarely have installed.
     """
-    local = _require_aware(dt, "dt").astimezone(_zone(time_zone))
+    local = require_aware(dt, "dt").astimezone(zone_named(time_zone))
     language = _language(language)
     if language == "es":
         clock = f"{local.hour}:{local.minute:02d}"

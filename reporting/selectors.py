@@ -16,11 +16,10 @@ samples in the rollup so that a period's median and p90 stay exact.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import (
     BigIntegerField,
     BooleanField,
@@ -39,6 +38,7 @@ from django.db.models.functions import Cast, Round, TruncDate, TruncWeek
 from django.utils import timezone
 
 from channels_app.models import CallDetail, Conversation, Interaction
+from contactcenter import sql
 from patients.models import Channel
 from reporting.calendars import team_calendars
 from reporting.models import (
@@ -519,22 +519,17 @@ def _percentile_values(sorted_values):
 
 
 def _rolled_samples(*, rolled_days, team_ids, channel):
-    """(day, [samples per metric]) of each stored rollup row of the days, read by
-    a plain cursor: the ORM's per-row converters cost as much as the fetch."""
+    """(day, [samples per metric]) of each stored rollup row of the days, run
+    through contactcenter.sql: the ORM's per-row machinery cost as much as the fetch."""
+    names = ("day", *(f"{metric}_samples" for metric in SAMPLE_METRICS))
     rows = _rollup_rows(
         first_day=min(rolled_days), last_day=max(rolled_days), team_ids=team_ids, channel=channel
-    ).values_list("day", *(f"{metric}_samples" for metric in SAMPLE_METRICS))
-    fields = [KpiDailyRollup._meta.get_field(f"{metric}_samples") for metric in SAMPLE_METRICS]
+    ).values_list(*names)
     statement, params = rows.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        for day, *stored in cursor.fetchall():
-            if isinstance(day, str):  # SQLite returns dates as text
-                day = date.fromisoformat(day)
-            if day not in rolled_days:
-                continue
-            values = zip(fields, stored, strict=True)
-            yield day, [field.from_db_value(value, None, connection) for field, value in values]
+    fields = [KpiDailyRollup._meta.get_field(name) for name in names]
+    for day, *samples in sql.fetch(statement, params, fields):
+        if day in rolled_days:
+            yield day, samples
 
 
 def _ratio(numerator, denominator, places=4):

@@ -2,7 +2,9 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
+from contactcenter import roles
 from contactcenter.celery import app as celery_app
+from tests.factories import make_api_key, make_patient, make_staff
 
 
 @pytest.fixture
@@ -34,6 +36,41 @@ def south(db):
     from tests.factories import TeamFactory
 
     return TeamFactory(name="South")
+
+
+# The three users of the access tests: a member of the patient's team, someone of
+# another team, and the compliance officer (no team).
+
+
+@pytest.fixture
+def member(north):
+    return make_staff("member", role=roles.AGENT, teams=[north])
+
+
+@pytest.fixture
+def outsider(south):
+    return make_staff("outsider", role=roles.AGENT, teams=[south])
+
+
+@pytest.fixture
+def compliance_officer(db):
+    return make_staff("officer", role=roles.COMPLIANCE)
+
+
+@pytest.fixture
+def patient(north):
+    return make_patient(team=north, given_name="Grace", family_name="Hopper")
+
+
+@pytest.fixture
+def api_key_headers(db):
+    """Authorization headers of a new API key with the given scopes."""
+
+    def build(*scopes, team=None):
+        key, _ = make_api_key(scopes=list(scopes), team=team)
+        return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+    return build
 
 
 @pytest.fixture
