@@ -391,13 +391,10 @@ def timeline_page(*, user, patient_id, filters: TimelineFilters, page: PageReque
     conversations, or None when the caller may not see the patient. The access
     rule is part of the statement; only an empty page costs a second query, to
     tell "nothing here" from "not yours"."""
-    patient_param = sql.param(Patient._meta.pk, patient_id)
-    visible, visible_params = patient_visible_sql(
-        user, patient_ref="%s", patient_params=[patient_param]
-    )
+    visible, visible_params = patient_visible_sql(user, patient_id=patient_id)
     result = _interaction_page(
         scope_sql=f"i.patient_id = %s AND {visible}",
-        scope_params=[patient_param, *visible_params],
+        scope_params=[sql.param(Patient._meta.pk, patient_id), *visible_params],
         filters=filters,
         page=page,
     )

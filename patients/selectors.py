@@ -32,26 +32,24 @@ def patients_visible_to(user, *, queryset=None):
     return visible | base.filter(Exists(broken_glass))
 
 
-def patient_visible_sql(user, *, patient_ref, patient_params=()):
-    """The rule of patients_visible_to() as a SQL condition on one patient id, for
-    the hand-written hot reads (channels_app.selectors). `patient_ref` is a column
-    (`c.patient_id`) or a `%s` placeholder whose value is `patient_params`.
-    Returns (sql, params); table names come from the models, values are params."""
-    patient_table = Patient._meta.db_table
+def patient_visible_sql(user, *, patient_id):
+    """The rule of patients_visible_to() as a SQL condition on one patient, for the
+    hand-written timeline read (channels_app.selectors). Returns (sql, params);
+    table names come from the models, values are params."""
+    patient = sql_param(Patient._meta.pk, patient_id)
     if getattr(user, "is_api_client", False):
         team_id = user.client.team_id
         if not team_id:
             return "1 = 1", []
         return (
-            f"EXISTS (SELECT 1 FROM {patient_table} vp "
-            f"WHERE vp.id = {patient_ref} AND vp.team_id = %s)",
-            [*patient_params, team_id],
+            f"EXISTS (SELECT 1 FROM {Patient._meta.db_table} vp "
+            "WHERE vp.id = %s AND vp.team_id = %s)",
+            [patient, team_id],
         )
     if user is None or not user.is_authenticated or not user.is_active:
         return "1 = 0", []
     grants = PatientGroupObjectPermission._meta.db_table
     memberships = user.groups.through._meta.db_table
-    grant_model = BreakGlassGrant
     # The permission id by sub-select, run once per statement (see access.visible_to).
     permission = (
         "SELECT ap.id FROM auth_permission ap "
@@ -60,14 +58,14 @@ def patient_visible_sql(user, *, patient_ref, patient_params=()):
         f"AND ct.model = '{Patient._meta.model_name}' AND ap.codename = '{VIEW_PATIENT}'"
     )
     sql = (
-        f"(EXISTS (SELECT 1 FROM {grants} vg WHERE vg.content_object_id = {patient_ref} "
+        f"(EXISTS (SELECT 1 FROM {grants} vg WHERE vg.content_object_id = %s "
         f"AND vg.permission_id = ({permission}) "
         f"AND vg.group_id IN (SELECT ug.group_id FROM {memberships} ug WHERE ug.user_id = %s))"
-        f" OR EXISTS (SELECT 1 FROM {grant_model._meta.db_table} vb "
-        f"WHERE vb.user_id = %s AND vb.patient_id = {patient_ref} AND vb.expires_at > %s))"
+        f" OR EXISTS (SELECT 1 FROM {BreakGlassGrant._meta.db_table} vb "
+        "WHERE vb.user_id = %s AND vb.patient_id = %s AND vb.expires_at > %s))"
     )
-    now = sql_param(grant_model._meta.get_field("expires_at"), timezone.now())
-    return sql, [*patient_params, user.pk, user.pk, *patient_params, now]
+    now = sql_param(BreakGlassGrant._meta.get_field("expires_at"), timezone.now())
+    return sql, [patient, user.pk, user.pk, patient, now]
 
 
 def patient_list(*, user, phone=None, email=None, mrn=None, team_id=None, flag=None):
