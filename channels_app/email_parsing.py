@@ -131,7 +131,11 @@ def parse_email(
     try:
         message = BytesParser(policy=policy.default).parsebytes(bytes(raw))
     except Exception as exc:  # the stdlib parser is the judge of "parseable at all"
-        raise EmailParseError(f"MIME structure cannot be parsed: {exc}") from exc
+        # The class name only: the parser's message can quote the header text, and
+        # this reason is logged and answered to the webhook caller.
+        raise EmailParseError(
+            f"MIME structure cannot be parsed ({exc.__class__.__name__})"
+        ) from exc
     if not message.keys():
         raise EmailParseError("no header fields: this is not an email message")
 
