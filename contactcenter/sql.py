@@ -9,11 +9,15 @@ conversions the ORM would: parameters are adapted by the model field (UUIDs and
 datetimes differ between PostgreSQL and the SQLite of local development) and
 values come back through the field's converters. Encrypted columns come back as
 stored; the caller decrypts with `field.decrypt_stored(value, pk=...)`.
+
+`analytic_statements()` is for the other end: reports whose statements aggregate
+a day, a month or a year with the same text.
 """
 
+from contextlib import contextmanager
 from functools import lru_cache
 
-from django.db import connection
+from django.db import connection, transaction
 
 
 def param(field, value):
@@ -95,3 +99,28 @@ def get_with_related(model, fk_name, **lookup):
     )
     setattr(instance, fk_name, related)
     return instance
+
+
+@contextmanager
+def analytic_statements():
+    """Inside, PostgreSQL plans every statement for its own parameters and does not
+    JIT-compile it; both settings end with the transaction this opens (or the
+    caller's, when there is one).
+
+    - With prepared statements (DATABASE_PREPARED_STATEMENTS), PostgreSQL moves to
+      one generic plan after five runs of a statement. A generic plan cannot see
+      how wide a date range is, and a day of KPIs took three times as long with it.
+    - Correlated subqueries push a statement's estimated cost past jit_above_cost.
+      Compiling then took 45 ms of a 90 ms statement on a day of KPIs, and a year
+      computed live was faster without it too (bench/kpi_report.py).
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(savepoint=False):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+                "set_config('jit', 'off', true)"
+            )
+        yield

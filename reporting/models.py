@@ -14,21 +14,45 @@ from channels_app.models import Conversation, Interaction
 from contactcenter.fields import EncryptedTextField
 from contactcenter.models import Team
 from patients.models import Channel, Patient
-from reporting.fields import IntegerSamplesField
+from reporting.fields import PackedIntegersField
 
 
 class KpiDailyRollup(models.Model):
     """The KPI figures of one local day (KPI_TIME_ZONE), team and channel, written
-    by the nightly rollup: the additive ones (counts and sums) in `metrics`.
-    Medians cannot be summed, so the durations percentiles are taken over are kept
-    as samples (sorted, whole seconds): a period's median over rollups is exact."""
+    by the nightly rollup: the additive ones (counts and sums, ADDITIVE_KEYS) a
+    column each, so a period is one SUM per column. Medians cannot be summed, so
+    the durations percentiles are taken over are kept as samples (sorted, whole
+    seconds): a period's median over rollups is exact."""
 
     day = models.DateField()
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
     channel = models.CharField(max_length=8, choices=Channel.choices)
-    metrics = models.JSONField(default=dict)
-    first_response_samples = IntegerSamplesField()
-    resolution_samples = IntegerSamplesField()
+
+    calls_offered = models.BigIntegerField(default=0)
+    calls_answered = models.BigIntegerField(default=0)
+    calls_abandoned = models.BigIntegerField(default=0)
+    calls_short_abandoned = models.BigIntegerField(default=0)
+    calls_answered_wait_seconds = models.BigIntegerField(default=0)
+    calls_answered_within_target = models.BigIntegerField(default=0)
+    conversations_opened = models.BigIntegerField(default=0)
+    conversations_resolved = models.BigIntegerField(default=0)
+    conversations_fcr = models.BigIntegerField(default=0)
+    conversations_escalated = models.BigIntegerField(default=0)
+    conversations_reopened = models.BigIntegerField(default=0)
+    sentiment_conversations = models.BigIntegerField(default=0)
+    # Sentiment deltas are summed as whole millionths: float sums added in another
+    # order (per group, then over groups) differ in the last digits, and the
+    # rolled-up report must equal the live one exactly.
+    sentiment_delta_millionths = models.BigIntegerField(default=0)
+    surveys_sent = models.BigIntegerField(default=0)
+    csat_responses = models.BigIntegerField(default=0)
+    csat_score_sum = models.BigIntegerField(default=0)
+    csat_satisfied = models.BigIntegerField(default=0)
+    ces_responses = models.BigIntegerField(default=0)
+    ces_score_sum = models.BigIntegerField(default=0)
+
+    first_response_samples = PackedIntegersField()
+    resolution_samples = PackedIntegersField()
     computed_at = models.DateTimeField()
 
     class Meta:
@@ -40,6 +64,15 @@ class KpiDailyRollup(models.Model):
 
     def __str__(self):
         return f"KPIs of team {self.team_id} on {self.channel} for {self.day}"
+
+
+# The figures a period sums, everything in the report derives from these and from
+# the samples: KpiDailyRollup's whole-number columns.
+ADDITIVE_KEYS = tuple(
+    field.name
+    for field in KpiDailyRollup._meta.concrete_fields
+    if type(field) is models.BigIntegerField
+)
 
 
 class KpiRollupDay(models.Model):

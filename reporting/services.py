@@ -19,13 +19,14 @@ from escalation.sentiment import score_text
 from patients.models import Channel
 from patients.services import consent_check
 from reporting.models import (
+    ADDITIVE_KEYS,
     KpiDailyRollup,
     KpiRollupDay,
     SurveyReply,
     SurveyRequest,
     SurveyResponse,
 )
-from reporting.selectors import ADDITIVE_KEYS, kpi_groups_compute, kpi_settings, kpi_today
+from reporting.selectors import kpi_groups_compute, kpi_settings, kpi_today
 
 logger = structlog.stdlib.get_logger(__name__)
 
@@ -63,7 +64,7 @@ def kpi_rollup_days(*, first_day, last_day):
             day=day,
             team_id=team_id,
             channel=channel,
-            metrics={key: figures[key] for key in ADDITIVE_KEYS},
+            **{key: figures[key] for key in ADDITIVE_KEYS},
             first_response_samples=figures["samples"]["first_response"],
             resolution_samples=figures["samples"]["resolution"],
             computed_at=now,
@@ -91,7 +92,7 @@ def kpi_rollup_days(*, first_day, last_day):
             update_conflicts=True,
             unique_fields=["day", "team", "channel"],
             update_fields=[
-                "metrics",
+                *ADDITIVE_KEYS,
                 "first_response_samples",
                 "resolution_samples",
                 "computed_at",

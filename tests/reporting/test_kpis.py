@@ -15,7 +15,7 @@ from drf_spectacular.generators import SchemaGenerator
 from channels_app.models import CallDetail, Conversation, Interaction
 from contactcenter import roles
 from patients.models import Channel
-from reporting.models import KpiDailyRollup, KpiRollupDay
+from reporting.models import ADDITIVE_KEYS, KpiDailyRollup, KpiRollupDay
 from reporting.selectors import kpi_report, kpi_today
 from reporting.serializers import KpiReportSerializer
 from reporting.services import kpi_rollup_days, kpi_rollup_nightly
@@ -304,7 +304,9 @@ def test_rolled_up_report_equals_the_live_one(week, north, voice_line):
 
 def test_rollup_is_an_idempotent_upsert(week, north):
     first = kpi_rollup_days(first_day=date(2025, 3, 1), last_day=date(2025, 3, 9))
-    stored = KpiDailyRollup.objects.values_list("day", "team_id", "channel", "metrics")
+    stored = KpiDailyRollup.objects.values_list(
+        "day", "team_id", "channel", *ADDITIVE_KEYS, "first_response_samples", "resolution_samples"
+    )
     rows = sorted(stored)
 
     again = kpi_rollup_days(first_day=date(2025, 3, 1), last_day=date(2025, 3, 9))
