@@ -186,12 +186,13 @@ class Conversation(models.Model):
                 name="conv_team_sla_idx",
                 condition=Q(status__in=["open", "pending"], sla_due_at__isnull=False),
             ),
-            # The KPI report's "today, live" ranges (reporting/).
+            # The SLA sweep's resolution targets (escalation/).
             models.Index(
                 fields=["resolution_due_at", "id"],
                 name="conv_resolution_due_idx",
                 condition=Q(status__in=["open", "pending"], resolution_due_at__isnull=False),
             ),
+            # The KPI report's ranges of days computed live (reporting/).
             models.Index(fields=["created_at"], name="conv_created_idx"),
             models.Index(
                 fields=["resolved_at"],
