@@ -9,6 +9,8 @@ from datetime import date, timedelta
 import pytest
 from django.apps import apps
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
@@ -300,6 +302,36 @@ def test_rolled_up_report_equals_the_live_one(week, north, voice_line):
         assert rolled["sources"] == {"rolled_up_days": 7, "live_days": 0}
         assert live[interval]["sources"] == {"rolled_up_days": 0, "live_days": 7}
         assert {**rolled, "sources": None} == {**live[interval], "sources": None}
+
+
+def test_report_runs_the_same_statements_whatever_the_volume(week, north, sms_line, north_agent):
+    def statements(**kwargs):
+        with CaptureQueriesContext(connection) as captured:
+            north_report(north, **kwargs)
+        # What each statement reads (savepoint names differ from run to run).
+        return [query["sql"].split(" FROM ")[-1].split('"s')[0][:40] for query in captured]
+
+    live = statements(use_rollups=False)
+    kpi_rollup_days(first_day=date(2025, 3, 3), last_day=date(2025, 3, 9))
+    rolled = statements()
+    for n in range(20):
+        more = conversation(
+            north,
+            address=f"+1415555{n:04d}",
+            opened=at(4, 9),
+            resolved=at(4, 11),
+            account=sms_line,
+        )
+        message(more, when=at(4, 9))
+        message(more, when=at(4, 9, 5), direction=OUT, author=north_agent)
+    kpi_rollup_days(first_day=date(2025, 3, 3), last_day=date(2025, 3, 9))
+
+    assert statements(use_rollups=False) == live
+    assert statements() == rolled
+    # Live: the planner settings (set by the report and by the computation), then
+    # calls, opened, resolved, durations, business hours (in a savepoint), surveys
+    # sent and answered. Rolled up: the settings, the days, the sums, the samples.
+    assert (len(live), len(rolled)) == (11, 4)
 
 
 def test_rollup_is_an_idempotent_upsert(week, north):
