@@ -20,8 +20,8 @@ from reporting.forms import SurveyAnswerForm
 from reporting.renderers import KpiCsvRenderer
 from reporting.serializers import KpiQuerySerializer, KpiReportSerializer
 
-# One text for both the README's metrics section and the API schema, so the two
-# cannot drift apart.
+# The definitions are the API schema's description; README's Metrics section holds
+# a copy that tests/reporting/test_kpis.py keeps word for word.
 METRICS_DEFINITIONS = (Path(__file__).with_name("METRICS.md")).read_text(encoding="utf-8")
 
 
