@@ -5,6 +5,7 @@ import csv
 import io
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -495,6 +496,17 @@ def test_schema_describes_every_metric(db):
     assert "text/csv" in operation["responses"]["200"]["content"]
 
 
+def test_readme_metrics_section_holds_the_definitions_word_for_word():
+    root = Path(__file__).resolve().parents[2]
+    definitions = (root / "reporting" / "METRICS.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+
+    assert definitions.strip() in section, (
+        "README's Metrics section must hold reporting/METRICS.md word for word: copy it"
+    )
+
+
 def test_kpi_report_command_prints_a_table(week, north):
     out = io.StringIO()
 
@@ -528,6 +540,8 @@ def test_answer_has_the_documented_shape(client, week, north, north_supervisor):
 def test_beat_schedule_runs_the_reporting_tasks(settings):
     from contactcenter.celery import app
 
+    # What a worker and beat do when they start: import every app's tasks module.
+    app.loader.import_default_modules()
     for entry in ("nightly-kpi-rollup", "send-due-surveys"):
         assert settings.CELERY_BEAT_SCHEDULE[entry]["task"] in app.tasks
 
