@@ -7,17 +7,32 @@ helpers run a fixed statement through Django's own connection, so it keeps the
 request's transaction, query logging and test query counts, and apply the same
 conversions the ORM would: parameters are adapted by the model field (UUIDs and
 datetimes differ between PostgreSQL and the SQLite of local development) and
-values come back through the field's converters. Encrypted columns come back as
+values come back through the field's converters (timestamps parsed by psycopg's
+native loader, see `_load_timestamps_natively`). Encrypted columns come back as
 stored; the caller decrypts with `field.decrypt_stored(value, pk=...)`.
 
 `analytic_statements()` is for the other end: reports whose statements aggregate
 a day, a month or a year with the same text.
 """
 
+import datetime
 from contextlib import contextmanager
 from functools import lru_cache
 
 from django.db import connection, transaction
+
+try:
+    import psycopg
+    from psycopg.pq import Format
+
+    # psycopg's own timestamptz loader: its C version when psycopg[binary] is
+    # installed. Django registers a Python subclass of the Python version, which
+    # parses each value in Python: 3.6 µs a value against 0.4 µs here.
+    _TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(
+        psycopg.adapters.types["timestamptz"].oid, Format.TEXT
+    )
+except ImportError:  # no psycopg: SQLite only
+    _TIMESTAMPTZ_LOADER = None
 
 
 def param(field, value):
@@ -44,6 +59,7 @@ def fetch(sql, params, fields):
     """Rows of `sql` as lists, each value converted as the model `fields` (one per
     selected column, None for a column that needs no conversion) would convert it."""
     with connection.cursor() as cursor:
+        _load_timestamps_natively(cursor)
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     converters = _converters(tuple(fields), connection.vendor)
@@ -59,6 +75,19 @@ def fetch(sql, params, fields):
             row[index] = value
         converted.append(row)
     return converted
+
+
+def _load_timestamps_natively(cursor):
+    """psycopg's loader for this cursor's timestamps instead of Django's. Both give
+    the same aware datetimes in `datetime.UTC` when the connection's time zone is
+    UTC (USE_TZ and no database TIME_ZONE, as in every settings module here);
+    with any other zone Django's loader stays."""
+    if (
+        _TIMESTAMPTZ_LOADER is not None
+        and connection.vendor == "postgresql"
+        and connection.timezone is datetime.UTC
+    ):
+        cursor.cursor.adapters.register_loader("timestamptz", _TIMESTAMPTZ_LOADER)
 
 
 def in_list(values):

@@ -1,0 +1,42 @@
+"""contactcenter.sql: hand-written statements read values as the ORM would."""
+
+import datetime
+
+import pytest
+from django.db import connection
+
+from contactcenter import sql
+from contactcenter.models import Team
+
+pytestmark = pytest.mark.django_db
+
+MOMENTS = [
+    datetime.datetime(2025, 3, 9, 6, 59, 59, 999_999, tzinfo=datetime.UTC),
+    datetime.datetime(1999, 12, 31, 23, 0, 0, 1, tzinfo=datetime.UTC),
+    datetime.datetime(2026, 11, 1, 5, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=-4))),
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_fetched_timestamps_equal_the_orms_to_the_microsecond(moment, north):
+    team = north
+    Team.objects.filter(pk=team.pk).update(created_at=moment)
+    orm = Team.objects.values_list("created_at", flat=True).get(pk=team.pk)
+
+    (fetched,) = sql.fetch(
+        "SELECT created_at FROM contactcenter_team WHERE id = %s",
+        [team.pk],
+        [Team._meta.get_field("created_at")],
+    )[0]
+
+    assert fetched == orm == moment
+    assert fetched.tzinfo is orm.tzinfo is datetime.UTC
+
+
+def test_fetch_parses_timestamps_with_psycopgs_loader_and_leaves_the_orms_alone():
+    with connection.cursor() as cursor:
+        sql._load_timestamps_natively(cursor)
+        loader = cursor.cursor.adapters.get_loader(1184, 0)  # timestamptz, text
+        assert loader is sql._TIMESTAMPTZ_LOADER
+    with connection.cursor() as cursor:
+        assert cursor.cursor.adapters.get_loader(1184, 0) is not sql._TIMESTAMPTZ_LOADER
