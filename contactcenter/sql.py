@@ -130,6 +130,9 @@ def get_with_related(model, fk_name, **lookup):
     return instance
 
 
+_ANALYTIC_FLAG = "_contactcenter_analytic_statements"
+
+
 @contextmanager
 def analytic_statements():
     """Inside, PostgreSQL plans every statement for its own parameters and does not
@@ -143,7 +146,9 @@ def analytic_statements():
       Compiling then took 45 ms of a 90 ms statement on a day of KPIs, and a year
       computed live was faster without it too (bench/kpi_report.py).
     """
-    if connection.vendor != "postgresql":
+    # Nested (the report around its live computation): the outer block's
+    # transaction-local settings already hold.
+    if connection.vendor != "postgresql" or getattr(connection, _ANALYTIC_FLAG, False):
         yield
         return
     with transaction.atomic(savepoint=False):
@@ -152,4 +157,8 @@ def analytic_statements():
                 "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
                 "set_config('jit', 'off', true)"
             )
-        yield
+        setattr(connection, _ANALYTIC_FLAG, True)
+        try:
+            yield
+        finally:
+            setattr(connection, _ANALYTIC_FLAG, False)

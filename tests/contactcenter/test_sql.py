@@ -2,8 +2,10 @@
 
 import datetime
 
+import psycopg
 import pytest
 from django.db import connection
+from psycopg.pq import Format
 
 from contactcenter import sql
 from contactcenter.models import Team
@@ -33,10 +35,14 @@ def test_fetched_timestamps_equal_the_orms_to_the_microsecond(moment, north):
     assert fetched.tzinfo is orm.tzinfo is datetime.UTC
 
 
+TIMESTAMPTZ = psycopg.adapters.types["timestamptz"].oid
+
+
 def test_fetch_parses_timestamps_with_psycopgs_loader_and_leaves_the_orms_alone():
     with connection.cursor() as cursor:
         sql._load_timestamps_natively(cursor)
-        loader = cursor.cursor.adapters.get_loader(1184, 0)  # timestamptz, text
+        loader = cursor.cursor.adapters.get_loader(TIMESTAMPTZ, Format.TEXT)
         assert loader is sql._TIMESTAMPTZ_LOADER
     with connection.cursor() as cursor:
-        assert cursor.cursor.adapters.get_loader(1184, 0) is not sql._TIMESTAMPTZ_LOADER
+        loader = cursor.cursor.adapters.get_loader(TIMESTAMPTZ, Format.TEXT)
+        assert loader is not sql._TIMESTAMPTZ_LOADER

@@ -108,4 +108,10 @@ def test_report_statements_are_planned_per_call_without_jit_and_only_inside():
     with sql.analytic_statements():
         assert _planner_settings() == ("force_custom_plan", "off")
         assert connection.in_atomic_block
+        with sql.analytic_statements():
+            assert _planner_settings() == ("force_custom_plan", "off")
+        assert _planner_settings() == ("force_custom_plan", "off")
+    assert _planner_settings() == outside
+    with sql.analytic_statements():  # not taken for nested once the outer block ended
+        assert _planner_settings() == ("force_custom_plan", "off")
     assert _planner_settings() == outside
