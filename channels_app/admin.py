@@ -1,8 +1,14 @@
 from django import forms
 from django.contrib import admin
 
-from channels_app.models import CannedResponse, ChannelAccount, Conversation, ImapCursor
-from channels_app.selectors import conversations_visible_to
+from channels_app.models import (
+    CannedResponse,
+    ChannelAccount,
+    Conversation,
+    ImapCursor,
+    LocalOutboxMessage,
+)
+from channels_app.selectors import conversations_visible_to, local_outbox_visible_to
 from channels_app.serializers import mask_address
 from contactcenter.admin_site import RoleRestrictedAdmin
 from contactcenter.business_hours import calendar_from_config
@@ -142,3 +148,50 @@ class ConversationAdmin(PhiAdminMixin, admin.ModelAdmin):
     @admin.display(description="contact")
     def masked_contact(self, conversation):
         return mask_address(conversation.contact_address)
+
+
+@admin.register(LocalOutboxMessage)
+class LocalOutboxAdmin(PhiAdminMixin, admin.ModelAdmin):
+    """What the local providers of `make run` would have sent, read-only, for the
+    conversations the user's teams may see, audited like every PHI page."""
+
+    audit_resource_type = "local_outbox_message"
+    list_display = ["created_at", "channel", "masked_to", "delivery_state", "conversation"]
+    list_filter = ["channel"]
+    list_select_related = ["outbound__interaction"]
+    ordering = ["-created_at"]
+    show_full_result_count = False
+    readonly_fields = [
+        "created_at",
+        "channel",
+        "provider_id",
+        "from_address",
+        "to_address",
+        "subject",
+        "body",
+        "delivery_state",
+        "conversation",
+        "reported_at",
+    ]
+    fields = readonly_fields
+
+    def patient_id_of(self, obj):
+        return obj.outbound.interaction.patient_id if obj.outbound else None
+
+    def get_queryset(self, request):
+        return local_outbox_visible_to(request.user).select_related("outbound__interaction")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="to")
+    def masked_to(self, message):
+        return mask_address(message.to_address)
+
+    @admin.display(description="delivery")
+    def delivery_state(self, message):
+        return message.outbound.state if message.outbound else "unknown"
+
+    @admin.display(description="conversation")
+    def conversation(self, message):
+        return str(message.outbound.interaction.conversation_id) if message.outbound else ""

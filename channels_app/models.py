@@ -462,3 +462,33 @@ class CannedResponse(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class LocalOutboxMessage(models.Model):
+    """What a local provider (the defaults of `make run`) would have sent: an SMS, a
+    call or an email, kept here instead of leaving the machine, then reported
+    delivered through the status service a provider's callback calls. Production
+    refuses the local providers (contactcenter/checks.py), so this stays empty there."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    # The id the local provider gave the message (SM..., CA... or the email's
+    # Message-ID), as a real provider's id is stored on the delivery record.
+    provider_id = models.CharField(max_length=255, unique=True)
+    outbound = models.ForeignKey(
+        OutboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_address = models.CharField(max_length=254, blank=True, default="")
+    to_address = EncryptedCharField(max_length=500)
+    subject = EncryptedCharField(max_length=300, blank=True, default="")
+    body = EncryptedTextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    reported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "local outbox message"
+        verbose_name_plural = "local outbox"
+        indexes = [models.Index(fields=["-created_at"], name="localoutbox_created_idx")]
+
+    def __str__(self):
+        return f"local {self.channel} {self.provider_id}"

@@ -53,6 +53,15 @@ def conversations_visible_to(user, *, queryset=None):
     )
 
 
+def local_outbox_visible_to(user):
+    """Local outbox messages of the conversations the user may see (a message
+    whose delivery record is not known yet is not shown)."""
+    from channels_app.models import LocalOutboxMessage
+
+    visible = conversations_visible_to(user).values("pk")
+    return LocalOutboxMessage.objects.filter(outbound__interaction__conversation__in=visible)
+
+
 def inbox_counts(*, user):
     """Counts per tab in one aggregate over the caller's teams' active
     conversations: counted by the database, never loaded."""

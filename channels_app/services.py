@@ -5,17 +5,26 @@ and the state moves of a delivery."""
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels_app.models import Conversation, Interaction, OutboundMessage, RawEvent
+from channels_app.models import (
+    Conversation,
+    Interaction,
+    LocalOutboxMessage,
+    OutboundMessage,
+    RawEvent,
+)
 from contactcenter.access import grant_team_access, revoke_team_access
 from contactcenter.blind_index import email_index, normalise_email, normalise_phone, phone_index
 from contactcenter.queueing import enqueue_on_commit
 from patients.models import Channel, Patient
 from patients.selectors import patients_by_email, patients_by_phone
 from patients.services import consent_check
+
+logger = structlog.stdlib.get_logger(__name__)
 
 VIEW_CONVERSATION = "view_conversation"
 PREVIEW_LENGTH = 120
@@ -209,6 +218,14 @@ def inbound_record(
     from channels_app import tasks
 
     enqueue_on_commit(tasks.inbound_process, str(interaction.pk))
+    logger.info(
+        "inbound_stored",
+        channel=channel,
+        kind=kind,
+        interaction_id=str(interaction.pk),
+        conversation_id=str(interaction.conversation_id),
+        matched_patient=interaction.patient_id is not None,
+    )
     return Ingested(interaction, created=True)
 
 
@@ -381,6 +398,9 @@ def outbound_apply_status(*, outbound_id=None, provider_id, provider_status, err
     outbound.save(
         update_fields=["state", "provider_status", "provider_id", "last_error", "updated_at"]
     )
+    logger.info(
+        "outbound_status", outbound_id=str(outbound.pk), channel=outbound.channel, state=state
+    )
     return outbound
 
 
@@ -431,6 +451,53 @@ def outbound_settle_stale(*, outbound):
             enqueue_on_commit(tasks.outbound_send, str(outbound.pk))
         return
     outbound_mark_failed(outbound=outbound, error="delivery unknown: the worker was lost mid-send")
+
+
+def local_outbox_record(
+    *, channel, provider_id, to_address, body, from_address="", subject="", outbound=None
+):
+    """A local provider's send: the message kept in the local outbox, and its
+    delivery report queued as a provider's status callback would arrive, after the
+    send itself is recorded."""
+    record = LocalOutboxMessage.objects.create(
+        channel=channel,
+        provider_id=provider_id,
+        outbound=outbound,
+        from_address=from_address,
+        to_address=to_address,
+        subject=subject[:300],
+        body=body,
+    )
+    from channels_app import tasks
+
+    enqueue_on_commit(tasks.outbound_local_report, str(record.pk))
+    logger.info(
+        "local_outbox_recorded",
+        channel=channel,
+        outbox_id=str(record.pk),
+        outbound_id=str(outbound.pk) if outbound else None,
+    )
+    return record
+
+
+def local_outbox_report(*, outbox_id):
+    """The local provider's "delivered" callback, through the same status service
+    as Twilio's. Returns False while the delivery record does not know the
+    message yet (an email's id is stored once its send returns): ask again later."""
+    record = LocalOutboxMessage.objects.filter(pk=outbox_id, reported_at__isnull=True).first()
+    if record is None:
+        return True
+    outbound = outbound_apply_status(
+        outbound_id=record.outbound_id,
+        provider_id=record.provider_id,
+        provider_status="delivered",
+    )
+    if outbound is None:
+        return False
+    LocalOutboxMessage.objects.filter(pk=record.pk).update(
+        outbound=outbound, reported_at=timezone.now()
+    )
+    return True
 
 
 def outbound_answered_inline(*, conversation, body):

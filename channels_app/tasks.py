@@ -64,6 +64,25 @@ def outbound_send(self, outbound_id):
     services.outbound_mark_sent(
         outbound=outbound, provider_id=result.provider_id, provider_status=result.provider_status
     )
+    logger.info("outbound_sent", outbound_id=str(outbound.pk), channel=outbound.channel)
+
+
+LOCAL_REPORT_MAX_RETRIES = 10
+
+
+@shared_task(
+    name="channels_app.tasks.outbound_local_report",
+    bind=True,
+    ignore_result=True,
+    max_retries=LOCAL_REPORT_MAX_RETRIES,
+)
+def outbound_local_report(self, outbox_id):
+    """A local provider's delivery report (see adapters/local.py)."""
+    if not services.local_outbox_report(outbox_id=outbox_id):
+        if self.request.retries >= self.max_retries:
+            logger.warning("local_outbox_unmatched", outbox_id=outbox_id)
+            return
+        raise self.retry(countdown=1)
 
 
 @shared_task(name="channels_app.tasks.sweep_channels", ignore_result=True)

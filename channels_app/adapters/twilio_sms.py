@@ -88,7 +88,7 @@ def status_callback_url(outbound):
     return f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/sms/status/?outbound={outbound.pk}"
 
 
-@register(Channel.SMS)
+@register(Channel.SMS, provider="twilio")
 class TwilioSmsAdapter(ChannelAdapter):
     def send(self, outbound):
         conversation = outbound.interaction.conversation

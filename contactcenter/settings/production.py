@@ -14,6 +14,8 @@ required("REDIS_URL")
 required("FIELD_ENCRYPTION_KEYS")
 required("BLIND_INDEX_KEY")
 DEBUG = False
+# Email, SMS and calls must reach patients: no console mail, no local outbox.
+DEVELOPMENT_DELIVERY_ALLOWED = False
 MFA_REQUIRED = env.bool("MFA_REQUIRED", default=True)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -75,6 +75,7 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "contact.example.org",
     "FIELD_ENCRYPTION_KEYS": "k2:" + "A" * 43 + "=",
     "BLIND_INDEX_KEY": "B" * 43 + "=",
+    "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.org:587",
 }
 
 
@@ -98,3 +99,33 @@ def test_production_check_deploy_is_clean():
 
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_refuses_mail_kept_on_the_machine_and_the_local_providers():
+    result = _production_check(
+        {
+            **PRODUCTION_ENV,
+            "EMAIL_URL": "consolemail://",
+            "SMS_PROVIDER": "local",
+            "VOICE_PROVIDER": "local",
+        }
+    )
+
+    assert result.returncode != 0
+    assert "contactcenter.E001" in result.stderr
+    assert "EMAIL_BACKEND django.core.mail.backends.console.EmailBackend" in result.stderr
+    assert result.stderr.count("contactcenter.E002") == 2
+
+
+def test_production_refuses_the_local_outbox_email_backend():
+    result = _production_check({**PRODUCTION_ENV, "EMAIL_URL": "localoutbox://"})
+
+    assert result.returncode != 0
+    assert "channels_app.local_outbox.EmailBackend" in result.stderr
+
+
+def test_an_unknown_provider_stops_start_up_naming_the_variable():
+    result = _production_check({**PRODUCTION_ENV, "SMS_PROVIDER": "carrier-pigeon"})
+
+    assert result.returncode != 0
+    assert "SMS_PROVIDER" in result.stderr
