@@ -412,11 +412,40 @@ def timeline_page(*, user, patient_id, filters: TimelineFilters, page: PageReque
     return result
 
 
-def conversation_messages_page(*, conversation, page: PageRequest):
+def conversation_messages_page(*, conversation, page: PageRequest, filters=None):
     """A page of one conversation's interactions (its access already checked)."""
     return _interaction_page(
         scope_sql="i.conversation_id = %s",
         scope_params=[sql.param(Conversation._meta.pk, conversation.pk)],
-        filters=TimelineFilters(),
+        filters=filters or TimelineFilters(),
         page=page,
     )
+
+
+def interaction_get_visible(*, user, interaction_id):
+    """One interaction as a timeline row (plus its patient_id), when the caller may
+    see its conversation; else None."""
+    interaction = (
+        Interaction.objects.filter(
+            pk=interaction_id, conversation__in=conversations_visible_to(user)
+        )
+        .select_related("author", "outbound")
+        .first()
+    )
+    if interaction is None:
+        return None
+    outbound = getattr(interaction, "outbound", None)
+    return {
+        "id": interaction.pk,
+        "conversation_id": interaction.conversation_id,
+        "patient_id": interaction.patient_id,
+        "channel": interaction.channel,
+        "kind": interaction.kind,
+        "direction": interaction.direction,
+        "author": interaction.author.username if interaction.author else None,
+        "body": interaction.body,
+        "occurred_at": interaction.occurred_at,
+        "sentiment": interaction.sentiment,
+        "delivery_status": outbound.state if outbound else None,
+        "delivery_error": (outbound.last_error or None) if outbound else None,
+    }

@@ -82,6 +82,9 @@ class ApiClient(models.Model):
         PORTAL_WRITE = "portal:write"
         TIMELINE_READ = "timeline:read"
         DISCLOSURES_WRITE = "disclosures:write"
+        # The FHIR interface (fhir/scopes.py maps every scope onto SMART scopes).
+        COMMUNICATIONS_READ = "communications:read"
+        AUDIT_READ = "audit:read"
 
     name = models.CharField(max_length=100, unique=True)
     prefix = models.CharField(max_length=16, unique=True)

@@ -25,6 +25,7 @@ urlpatterns = [
     path("survey/<str:token>/", survey_link_answer, name="survey-link"),
     path("api/v1/", include(api_v1)),
     path("webhooks/", include("channels_app.urls_webhooks")),
+    path("fhir/", include("fhir.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

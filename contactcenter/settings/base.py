@@ -88,6 +88,12 @@ if RETENTION_DAYS["messages"] < RETENTION_MESSAGES_FLOOR_DAYS:
         f"policy floor of {RETENTION_MESSAGES_FLOOR_DAYS} days."
     )
 
+# --- FHIR interface ----------------------------------------------------------------
+# The identifier system of the practice's MRNs and how long a SMART backend token
+# lives.
+FHIR_MRN_SYSTEM = env.str("FHIR_MRN_SYSTEM", default=f"{PUBLIC_BASE_URL}/fhir/sid/mrn")
+FHIR_TOKEN_SECONDS = env.int("FHIR_TOKEN_SECONDS", default=300)
+
 # --- Reminders, KPIs and surveys --------------------------------------------------
 # Reschedule requests go to this team ("" keeps them in the conversation's team).
 REMINDERS_SCHEDULING_TEAM = env.str("REMINDERS_SCHEDULING_TEAM", default="")
@@ -156,6 +162,7 @@ INSTALLED_APPS = [
     "escalation",
     "reminders",
     "reporting",
+    "fhir",
 ]
 
 MIDDLEWARE = [

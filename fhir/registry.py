@@ -1,0 +1,73 @@
+"""What the FHIR interface serves: resource types, their interactions and search
+parameters. The views check requests against this registry and /fhir/metadata is
+generated from it, so the CapabilityStatement cannot claim what is not served."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str
+    type: str
+    documentation: str
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    type: str
+    interactions: tuple
+    search_params: tuple = ()
+    documentation: str = ""
+    operations: tuple = field(default=())
+
+    def search_param_names(self):
+        return {param.name for param in self.search_params}
+
+
+# Parameters every search takes: the page size and the page cursor handed out in
+# a Bundle's next link (opaque; a keyset over the list's sort key).
+COUNT_PARAM = "_count"
+CURSOR_PARAM = "_cursor"
+CONTROL_PARAMS = frozenset({COUNT_PARAM, CURSOR_PARAM, "_format"})
+DEFAULT_COUNT = 50
+MAX_COUNT = 200
+
+_ID = SearchParam("_id", "token", "The resource id.")
+_PATIENT = SearchParam("patient", "reference", "Patient/{id}.")
+
+RESOURCES = {
+    spec.type: spec
+    for spec in (
+        ResourceSpec(
+            "Patient",
+            ("read", "search-type", "create", "update"),
+            (
+                _ID,
+                SearchParam("identifier", "token", "MRN: [system|]value, exact."),
+                SearchParam("telecom", "token", "A phone number or email address, exact."),
+                SearchParam("phone", "token", "A phone number in any format, exact."),
+                SearchParam("email", "token", "An email address, exact, case-insensitive."),
+            ),
+            "Patients of the client's team. Create, and update (upsert) by identifier with "
+            "PUT Patient?identifier=system|value. A merged patient carries a replaced-by link.",
+        ),
+        ResourceSpec(
+            "Communication",
+            ("read", "search-type"),
+            (
+                _PATIENT,
+                SearchParam("part-of", "reference", "Communication/{conversation id}."),
+                SearchParam("medium", "token", "sms, email, voice, portal or the v3 mode code."),
+                SearchParam("sent", "date", "When an outbound or internal message was sent."),
+                SearchParam("received", "date", "When an inbound message was received."),
+            ),
+            "Every interaction, newest first; each is partOf a header Communication per "
+            "conversation. Payload only with a scope that allows message content. A search "
+            "names a patient or a conversation.",
+        ),
+    )
+}
+
+
+def spec_of(resource_type):
+    return RESOURCES.get(resource_type)

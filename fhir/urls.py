@@ -1,0 +1,22 @@
+from django.urls import path, re_path
+
+from fhir import views
+
+urlpatterns = [
+    path("metadata", views.MetadataView.as_view(), name="fhir-metadata"),
+    path(
+        ".well-known/smart-configuration",
+        views.SmartConfigurationView.as_view(),
+        name="fhir-smart-configuration",
+    ),
+    path("auth/token", views.TokenView.as_view(), name="fhir-token"),
+    path("Patient", views.PatientTypeView.as_view(), name="fhir-patient-type"),
+    path("Patient/<str:resource_id>", views.PatientInstanceView.as_view(), name="fhir-patient"),
+    path("Communication", views.CommunicationTypeView.as_view(), name="fhir-communication-type"),
+    path(
+        "Communication/<str:resource_id>",
+        views.CommunicationInstanceView.as_view(),
+        name="fhir-communication",
+    ),
+    re_path(r"^(?P<path>.*)$", views.not_found_view),
+]

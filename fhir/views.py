@@ -1,0 +1,613 @@
+"""The FHIR R4 endpoints: thin views over the selectors and services the REST API
+calls, so access rules and audit rows are the REST API's own."""
+
+import datetime
+import logging
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from pydantic import ValidationError as ModelValidationError
+from rest_framework import exceptions, status
+from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+from rest_framework.views import APIView
+
+from channels_app import selectors as channel_selectors
+from channels_app.models import Interaction
+from compliance.mixins import AuditedViewMixin
+from contactcenter.blind_index import mrn_index, normalise_email, normalise_phone
+from contactcenter.keyset import Cursor, InvalidCursor, KeysetPagination, PageRequest
+from contactcenter.models import Team
+from fhir import capability, errors, mapping, registry, services
+from fhir.auth import FhirAuthentication
+from fhir.rendering import AlwaysFhirJson, FhirJsonParser, FhirJsonRenderer
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.patient import Patient as FhirPatient
+from patients import selectors as patient_selectors
+from patients import services as patient_services
+from patients.models import Patient
+
+logger = logging.getLogger(__name__)
+
+
+def _outcome_response(error):
+    response = Response(errors.outcome_of(error), status=error.http_status)
+    if error.http_status == status.HTTP_401_UNAUTHORIZED:
+        response["WWW-Authenticate"] = 'Bearer realm="fhir"'
+    return response
+
+
+_DRF_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    415: "not-supported",
+    429: "throttled",
+}
+
+
+class FhirBaseView(APIView):
+    """Renders FHIR JSON and answers every error with an OperationOutcome."""
+
+    # FHIR is described by its CapabilityStatement, not the REST API's OpenAPI schema.
+    schema = None
+    renderer_classes = [FhirJsonRenderer]
+    parser_classes = [FhirJsonParser, JSONParser]
+    content_negotiation_class = AlwaysFhirJson
+
+    def handle_exception(self, exc):
+        if isinstance(exc, errors.FhirError):
+            return _outcome_response(exc)
+        if isinstance(exc, ModelValidationError):
+            return _outcome_response(errors.invalid(_validation_message(exc)))
+        if isinstance(exc, exceptions.APIException):
+            code = _DRF_CODES.get(exc.status_code, "processing")
+            detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+            return _outcome_response(
+                errors.FhirError(detail, http_status=exc.status_code, code=code)
+            )
+        logger.exception("fhir request failed")
+        return _outcome_response(
+            errors.FhirError(
+                "The server could not answer this request.",
+                http_status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+                code="exception",
+            )
+        )
+
+
+def _validation_message(exc):
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"The resource is not valid FHIR R4: {where}: {first.get('msg')}."
+
+
+class FhirResourceView(AuditedViewMixin, FhirBaseView):
+    """A resource endpoint: authenticated integrations, checked against the SMART
+    scope each interaction needs and audited like the REST API."""
+
+    authentication_classes = [FhirAuthentication]
+    # Scopes are checked per interaction by require(), against the SMART grant.
+    permission_classes = []
+    resource_type = ""
+    lookup_url_kwarg = "resource_id"
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if not request.user or not request.user.is_authenticated:
+            raise exceptions.NotAuthenticated("Send a SMART backend token or an API key.")
+
+    def require(self, permission):
+        grant = self.request.user.fhir_grant
+        if not grant.allows(self.resource_type, permission):
+            raise errors.forbidden(
+                f"This client's scopes do not include system/{self.resource_type}.{permission}."
+            )
+
+    # --- search helpers ---------------------------------------------------------
+
+    def search_params(self):
+        """The query's search parameters, refusing any this resource does not
+        support (a client would otherwise get more than it asked for)."""
+        spec = registry.spec_of(self.resource_type)
+        params = {}
+        for name, values in self.request.query_params.lists():
+            base = name.split(":", 1)[0]
+            if base in registry.CONTROL_PARAMS:
+                continue
+            if ":" in name or base not in spec.search_param_names():
+                raise errors.invalid(
+                    f"Unknown search parameter {name!r} for {self.resource_type}; supported: "
+                    f"{', '.join(sorted(spec.search_param_names()))}.",
+                    expression=name,
+                )
+            params[base] = values
+        return params
+
+    def page_request(self):
+        raw = self.request.query_params.get(registry.COUNT_PARAM)
+        try:
+            size = int(raw) if raw else registry.DEFAULT_COUNT
+        except ValueError:
+            raise errors.invalid("_count must be a whole number.", expression="_count") from None
+        if size < 1:
+            raise errors.invalid("_count must be at least 1.", expression="_count")
+        text = self.request.query_params.get(registry.CURSOR_PARAM)
+        try:
+            cursor = Cursor.decode(text) if text else None
+        except InvalidCursor:
+            raise errors.invalid(
+                "The _cursor is not one this server handed out; search again.",
+                expression="_cursor",
+            ) from None
+        return PageRequest(cursor=cursor, size=min(size, registry.MAX_COUNT))
+
+    def bundle(self, resources, *, next_cursor=None):
+        url = self.request.build_absolute_uri()
+        links = [{"relation": "self", "url": url}]
+        if next_cursor is not None:
+            links.append(
+                {
+                    "relation": "next",
+                    "url": replace_query_param(url, registry.CURSOR_PARAM, next_cursor.encode()),
+                }
+            )
+        base = self.request.build_absolute_uri("/fhir/")
+        return Bundle(
+            type="searchset",
+            link=links,
+            entry=[
+                {
+                    "fullUrl": f"{base}{resource.get_resource_type()}/{resource.id}",
+                    "resource": resource,
+                    "search": {"mode": "match"},
+                }
+                for resource in resources
+            ]
+            or None,
+        )
+
+    def parsed_resource(self, model):
+        data = self.request.data
+        if not isinstance(data, dict) or data.get("resourceType") != self.resource_type:
+            raise errors.invalid(f"The body must be a {self.resource_type} resource.")
+        return model.model_validate(data)
+
+
+def _one(params, name):
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise errors.invalid(f"Give {name} once.", expression=name)
+    return values[0]
+
+
+def _uuid(text, *, expression):
+    try:
+        return uuid.UUID(text)
+    except (ValueError, TypeError, AttributeError):
+        raise errors.invalid(
+            f"{text!r} is not an id of this server.", expression=expression
+        ) from None
+
+
+def _reference_id(text, *, resource_type, expression):
+    """`Type/id` or a bare id, as a UUID."""
+    if text and "/" in text:
+        prefix, _, text = text.rpartition("/")
+        if prefix.rsplit("/", 1)[-1] != resource_type:
+            raise errors.invalid(
+                f"{expression} must reference a {resource_type}.", expression=expression
+            )
+    return _uuid(text, expression=expression)
+
+
+def _token_value(text):
+    """The value of a token search (`system|value` or `value`) and its system."""
+    system, bar, value = text.partition("|")
+    return (system, value) if bar else (None, text)
+
+
+# --- Metadata, discovery and the token endpoint ----------------------------------------
+
+
+class MetadataView(FhirBaseView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        return Response(
+            capability.capability_statement(base_url=request.build_absolute_uri("/fhir"))
+        )
+
+
+class SmartConfigurationView(FhirBaseView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    renderer_classes = [capability.JsonRenderer]
+
+    def get(self, request):
+        return Response(
+            capability.smart_configuration(base_url=request.build_absolute_uri("/fhir"))
+        )
+
+
+class TokenView(APIView):
+    """OAuth token endpoint of SMART Backend Services (form-encoded in, OAuth
+    JSON out: errors here are OAuth's, not OperationOutcomes)."""
+
+    schema = None
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = [FormParser]
+    renderer_classes = [capability.JsonRenderer]
+
+    def post(self, request):
+        audiences = {
+            request.build_absolute_uri(request.path),
+            mapping.fhir_url("auth/token"),
+        }
+        try:
+            issued = services.access_token_issue(
+                form=request.data, audiences=audiences, request=request
+            )
+        except services.TokenRequestRefused as refused:
+            code = status.HTTP_401_UNAUTHORIZED if refused.error == "invalid_client" else 400
+            return Response(
+                {"error": refused.error, "error_description": refused.description},
+                status=code,
+                headers={"Cache-Control": "no-store"},
+            )
+        return Response(
+            {
+                "access_token": issued.token,
+                "token_type": "bearer",
+                "expires_in": issued.expires_in,
+                "scope": " ".join(issued.grant.scope_strings()),
+            },
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
+
+    def handle_exception(self, exc):
+        if isinstance(exc, exceptions.APIException):
+            return Response(
+                {"error": "invalid_request", "error_description": str(exc.detail)},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        raise exc
+
+
+def not_found_view(request, path=""):
+    """Anything under /fhir/ that is not served."""
+    response = Response(
+        errors.outcome(f"/fhir/{path} is not served here; see /fhir/metadata.", code="not-found"),
+        status=status.HTTP_404_NOT_FOUND,
+    )
+    response.accepted_renderer = FhirJsonRenderer()
+    response.accepted_media_type = FhirJsonRenderer.media_type
+    response.renderer_context = {}
+    response.render()
+    return response
+
+
+# --- Patient ------------------------------------------------------------------------
+
+
+def _patient_page(queryset, page):
+    """Patients newest first, by keyset over (created_at, id): the index
+    patient_team_created_idx for a team-bound client."""
+    queryset = queryset.order_by("-created_at", "-id")
+    if page.cursor is not None:
+        stamp, row_id = page.cursor.key
+        queryset = queryset.extra(  # noqa: S610 - fixed text, values are parameters
+            where=[
+                f"({Patient._meta.db_table}.created_at, {Patient._meta.db_table}.id) < (%s, %s)"
+            ],
+            params=[stamp, row_id],
+        )
+    rows = list(queryset[: page.size + 1])
+    return KeysetPagination.page_from(rows, page=page, key_of=lambda p: (p.created_at, p.pk))
+
+
+class PatientTypeView(FhirResourceView):
+    resource_type = "Patient"
+    audit_resource_type = "patient"
+    queryset = Patient.objects.none()
+
+    def get(self, request):
+        self.require("s")
+        params = self.search_params()
+        lookups = {}
+        identifier = _one(params, "identifier")
+        if identifier is not None:
+            system, value = _token_value(identifier)
+            if (system and system != settings.FHIR_MRN_SYSTEM) or not value:
+                return Response(self.bundle([]))
+            lookups["mrn"] = value
+        for name in ("phone", "email", "telecom"):
+            value = _one(params, name)
+            if value is None:
+                continue
+            _system, value = _token_value(value)
+            kind = name if name != "telecom" else ("email" if "@" in value else "phone")
+            try:
+                normalise_email(value) if kind == "email" else normalise_phone(value)
+            except ValueError as exc:
+                raise errors.invalid(f"{name}: {exc}", expression=name) from None
+            if kind in lookups:
+                raise errors.invalid(f"Give one {kind} lookup.", expression=name)
+            lookups[kind] = value
+        patient_id = _one(params, "_id")
+        if patient_id is None:
+            queryset = patient_selectors.patient_list(user=request.user, **lookups)
+        else:
+            # A merged patient is found by its id (and answers with its replaced-by link).
+            queryset = patient_selectors.patients_visible_to(request.user).filter(
+                pk=_uuid(patient_id, expression="_id")
+            )
+            if lookups:
+                queryset = queryset.filter(
+                    pk__in=patient_selectors.patient_list(user=request.user, **lookups).values("pk")
+                )
+            queryset = queryset.prefetch_related("contact_points")
+        page = _patient_page(queryset, self.page_request())
+        self.audit(patient_ids=[p.pk for p in page.rows])
+        resources = [mapping.patient_resource(p) for p in page.rows]
+        return Response(self.bundle(resources, next_cursor=page.next))
+
+    def post(self, request):
+        self.require("c")
+        resource = self.parsed_resource(FhirPatient)
+        try:
+            kwargs = mapping.patient_service_kwargs(resource)
+        except mapping.PatientInputError as exc:
+            raise errors.invalid(str(exc), expression=exc.expression) from None
+        team = _client_team(request)
+        try:
+            patient = patient_services.patient_create(
+                team=team, time_zone=settings.PRACTICE_TIME_ZONE, **_valid_contacts(kwargs)
+            )
+        except patient_services.DuplicateMrn:
+            raise errors.conflict(
+                "A patient with this identifier exists: update it with "
+                "PUT Patient?identifier=system|value."
+            ) from None
+        self.audit(patient_ids=[patient.pk], resource_id=patient.pk)
+        return self._answer(patient.pk, status.HTTP_201_CREATED)
+
+    def put(self, request):
+        """Conditional update: upsert by identifier (the MRN)."""
+        self.require("u")
+        resource = self.parsed_resource(FhirPatient)
+        try:
+            kwargs = mapping.patient_service_kwargs(resource)
+        except mapping.PatientInputError as exc:
+            raise errors.invalid(str(exc), expression=exc.expression) from None
+        identifier = request.query_params.get("identifier")
+        if not identifier or _token_value(identifier)[1] != kwargs["mrn"]:
+            raise errors.invalid(
+                "Upsert with PUT Patient?identifier=system|value naming the body's MRN.",
+                expression="identifier",
+            )
+        existing = (
+            patient_selectors.patients_visible_to(request.user)
+            .filter(mrn_index=mrn_index(kwargs["mrn"]))
+            .first()
+        )
+        if existing is None:
+            self.require("c")
+            return self.post(request)
+        return _update_patient(self, existing, kwargs)
+
+    def _answer(self, patient_id, http_status):
+        patient = patient_selectors.patient_get_visible(
+            user=self.request.user, patient_id=patient_id
+        )
+        response = Response(mapping.patient_resource(patient), status=http_status)
+        response["Location"] = self.request.build_absolute_uri(f"/fhir/Patient/{patient_id}")
+        return response
+
+
+def _client_team(request):
+    team_id = request.user.client.team_id
+    if team_id is None:
+        raise errors.invalid(
+            "This client is bound to no team, so a patient it creates would belong to none: "
+            "bind the API client to a team."
+        )
+    return Team.objects.get(pk=team_id)
+
+
+def _valid_contacts(kwargs):
+    """Contact values normalised the way the service will, so a bad number is a
+    400 naming it, not an error inside the transaction."""
+    for name, normalise in (("phones", normalise_phone), ("emails", normalise_email)):
+        for item in kwargs.get(name, ()):
+            try:
+                normalise(item.value)
+            except ValueError as exc:
+                raise errors.invalid(
+                    f"telecom {item.value!r}: {exc}", expression="Patient.telecom"
+                ) from None
+    return kwargs
+
+
+def _update_patient(view, patient, kwargs):
+    if patient.merged_into_id:
+        raise errors.conflict(
+            f"This patient was merged into Patient/{patient.merged_into_id}; update that one."
+        )
+    try:
+        patient_services.patient_update(patient=patient, **_valid_contacts(kwargs))
+    except patient_services.DuplicateMrn:
+        raise errors.conflict("Another patient has this identifier.") from None
+    view.audit(patient_ids=[patient.pk], resource_id=patient.pk)
+    return view._answer(patient.pk, status.HTTP_200_OK)
+
+
+class PatientInstanceView(FhirResourceView):
+    resource_type = "Patient"
+    audit_resource_type = "patient"
+    queryset = Patient.objects.none()
+
+    def _visible(self, resource_id):
+        patient = patient_selectors.patient_get_visible(
+            user=self.request.user, patient_id=_uuid(resource_id, expression="id")
+        )
+        if patient is None:
+            raise errors.not_found()
+        return patient
+
+    def get(self, request, resource_id):
+        self.require("r")
+        patient = self._visible(resource_id)
+        self.audit(patient_ids=[patient.pk], resource_id=patient.pk)
+        return Response(mapping.patient_resource(patient))
+
+    def put(self, request, resource_id):
+        self.require("u")
+        patient = self._visible(resource_id)
+        resource = self.parsed_resource(FhirPatient)
+        if resource.id and resource.id != str(patient.pk):
+            raise errors.invalid("The body's id is not the URL's.", expression="Patient.id")
+        try:
+            kwargs = mapping.patient_service_kwargs(resource)
+        except mapping.PatientInputError as exc:
+            raise errors.invalid(str(exc), expression=exc.expression) from None
+        with transaction.atomic():
+            return _update_patient(self, patient, kwargs)
+
+
+# --- Communication ------------------------------------------------------------------
+
+
+def _date_bounds(values, *, name):
+    """(since, until) of FHIR date searches (eq, ge, gt, le, lt prefixes; a date
+    covers its whole day in UTC, a dateTime is an instant)."""
+    since = until = None
+    for raw in values:
+        prefix, text = (
+            (raw[:2], raw[2:]) if raw[:2] in ("eq", "ge", "gt", "le", "lt") else ("eq", raw)
+        )
+        moment = parse_datetime(text) if "T" in text else None
+        day = parse_date(text) if moment is None else None
+        if moment is None and day is None:
+            raise errors.invalid(f"{name}={raw!r} is not a FHIR date.", expression=name)
+        if moment is not None:
+            if timezone.is_naive(moment):
+                raise errors.invalid(f"{name}: give the time zone of {text!r}.", expression=name)
+            start, end = moment, moment + datetime.timedelta(microseconds=1)
+        else:
+            start = datetime.datetime.combine(day, datetime.time.min, tzinfo=datetime.UTC)
+            end = start + datetime.timedelta(days=1)
+        if prefix in ("eq", "ge"):
+            since = max(since, start) if since else start
+        if prefix == "gt":
+            since = max(since, end) if since else end
+        if prefix in ("eq", "le"):
+            until = min(until, end) if until else end
+        if prefix == "lt":
+            until = min(until, start) if until else start
+    return since, until
+
+
+class CommunicationTypeView(FhirResourceView):
+    resource_type = "Communication"
+    audit_resource_type = "timeline"
+    audit_patient_field = "patient_id"
+    queryset = Interaction.objects.none()
+
+    def get(self, request):
+        self.require("s")
+        params = self.search_params()
+        patient_ref, part_of = _one(params, "patient"), _one(params, "part-of")
+        if (patient_ref is None) == (part_of is None):
+            raise errors.invalid("Search Communication by patient or by part-of (one of them).")
+        medium = _one(params, "medium")
+        channel = None
+        if medium is not None:
+            code = _token_value(medium)[1]
+            channel = mapping.CHANNEL_OF_MEDIUM.get(code, code)
+            if channel not in mapping.MEDIUM_OF_CHANNEL:
+                raise errors.invalid(f"Unknown medium {medium!r}.", expression="medium")
+        direction, since, until = None, None, None
+        for name, wanted in (("sent", None), ("received", "inbound")):
+            if name in params:
+                if direction is not None:
+                    raise errors.invalid("Search by sent or by received, not both.")
+                since, until = _date_bounds(params[name], name=name)
+                direction = wanted or "outbound"
+        filters = channel_selectors.TimelineFilters(
+            channel=channel, direction=direction, since=since, until=until
+        )
+        page_request = self.page_request()
+        content = request.user.fhir_grant.content
+        if patient_ref is not None:
+            patient_id = _reference_id(patient_ref, resource_type="Patient", expression="patient")
+            self._audit_resource_id = str(patient_id)
+            page = channel_selectors.timeline_page(
+                user=request.user, patient_id=patient_id, filters=filters, page=page_request
+            )
+            if page is None:
+                raise errors.not_found("No such patient among those this client may see.")
+            self.audit(patient_ids=[patient_id])
+            resources = [
+                mapping.communication_resource(row, patient_id=patient_id, content=content)
+                for row in page.rows
+            ]
+        else:
+            conversation_id = _reference_id(
+                part_of, resource_type="Communication", expression="part-of"
+            )
+            conversation = channel_selectors.conversation_get_visible(
+                user=request.user, conversation_id=conversation_id
+            )
+            if conversation is None:
+                raise errors.not_found("No such conversation among those this client may see.")
+            self.audit(patient_ids=[conversation.patient_id], conversation=str(conversation.pk))
+            page = channel_selectors.conversation_messages_page(
+                conversation=conversation, page=page_request, filters=filters
+            )
+            resources = [
+                mapping.communication_resource(
+                    row, patient_id=conversation.patient_id, content=content
+                )
+                for row in page.rows
+            ]
+        return Response(self.bundle(resources, next_cursor=page.next))
+
+
+class CommunicationInstanceView(FhirResourceView):
+    resource_type = "Communication"
+    audit_resource_type = "timeline"
+    audit_patient_field = "patient_id"
+    queryset = Interaction.objects.none()
+
+    def get(self, request, resource_id):
+        self.require("r")
+        resource_uuid = _uuid(resource_id, expression="id")
+        content = request.user.fhir_grant.content
+        row = channel_selectors.interaction_get_visible(
+            user=request.user, interaction_id=resource_uuid
+        )
+        if row is not None:
+            self.audit(patient_ids=[row["patient_id"]])
+            return Response(
+                mapping.communication_resource(row, patient_id=row["patient_id"], content=content)
+            )
+        conversation = channel_selectors.conversation_get_visible(
+            user=request.user, conversation_id=resource_uuid
+        )
+        if conversation is None:
+            raise errors.not_found()
+        self.audit(patient_ids=[conversation.patient_id])
+        return Response(mapping.conversation_resource(conversation, content=content))
