@@ -11,12 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# Keys, migrations, demo data, then web + worker + beat: all in scripts/run_local.sh,
+# which the end-to-end test runs in a fresh copy of the repository.
 run: venv
-	$(BIN)/python scripts/generate_dev_keys.py var/dev.env
-	# The filesystem broker's folders exist before the demo data queues its first tasks.
-	mkdir -p var/broker/queue var/broker/control var/broker/processed
-	DJANGO_SETTINGS_MODULE=contactcenter.settings.local $(BIN)/python manage.py migrate --noinput
-	DJANGO_SETTINGS_MODULE=contactcenter.settings.local $(BIN)/python manage.py load_demo
 	DJANGO_SETTINGS_MODULE=contactcenter.settings.local VENV=$(VENV) bash scripts/run_local.sh
 
 test: venv

@@ -184,6 +184,14 @@ def api_client_create(*, name, scopes, created_by=None, team=None):
     return IssuedApiKey(key=f"{API_KEY_PREFIX}{prefix}_{secret}", client=client)
 
 
+def api_client_rotate_key(*, client):
+    """A new key for an existing client; the previous key stops working at once."""
+    secret = secrets.token_urlsafe(32)
+    ApiClient.objects.filter(pk=client.pk).update(secret_hash=_sha256(secret))
+    client.secret_hash = _sha256(secret)
+    return IssuedApiKey(key=f"{API_KEY_PREFIX}{client.prefix}_{secret}", client=client)
+
+
 def api_client_authenticate(*, raw_key):
     """Return the ApiClient for a raw key or raise TokenRejected."""
     body = raw_key[len(API_KEY_PREFIX) :]

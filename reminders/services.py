@@ -599,7 +599,7 @@ def _skip(*, reminder, reason, ctx):
     return "skipped"
 
 
-def _dispatch_one(*, reminder, ctx, now):
+def _dispatch_one(*, reminder, ctx, now, wait_for_quiet_hours=True):
     appointment = reminder.appointment
     patient = appointment.patient
     policy = ctx.policy
@@ -623,7 +623,7 @@ def _dispatch_one(*, reminder, ctx, now):
         )
     except ValueError:
         return _skip(reminder=reminder, reason=SKIP_INVALID_TIME_ZONE, ctx=ctx)
-    if quiet_until is not None:
+    if quiet_until is not None and wait_for_quiet_hours:
         # Reached late (an outage) and now in quiet hours: it waits for the morning,
         # unless the appointment or a closer reminder comes first.
         if quiet_until >= starts_at:
@@ -664,6 +664,29 @@ def _dispatch_one(*, reminder, ctx, now):
         update_fields=["state", "skip_reason", "channel", "outbound", "sent_at", "updated_at"]
     )
     return "sent" if reminder.state == Reminder.State.SENT else "failed"
+
+
+def reminder_send_now(*, reminder_id, now=None):
+    """Send one scheduled reminder at once, through the dispatcher's own steps
+    (channel, consent, template, delivery record), without waiting for its planned
+    time or the patient's quiet hours: a person chose to send it now (the demo
+    scenario of `manage.py simulate_inbound`). Returns "sent", "failed" or
+    "skipped" (the reason stored, as the dispatcher does), or None when the reminder
+    is not scheduled any more."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        reminder = (
+            Reminder.objects.select_for_update(of=("self",))
+            .select_related("appointment__patient__team__group", "policy")
+            .prefetch_related("appointment__patient__contact_points")
+            .filter(pk=reminder_id, state=Reminder.State.SCHEDULED)
+            .first()
+        )
+        if reminder is None:
+            return None
+        return _dispatch_one(
+            reminder=reminder, ctx=_Context(reminder.policy), now=now, wait_for_quiet_hours=False
+        )
 
 
 def _dispatch_guarded(*, reminder, ctx, now):

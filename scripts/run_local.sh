@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Starts the web server, a worker and beat on the embedded defaults (SQLite and the
+# `make run` after the install: local development keys, migrations and demo data,
+# then the web server, a worker and beat on the embedded defaults (SQLite and the
 # filesystem broker under var/). Ctrl-C stops all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PORT=${PORT:-8000}
+export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-contactcenter.settings.local}
+
+"$VENV/bin/python" scripts/generate_dev_keys.py var/dev.env
+# The filesystem broker's folders exist before the demo data queues its first tasks.
 mkdir -p var/broker/queue var/broker/control var/broker/processed
+"$VENV/bin/python" manage.py migrate --noinput
+"$VENV/bin/python" manage.py load_demo
 
 pids=()
 stop_all() {
@@ -40,6 +47,7 @@ cat <<MSG
     Readiness     http://127.0.0.1:$PORT/health/ready/
   Demo logins (password for all: demo-password-123, no second factor locally):
     agent.north, supervisor.north, agent.south, nurse.clinical, compliance, admin
+  Try it: .venv/bin/python manage.py simulate_inbound --scenario (see README, "Try it")
 
 MSG
 wait -n
