@@ -92,10 +92,10 @@ def _wait_until_ready(base_url, process, log_path):
         if process.poll() is not None:
             raise AssertionError(f"make run's steps stopped:\n{log_path.read_text()[-4000:]}")
         try:
-            if requests.get(f"{base_url}/health/ready/", timeout=2).status_code == 200:
+            if requests.get(f"{base_url}/health/ready/", timeout=10).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except requests.RequestException:
+            pass  # not listening yet, or busy starting
         time.sleep(0.25)
     raise AssertionError(f"not ready in {READY_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
 
