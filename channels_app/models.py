@@ -46,7 +46,18 @@ class ChannelAccount(models.Model):
         help_text='Voice opening hours: {"time_zone": ..., "weekly": {"0": [["09:00", "17:00"]]}, '
         '"holidays": [...]}. Empty means always open; closed calls go to voicemail.',
     )
-    greeting = models.CharField(max_length=500, blank=True, default="")
+    greeting = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="What a caller hears first in English; empty: thanks for calling the practice.",
+    )
+    greeting_es = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="The greeting in Spanish; empty: the practice's name in a standard sentence.",
+    )
     active = models.BooleanField(default=True)
     imap_host = models.CharField(
         max_length=253,
@@ -141,6 +152,9 @@ class Conversation(models.Model):
     # The earliest open response target (first or next response), for the
     # inbox's "sort by SLA" and breach sweeps; NULL when no response is owed.
     sla_due_at = models.DateTimeField(null=True, blank=True)
+    # The end of a promised callback's window while the callback is not made; the
+    # SLA breach sweep escalates it like a missed response.
+    callback_due_at = models.DateTimeField(null=True, blank=True)
     last_interaction_at = models.DateTimeField()
     last_inbound_at = models.DateTimeField(null=True, blank=True)
     last_staff_response_at = models.DateTimeField(null=True, blank=True)
@@ -198,6 +212,11 @@ class Conversation(models.Model):
                 fields=["resolved_at"],
                 name="conv_resolved_idx",
                 condition=Q(status="resolved"),
+            ),
+            models.Index(
+                fields=["callback_due_at", "id"],
+                name="conv_callback_due_idx",
+                condition=Q(status__in=["open", "pending"], callback_due_at__isnull=False),
             ),
             models.Index(
                 fields=["snoozed_until"],
@@ -287,6 +306,46 @@ class Interaction(models.Model):
         return f"{self.kind} {self.direction} {self.pk}"
 
 
+class VoiceMenuChoice(models.Model):
+    """One choice of a voice number's menu, pressed as its key (1 to 4) or spoken:
+    the team whose queue the caller joins. 0 (a person) is always the number's own
+    team and is not configured."""
+
+    MAX_KEY = 4
+
+    account = models.ForeignKey(
+        ChannelAccount, on_delete=models.CASCADE, related_name="menu_choices"
+    )
+    key = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_KEY)]
+    )
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+")
+    label_en = models.CharField(
+        max_length=60, help_text='Said after "For": "appointments", "billing questions".'
+    )
+    label_es = models.CharField(max_length=60, help_text='Said after "Para": "citas".')
+    speech_en = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="Comma-separated words that choose this when spoken in English "
+        '("appointment, schedule, booking"); the label always counts.',
+    )
+    speech_es = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["account", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "key"], name="voicemenuchoice_unique_key"),
+            models.CheckConstraint(
+                condition=Q(key__gte=1, key__lte=4), name="voicemenuchoice_key_1_to_4"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.key}: {self.label_en}"
+
+
 class CallDetail(models.Model):
     class QueueResult(models.TextChoices):
         IN_PROGRESS = "in_progress"
@@ -294,6 +353,13 @@ class CallDetail(models.Model):
         ABANDONED = "abandoned"
         VOICEMAIL = "voicemail"
         MISSED = "missed"
+        # Left the queue with a callback that keeps the caller's place, or told
+        # that the callback asked for earlier is still coming.
+        CALLBACK = "callback"
+
+    class Language(models.TextChoices):
+        ENGLISH = "en"
+        SPANISH = "es"
 
     interaction = models.OneToOneField(
         Interaction, primary_key=True, on_delete=models.CASCADE, related_name="call"
@@ -309,9 +375,100 @@ class CallDetail(models.Model):
     transcript = EncryptedTextField(blank=True, default="")
     answered_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    # The menu key the caller chose (0 is a person); null before a choice.
+    menu_key = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The team queue the call joined and when: its place in that queue.
+    queue_team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    queued_at = models.DateTimeField(null=True, blank=True)
+    callback_offered_at = models.DateTimeField(null=True, blank=True)
+    missed_call_text_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Callers waiting in a team's queue now, in the order they joined it.
+            models.Index(
+                fields=["queue_team", "queued_at"],
+                name="call_waiting_idx",
+                condition=Q(queue_result="in_progress", queued_at__isnull=False),
+            ),
+            # The expected wait: a queue's most recently answered calls.
+            models.Index(
+                fields=["queue_team", "-answered_at"],
+                name="call_answered_idx",
+                condition=Q(queue_result="answered", answered_at__isnull=False),
+            ),
+        ]
 
     def __str__(self):
         return f"call {self.interaction_id} ({self.queue_result})"
+
+
+class Callback(models.Model):
+    """A caller's request to be called back, holding the place in the team's queue
+    that the call had (`queued_at`) and the window promised to them (`due_at`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting in the queue (again, after a call that did not connect)
+        DIALLING = "dialling"  # an agent asked; Twilio is calling the patient
+        DONE = "done"  # the patient answered the callback
+
+    OPEN_STATUSES = (Status.PENDING, Status.DIALLING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.PROTECT, related_name="callbacks"
+    )
+    call = models.OneToOneField(
+        CallDetail, null=True, blank=True, on_delete=models.SET_NULL, related_name="callback"
+    )
+    account = models.ForeignKey(ChannelAccount, on_delete=models.PROTECT, related_name="+")
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="callbacks")
+    phone = EncryptedCharField(max_length=32)
+    phone_index = BlindIndexField(db_index=False)
+    language = models.CharField(
+        max_length=2, choices=CallDetail.Language.choices, default=CallDetail.Language.ENGLISH
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    queued_at = models.DateTimeField()
+    requested_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The phone the agent answers on (a staff number, not patient data).
+    agent_number = models.CharField(max_length=32, blank=True, default="")
+    dial_requested_at = models.DateTimeField(null=True, blank=True)
+    dial_attempts = models.PositiveSmallIntegerField(default=0)
+    # When Twilio first accepted a call to the patient: the callback was made.
+    dialled_at = models.DateTimeField(null=True, blank=True)
+    provider_call_sid = models.CharField(max_length=64, blank=True, default="")
+    provider_status = models.CharField(max_length=20, blank=True, default="")
+    last_error = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            # One waiting callback per number and practice line: calling again keeps it.
+            models.UniqueConstraint(
+                fields=["account", "phone_index"],
+                condition=Q(status__in=["pending", "dialling"]),
+                name="callback_one_waiting_per_number",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["team", "queued_at", "id"],
+                name="callback_queue_idx",
+                condition=Q(status="pending"),
+            ),
+            # KPIs by the day the callback was asked for.
+            models.Index(fields=["requested_at"], name="callback_requested_idx"),
+        ]
+
+    def __str__(self):
+        return f"callback {self.pk} ({self.status})"
 
 
 class EmailDetail(models.Model):

@@ -9,24 +9,28 @@ through the guardian permission table like every other PHI object.
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from channels_app.models import (
+    Callback,
+    CallDetail,
     Conversation,
     ConversationGroupObjectPermission,
     ConversationRead,
     Interaction,
+    VoiceMenuChoice,
 )
 from contactcenter import sql
 from contactcenter.access import visible_to
 from contactcenter.auth import ApiClientPrincipal
 from contactcenter.keyset import KeysetPagination, Page, PageRequest
 from contactcenter.models import Team
-from patients.models import Patient
+from patients.models import Appointment, Patient
 from patients.selectors import patient_visible_sql, patients_visible_to
 
 VIEW_CONVERSATION = "view_conversation"
@@ -448,4 +452,148 @@ def interaction_get_visible(*, user, interaction_id):
         "sentiment": interaction.sentiment,
         "delivery_status": outbound.state if outbound else None,
         "delivery_error": (outbound.last_error or None) if outbound else None,
+    }
+
+
+# --- The phone line: menus, team queues, expected waits, callbacks -----------------
+
+# The expected wait is the mean wait of the queue's most recent answered calls,
+# within this look-back: a morning rush says nothing about the afternoon.
+EXPECTED_WAIT_SAMPLE = 20
+EXPECTED_WAIT_LOOKBACK = timedelta(hours=2)
+
+
+def voice_menu_for(*, account):
+    """The number's menu choices by key (at most four), with their teams."""
+    return list(VoiceMenuChoice.objects.filter(account=account).select_related("team"))
+
+
+def queue_expected_wait_seconds(*, team_id, now=None):
+    """Mean queue wait of the last answered calls of a team's queue (None without any)."""
+    now = now or timezone.now()
+    waits = list(
+        CallDetail.objects.filter(
+            queue_team_id=team_id,
+            queue_result=CallDetail.QueueResult.ANSWERED,
+            answered_at__gte=now - EXPECTED_WAIT_LOOKBACK,
+            answered_at__isnull=False,
+            queue_wait_seconds__isnull=False,
+        )
+        .order_by("-answered_at")
+        .values_list("queue_wait_seconds", flat=True)[:EXPECTED_WAIT_SAMPLE]
+    )
+    return sum(waits) / len(waits) if waits else None
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One place in a team's queue: a caller on the line or a callback."""
+
+    kind: str  # "call" or "callback"
+    id: str  # the call's interaction id or the callback's id
+    conversation_id: str
+    queued_at: datetime
+    due_at: datetime | None = None
+
+
+def _waiting_calls(team_id):
+    return CallDetail.objects.filter(
+        queue_team_id=team_id,
+        queue_result=CallDetail.QueueResult.IN_PROGRESS,
+        queued_at__isnull=False,
+        ended_at__isnull=True,
+    )
+
+
+def _waiting_callbacks(team_id):
+    return Callback.objects.filter(team_id=team_id, status=Callback.Status.PENDING)
+
+
+def team_queue(*, team_id, limit=200):
+    """A team's queue in order of arrival: callers waiting on the line and pending
+    callbacks, each callback at the place its call had. Two index range scans merged."""
+    calls = (
+        _waiting_calls(team_id)
+        .order_by("queued_at", "interaction_id")
+        .values_list("interaction_id", "interaction__conversation_id", "queued_at")[:limit]
+    )
+    callbacks = (
+        _waiting_callbacks(team_id)
+        .order_by("queued_at", "id")
+        .values_list("id", "conversation_id", "queued_at", "due_at")[:limit]
+    )
+    entries = [
+        QueueEntry("call", str(pk), str(conversation_id), queued_at)
+        for pk, conversation_id, queued_at in calls
+    ] + [
+        QueueEntry("callback", str(pk), str(conversation_id), queued_at, due_at)
+        for pk, conversation_id, queued_at, due_at in callbacks
+    ]
+    return sorted(entries, key=lambda entry: (entry.queued_at, entry.kind == "call", entry.id))[
+        :limit
+    ]
+
+
+def queue_position(*, team_id, queued_at):
+    """1 + how many callers and callbacks joined the team's queue before this place."""
+    ahead = (
+        _waiting_calls(team_id).filter(queued_at__lt=queued_at).count()
+        + _waiting_callbacks(team_id).filter(queued_at__lt=queued_at).count()
+    )
+    return ahead + 1
+
+
+def callback_waiting_for(*, account, phone_index):
+    """The callback this number asked for on this line and is still waiting for."""
+    return (
+        Callback.objects.filter(
+            account=account, phone_index=phone_index, status__in=Callback.OPEN_STATUSES
+        )
+        .select_related("team")
+        .first()
+    )
+
+
+def callback_get_visible(*, user, callback_id):
+    """A callback whose conversation the user may see, else None."""
+    visible = conversations_visible_to(user).values("pk")
+    return (
+        Callback.objects.select_related("conversation", "account", "team")
+        .filter(pk=callback_id, conversation__in=visible)
+        .first()
+    )
+
+
+def caller_context(*, user, conversation, now=None, appointments=5):
+    """What the agent picking up a call sees before answering: the conversation's
+    patient (when the number matched one and the agent may see them), the
+    patient's other open conversations the agent may see, and upcoming
+    appointments. Three queries, whatever the counts."""
+    now = now or timezone.now()
+    patient = (
+        patients_visible_to(user).filter(pk=conversation.patient_id).first()
+        if conversation.patient_id
+        else None
+    )
+    if patient is None:
+        return {"patient": None, "open_conversations": [], "upcoming_appointments": []}
+    open_conversations = list(
+        conversations_visible_to(user)
+        .filter(patient=patient, status__in=Conversation.ACTIVE_STATUSES)
+        .order_by("-last_interaction_at", "-id")
+        .values("id", "channel", "status", "priority", "team_id", "last_interaction_at")[:20]
+    )
+    upcoming = list(
+        Appointment.objects.filter(
+            patient=patient,
+            starts_at__gte=now,
+            status__in=[Appointment.Status.BOOKED, Appointment.Status.CONFIRMED],
+        )
+        .order_by("starts_at")
+        .values("id", "starts_at", "status")[:appointments]
+    )
+    return {
+        "patient": patient,
+        "open_conversations": open_conversations,
+        "upcoming_appointments": upcoming,
     }

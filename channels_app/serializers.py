@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from channels_app.models import Conversation
 from channels_app.selectors import INBOX_COLUMNS
+from contactcenter.blind_index import normalise_phone
 
 
 class PortalMessageSerializer(serializers.Serializer):
@@ -224,3 +225,77 @@ class InboxCountsSerializer(serializers.Serializer):
     unassigned = serializers.IntegerField()
     my_teams = serializers.IntegerField()
     escalated = serializers.IntegerField()
+
+
+# --- The phone line: callbacks, team queues, the caller's context -------------------
+
+
+class CallbackDialSerializer(serializers.Serializer):
+    agent_number = serializers.CharField(
+        max_length=32,
+        help_text="The phone the agent answers on (E.164 or a national number); "
+        "Twilio rings it once the patient picks up.",
+    )
+
+    def validate_agent_number(self, value):
+        try:
+            return normalise_phone(value)
+        except ValueError:
+            raise serializers.ValidationError("Not a phone number.") from None
+
+
+class CallbackSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    conversation = serializers.UUIDField(source="conversation_id")
+    team = serializers.IntegerField(source="team_id")
+    status = serializers.CharField()
+    language = serializers.CharField()
+    queued_at = serializers.DateTimeField(help_text="Its place in the queue: when the call joined.")
+    requested_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField(help_text="The end of the window promised to the caller.")
+    dialled_at = serializers.DateTimeField(allow_null=True)
+    dial_attempts = serializers.IntegerField()
+    provider_status = serializers.CharField()
+    last_error = serializers.CharField()
+
+
+class QueueEntrySerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["call", "callback"])
+    id = serializers.UUIDField(help_text="The call's interaction id or the callback's id.")
+    conversation = serializers.UUIDField(source="conversation_id")
+    queued_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField(allow_null=True, help_text="A callback's promised window.")
+
+
+class CallerPatientSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    given_name = serializers.CharField()
+    family_name = serializers.CharField()
+    birth_date = serializers.DateField(allow_null=True)
+    preferred_language = serializers.CharField()
+    team = serializers.IntegerField(source="team_id")
+    needs_interpreter = serializers.BooleanField()
+    hearing_impaired = serializers.BooleanField()
+    vip = serializers.BooleanField()
+
+
+class CallerConversationSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    channel = serializers.CharField()
+    status = serializers.CharField()
+    priority = serializers.IntegerField()
+    team = serializers.IntegerField(source="team_id")
+    last_interaction_at = serializers.DateTimeField()
+
+
+class CallerAppointmentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    starts_at = serializers.DateTimeField()
+    status = serializers.CharField()
+
+
+class CallerContextSerializer(serializers.Serializer):
+    patient = CallerPatientSerializer(allow_null=True)
+    open_conversations = CallerConversationSerializer(many=True)
+    upcoming_appointments = CallerAppointmentSerializer(many=True)

@@ -2,15 +2,20 @@
 threaded, matched to a patient), outbound replies with their delivery records,
 and the state moves of a delivery."""
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from channels_app.models import (
+    Callback,
+    CallDetail,
+    ChannelAccount,
     Conversation,
     Interaction,
     LocalOutboxMessage,
@@ -730,3 +735,361 @@ def reply_create(*, conversation, author, body, internal=False, idempotency_key=
         previous = ReplyIdempotency.objects.get(user=author, key=idempotency_key)
         return previous.interaction, False
     return interaction, True
+
+
+# --- The phone line: menu choices, queues and callbacks ----------------------------
+
+
+def conversation_move_to_team(*, conversation, team, why):
+    """Hand a conversation to another team (a caller's menu choice): its members
+    gain access, the old team's lose it, and the timeline says why."""
+    if conversation.team_id == team.pk:
+        return conversation
+    old_team = conversation.team
+    conversation.team = team
+    conversation.save(update_fields=["team", "updated_at"])
+    grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
+    revoke_team_access(obj=conversation, team=old_team, perm=VIEW_CONVERSATION)
+    event_record(
+        conversation=conversation,
+        text=f"{why}: moved from {old_team.name} to {team.name}",
+        metadata={"change": "team", "from_team": old_team.pk, "to_team": team.pk},
+    )
+    return conversation
+
+
+def call_set_language(*, call, language):
+    CallDetail.objects.filter(pk=call.pk).update(language=language)
+    call.language = language
+    return call
+
+
+def call_enqueue(*, call, team, menu_key, why, now=None):
+    """The caller joins a team's queue: the call keeps the time it joined (its
+    place) and its conversation moves to that team's inbox."""
+    with transaction.atomic():
+        call = CallDetail.objects.select_for_update().select_related("interaction").get(pk=call.pk)
+        if call.queued_at is None:
+            call.queued_at = now or timezone.now()
+            call.queue_team = team
+            call.menu_key = menu_key
+            call.save(update_fields=["queued_at", "queue_team", "menu_key"])
+            conversation = Conversation.objects.select_for_update().select_related("team")
+            conversation_move_to_team(
+                conversation=conversation.get(pk=call.interaction.conversation_id),
+                team=team,
+                why=why,
+            )
+    return call
+
+
+def call_callback_offered(*, call, now=None):
+    """The caller heard the callback offer (counted once per call)."""
+    CallDetail.objects.filter(pk=call.pk, callback_offered_at__isnull=True).update(
+        callback_offered_at=now or timezone.now()
+    )
+
+
+def _callback_window(team_id, now):
+    from channels_app.selectors import queue_expected_wait_seconds
+
+    expected = queue_expected_wait_seconds(team_id=team_id, now=now) or 0
+    minutes = max(settings.VOICE_CALLBACK_WINDOW_MINUTES, math.ceil(expected / 60))
+    return now + timedelta(minutes=minutes)
+
+
+def _callback_create(*, conversation, account, team, phone, phone_index, language, queued_at, call):
+    """A waiting callback, or the one this number already has on this line (the
+    unique constraint decides when two requests race)."""
+    from channels_app.selectors import callback_waiting_for, queue_position
+
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            callback = Callback.objects.create(
+                conversation=conversation,
+                call=call,
+                account=account,
+                team=team,
+                phone=phone,
+                phone_index=phone_index,
+                language=language,
+                queued_at=queued_at,
+                requested_at=now,
+                due_at=_callback_window(team.pk, now),
+            )
+    except IntegrityError:
+        return callback_waiting_for(account=account, phone_index=phone_index), False
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if locked.callback_due_at is None or callback.due_at < locked.callback_due_at:
+        locked.callback_due_at = callback.due_at
+    if locked.status != Conversation.Status.OPEN:
+        locked.status, locked.snoozed_until, locked.resolved_at = "open", None, None
+    locked.save(
+        update_fields=["callback_due_at", "status", "snoozed_until", "resolved_at", "updated_at"]
+    )
+    position = queue_position(team_id=team.pk, queued_at=queued_at)
+    event_record(
+        conversation=locked,
+        text=f"Callback requested: number {position} in the {team.name} queue, "
+        f"promised by {callback.due_at.isoformat(timespec='minutes')}",
+        metadata={
+            "change": "callback_requested",
+            "callback": str(callback.pk),
+            "position": position,
+            "due_at": callback.due_at.isoformat(),
+        },
+    )
+    return callback, True
+
+
+def callback_request(*, call):
+    """A caller waiting in a queue pressed 1: a callback takes the call's place in
+    that queue. Asking twice (a retried webhook) returns the first callback."""
+    with transaction.atomic():
+        call = (
+            CallDetail.objects.select_for_update(of=("self",))
+            .select_related("interaction__conversation", "queue_team")
+            .get(pk=call.pk)
+        )
+        existing = Callback.objects.filter(call=call).first()
+        if existing is not None:
+            return existing
+        conversation = call.interaction.conversation
+        callback, _created = _callback_create(
+            conversation=conversation,
+            account=conversation.account,
+            team=call.queue_team,
+            phone=conversation.contact_address,
+            phone_index=conversation.contact_index,
+            language=call.language,
+            queued_at=call.queued_at,
+            call=call,
+        )
+        return callback
+
+
+def callback_request_by_text(*, interaction):
+    """A reply CALL to the missed-call text: a callback at the back of the queue
+    the missed call waited in, on the conversation of the text. None when the
+    conversation's last text from the practice was not a missed-call text."""
+    conversation = interaction.conversation
+    text = (
+        Interaction.objects.filter(
+            conversation=conversation,
+            direction=Interaction.Direction.OUTBOUND,
+            occurred_at__lte=interaction.occurred_at,
+        )
+        .order_by("-occurred_at", "-id")
+        .first()
+    )
+    missed_call_id = (text.metadata or {}).get("missed_call") if text else None
+    call = (
+        CallDetail.objects.select_related("interaction__conversation__account", "queue_team")
+        .filter(pk=missed_call_id)
+        .first()
+        if missed_call_id
+        else None
+    )
+    if call is None or call.queue_team is None:
+        return None
+    with transaction.atomic():
+        callback, _created = _callback_create(
+            conversation=conversation,
+            account=call.interaction.conversation.account,
+            team=call.queue_team,
+            phone=conversation.contact_address,
+            phone_index=conversation.contact_index,
+            language=call.language,
+            queued_at=interaction.occurred_at,
+            call=None,
+        )
+    return callback
+
+
+class CallbackRefused(Exception):
+    def __init__(self, message, *, code):
+        super().__init__(message)
+        self.code = code
+
+
+def callback_dial_request(*, callback, agent, agent_number):
+    """An agent asks to call the patient back: the callback is taken (one agent
+    at a time) and the worker asks Twilio to dial."""
+    with transaction.atomic():
+        taken = Callback.objects.filter(pk=callback.pk, status=Callback.Status.PENDING).update(
+            status=Callback.Status.DIALLING,
+            agent=agent,
+            agent_number=agent_number,
+            dial_requested_at=timezone.now(),
+            provider_call_sid="",
+            provider_status="",
+        )
+        if not taken:
+            raise CallbackRefused(
+                "This callback is already being dialled or was made.", code="callback_not_pending"
+            )
+        event_record(
+            conversation=callback.conversation,
+            text=f"{agent.get_username()}: calling back",
+            actor=agent,
+            metadata={"change": "callback_dialling", "callback": str(callback.pk)},
+        )
+        from channels_app import tasks
+
+        enqueue_on_commit(tasks.outbound_callback_dial, str(callback.pk))
+    callback.refresh_from_db()
+    return callback
+
+
+def callback_status_url(callback):
+    base = settings.PUBLIC_BASE_URL
+    return f"{base}/webhooks/twilio/voice/callback/status/?callback={callback.pk}"
+
+
+def callback_twiml(callback):
+    """What the patient hears when they pick up: who calls, then the agent's phone."""
+    from twilio.twiml.voice_response import VoiceResponse
+
+    from channels_app.voice_prompts import TWILIO_LANGUAGE, text
+
+    response = VoiceResponse()
+    response.say(
+        text(callback.language, "callback_intro", practice=settings.PRACTICE_NAME),
+        language=TWILIO_LANGUAGE[callback.language],
+    )
+    response.dial(callback.agent_number, caller_id=callback.account.address)
+    return str(response)
+
+
+def callback_dialled(*, callback, provider_call_sid):
+    """Twilio accepted the call to the patient: the callback is made (its window
+    is met), and the call is on the conversation's timeline."""
+    with transaction.atomic():
+        now = timezone.now()
+        callback = (
+            Callback.objects.select_for_update().select_related("conversation").get(pk=callback.pk)
+        )
+        callback.provider_call_sid = provider_call_sid
+        callback.dial_attempts += 1
+        callback.last_error = ""
+        callback.dialled_at = callback.dialled_at or now
+        callback.save(
+            update_fields=["provider_call_sid", "dial_attempts", "last_error", "dialled_at"]
+        )
+        conversation = Conversation.objects.select_for_update().get(pk=callback.conversation_id)
+        interaction = Interaction.objects.create(
+            conversation=conversation,
+            patient=conversation.patient,
+            channel=Channel.VOICE,
+            kind=Interaction.Kind.CALL,
+            direction=Interaction.Direction.OUTBOUND,
+            provider_id=provider_call_sid,
+            author_id=callback.agent_id,
+            occurred_at=now,
+            metadata={"callback": str(callback.pk)},
+        )
+        _touch_conversation(conversation, interaction)
+        if not Callback.objects.filter(
+            conversation_id=conversation.pk, status=Callback.Status.PENDING
+        ).exists():
+            Conversation.objects.filter(pk=conversation.pk).update(callback_due_at=None)
+    return callback
+
+
+def callback_dial_failed(*, callback, error):
+    """Twilio refused the call for good: the callback goes back to its place."""
+    with transaction.atomic():
+        Callback.objects.filter(pk=callback.pk, status=Callback.Status.DIALLING).update(
+            status=Callback.Status.PENDING, last_error=error[:200]
+        )
+        event_record(
+            conversation=callback.conversation,
+            text=f"Callback not dialled ({error[:100]}); it keeps its place in the queue",
+            metadata={"change": "callback_failed", "callback": str(callback.pk)},
+        )
+
+
+_CALL_NOT_CONNECTED = {"busy", "no-answer", "failed", "canceled"}
+
+
+def callback_apply_status(*, callback_id, call_status):
+    """Twilio's final status of the call to the patient: answered, the callback is
+    done; not answered, it waits again at its place for the next try."""
+    with transaction.atomic():
+        callback = (
+            Callback.objects.select_for_update()
+            .select_related("conversation")
+            .filter(pk=callback_id, status=Callback.Status.DIALLING)
+            .first()
+        )
+        if callback is None or call_status not in (_CALL_NOT_CONNECTED | {"completed"}):
+            return None
+        callback.provider_status = call_status
+        if call_status == "completed":
+            callback.status = Callback.Status.DONE
+            note = "Callback made: the patient answered"
+        else:
+            callback.status = Callback.Status.PENDING
+            note = f"Callback not answered ({call_status}); it keeps its place in the queue"
+        callback.save(update_fields=["provider_status", "status"])
+        event_record(
+            conversation=callback.conversation,
+            text=note,
+            metadata={"change": f"callback_{callback.status}", "callback": str(callback.pk)},
+        )
+    return callback
+
+
+def missed_call_text_send(*, call_id):
+    """One text to a caller who gave up waiting: a callback (reply CALL) or a reply
+    by text, on the practice's SMS line with the voice line's number, in the
+    caller's language. Only with consent, and once per call (a conditional update
+    claims it). Returns the text's interaction or None."""
+    from channels_app.voice_prompts import text
+
+    call = (
+        CallDetail.objects.select_related("interaction__conversation__account")
+        .filter(pk=call_id)
+        .first()
+    )
+    if call is None or call.missed_call_text_at is not None:
+        return None
+    voice_conversation = call.interaction.conversation
+    sms_account = ChannelAccount.objects.filter(
+        kind=Channel.SMS, address=voice_conversation.account.address, active=True
+    ).first()
+    if sms_account is None or not voice_conversation.contact_address:
+        return None
+    decision = consent_check(
+        patient=voice_conversation.patient,
+        channel=Channel.SMS,
+        address=voice_conversation.contact_address,
+    )
+    with transaction.atomic():
+        claimed = CallDetail.objects.filter(pk=call.pk, missed_call_text_at__isnull=True).update(
+            missed_call_text_at=timezone.now()
+        )
+        if not claimed:
+            return None
+        if not decision.allowed:
+            event_record(
+                conversation=voice_conversation,
+                text=f"Missed-call text not sent: {decision.reason.replace('_', ' ')}",
+                metadata={"change": "missed_call_text_skipped", "reason": decision.reason},
+            )
+            return None
+        conversation = conversation_for_inbound(
+            channel=Channel.SMS, account=sms_account, address=voice_conversation.contact_address
+        )
+        interaction = outbound_create(
+            conversation=conversation,
+            body=text(call.language, "missed_call_text", practice=settings.PRACTICE_NAME),
+            metadata={"missed_call": str(call.pk)},
+        )
+        event_record(
+            conversation=voice_conversation,
+            text="Missed-call text sent",
+            metadata={"change": "missed_call_text", "sms_conversation": str(conversation.pk)},
+        )
+    return interaction

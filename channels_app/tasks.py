@@ -10,12 +10,15 @@ from django.utils import timezone
 
 from channels_app import services
 from channels_app.adapters import AdapterError, adapter_for
-from channels_app.models import Interaction, OutboundMessage
+from channels_app.models import Callback, Interaction, OutboundMessage
 from channels_app.signals import interaction_received
 
 logger = structlog.stdlib.get_logger(__name__)
 
 OUTBOUND_MAX_RETRIES = 6
+# An agent is waiting for the callback to ring: a few quick retries, then it goes
+# back to the queue with the reason.
+CALLBACK_DIAL_MAX_RETRIES = 3
 
 
 def backoff_seconds(retries):
@@ -106,6 +109,12 @@ def sweep_channels():
         state=OutboundMessage.State.SENDING, updated_at__lt=stale
     )[:500]:
         services.outbound_settle_stale(outbound=outbound)
+    for callback in Callback.objects.select_related("conversation").filter(
+        status=Callback.Status.DIALLING, provider_call_sid="", dial_requested_at__lt=stale
+    )[:500]:
+        # Whether Twilio placed the call is unknown: back to the queue rather than
+        # a second call to the patient; the agent asks again.
+        services.callback_dial_failed(callback=callback, error="dial unknown: the worker was lost")
 
 
 @shared_task(name="channels_app.tasks.wake_snoozed", ignore_result=True)
@@ -121,3 +130,37 @@ def inbound_poll_imap():
     from channels_app.imap import imap_poll_all
 
     imap_poll_all()
+
+
+@shared_task(
+    name="channels_app.tasks.outbound_callback_dial",
+    bind=True,
+    ignore_result=True,
+    max_retries=CALLBACK_DIAL_MAX_RETRIES,
+)
+def outbound_callback_dial(self, callback_id):
+    """Ask Twilio to call the patient and bridge the agent's phone. Only a callback
+    still dialling without a call is dialled, so a redelivered task calls once."""
+    from channels_app.adapters.twilio_voice import place_callback_call
+
+    callback = (
+        Callback.objects.select_related("account", "conversation")
+        .filter(pk=callback_id, status=Callback.Status.DIALLING, provider_call_sid="")
+        .first()
+    )
+    if callback is None:
+        return
+    try:
+        call_sid = place_callback_call(callback)
+    except AdapterError as exc:
+        if exc.permanent or self.request.retries >= self.max_retries:
+            services.callback_dial_failed(callback=callback, error=str(exc))
+            logger.warning("callback_dial_failed", callback_id=callback_id, error=str(exc))
+            return
+        raise self.retry(countdown=backoff_seconds(self.request.retries)) from None
+    services.callback_dialled(callback=callback, provider_call_sid=call_sid)
+
+
+@shared_task(name="channels_app.tasks.outbound_missed_call_text", ignore_result=True)
+def outbound_missed_call_text(call_id):
+    services.missed_call_text_send(call_id=call_id)

@@ -20,6 +20,13 @@ urlpatterns = [
         views.ConversationReadView.as_view(),
         name="conversation-read",
     ),
+    path(
+        "conversations/<uuid:pk>/caller/",
+        views.CallerContextView.as_view(),
+        name="conversation-caller",
+    ),
+    path("callbacks/<uuid:pk>/call/", views.CallbackDialView.as_view(), name="callback-call"),
+    path("teams/<int:team_id>/queue/", views.TeamQueueView.as_view(), name="team-queue"),
     path("inbox/counts/", views.InboxCountsView.as_view(), name="inbox-counts"),
     path(
         "patients/<uuid:patient_id>/timeline/",

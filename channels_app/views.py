@@ -11,8 +11,17 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from channels_app import selectors, services
-from channels_app.models import CannedResponse, ChannelAccount, Conversation, Interaction
+from channels_app.models import (
+    Callback,
+    CannedResponse,
+    ChannelAccount,
+    Conversation,
+    Interaction,
+)
 from channels_app.serializers import (
+    CallbackDialSerializer,
+    CallbackSerializer,
+    CallerContextSerializer,
     ConversationChangeSerializer,
     ConversationDetailSerializer,
     InboxCountsSerializer,
@@ -20,6 +29,7 @@ from channels_app.serializers import (
     MessageSerializer,
     PortalMessageCreatedSerializer,
     PortalMessageSerializer,
+    QueueEntrySerializer,
     ReplySerializer,
     inbox_row,
     message,
@@ -414,3 +424,82 @@ class PatientTimelineView(AuditedViewMixin, generics.ListAPIView):
             raise NotFound()
         self.audit(patient_ids=[patient_id])
         return Response(paginator.body(request, page, [message(row) for row in page.rows]))
+
+
+# --- The phone line: callbacks, team queues, the caller's context -------------------
+
+
+def _callback_data(callback):
+    return CallbackSerializer(callback).data
+
+
+class CallbackDialView(AuditedViewMixin, generics.GenericAPIView):
+    """An agent calls a patient back: Twilio dials the patient and, once they
+    answer, rings the agent's phone. 202: dialling is under way (the callback's
+    status moves to done, or back to pending if the patient does not answer)."""
+
+    serializer_class = CallbackDialSerializer
+    queryset = Callback.objects.none()
+    audit_resource_type = "callback"
+    permission_classes = [role_permission(*CARE_ROLES)]
+
+    @extend_schema(responses={202: CallbackSerializer})
+    def post(self, request, pk):
+        callback = selectors.callback_get_visible(user=request.user, callback_id=pk)
+        if callback is None:
+            raise NotFound("No such callback.")
+        self.audit(patient_ids=[callback.conversation.patient_id], resource_id=callback.pk)
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            callback = services.callback_dial_request(
+                callback=callback,
+                agent=request.user,
+                agent_number=data.validated_data["agent_number"],
+            )
+        except services.CallbackRefused as refused:
+            raise ApiError(str(refused), code=refused.code, status_code=409) from None
+        return Response(_callback_data(callback), status=status.HTTP_202_ACCEPTED)
+
+
+class TeamQueueView(generics.GenericAPIView):
+    """A team's phone queue in order: callers on the line and callbacks at the
+    place their call had. Ids and times only, no patient data."""
+
+    serializer_class = QueueEntrySerializer
+    queryset = Callback.objects.none()
+    permission_classes = [role_permission(*CARE_ROLES)]
+    pagination_class = None
+
+    @extend_schema(responses=QueueEntrySerializer(many=True))
+    def get(self, request, team_id):
+        team_ids = selectors.team_ids_of(request.user) or []
+        if team_id not in team_ids:
+            raise NotFound("No such team among yours.")
+        entries = selectors.team_queue(team_id=team_id)
+        rows = [
+            {**entry.__dict__, "position": position}
+            for position, entry in enumerate(entries, start=1)
+        ]
+        return Response(self.get_serializer(rows, many=True).data)
+
+
+class CallerContextView(AuditedViewMixin, generics.GenericAPIView):
+    """Who is calling, for the agent about to answer a call (the workspace's
+    patient panel): the matched patient, their open conversations and upcoming
+    appointments, as far as the agent may see them. Nothing of this is said on
+    the line; the agent verifies the caller first."""
+
+    serializer_class = CallerContextSerializer
+    queryset = Conversation.objects.none()
+    audit_resource_type = "conversation"
+    permission_classes = [role_permission(*CARE_ROLES)]
+
+    def get(self, request, pk):
+        conversation = selectors.conversation_get_visible(user=request.user, conversation_id=pk)
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        context = selectors.caller_context(user=request.user, conversation=conversation)
+        if context["patient"] is not None:
+            self.audit(patient_ids=[context["patient"].pk], resource_id=conversation.pk)
+        return Response(self.get_serializer(context).data)

@@ -4,6 +4,7 @@ repeated delivery with 200 and nothing new."""
 
 import hashlib
 import hmac
+import math
 import time
 
 import structlog
@@ -20,6 +21,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from channels_app import email_ingest, services
 from channels_app.email_parsing import MAX_MESSAGE_BYTES
 from channels_app.models import ChannelAccount
+from channels_app.voice_prompts import CALLBACK_TEXT_KEYWORDS, text
 from contactcenter.blind_index import normalise_phone
 from contactcenter.errors import error_response
 from contactcenter.signals import security_event
@@ -129,7 +131,8 @@ def twilio_sms(request):
             metadata={
                 "num_media": len(media),
                 "keyword": keyword
-                if keyword in (OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS | HELP_KEYWORDS)
+                if keyword
+                in (OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS | HELP_KEYWORDS | CALLBACK_TEXT_KEYWORDS)
                 else "",
             },
         )
@@ -139,6 +142,23 @@ def twilio_sms(request):
             sms_opt_out(phone=sender, source=ContactPoint.ConsentSource.KEYWORD, request=request)
         elif keyword in OPT_IN_KEYWORDS:
             sms_opt_in(phone=sender, source=ContactPoint.ConsentSource.KEYWORD, request=request)
+        elif keyword in CALLBACK_TEXT_KEYWORDS:
+            callback = services.callback_request_by_text(interaction=ingested.interaction)
+            if callback is not None:
+                confirmation = text(
+                    callback.language,
+                    "callback_text_confirmed",
+                    practice=settings.PRACTICE_NAME,
+                    minutes=max(
+                        1, math.ceil((callback.due_at - timezone.now()).total_seconds() / 60)
+                    ),
+                )
+                response = MessagingResponse()
+                response.message(confirmation)
+                services.outbound_answered_inline(
+                    conversation=ingested.interaction.conversation, body=confirmation
+                )
+                return _twiml(response)
     if keyword in HELP_KEYWORDS:
         help_text = account.help_text or (
             f"{settings.PRACTICE_NAME}: reply STOP to opt out. For emergencies call 911."

@@ -210,7 +210,8 @@ def context_summary(*, conversation, now=None):
 
 # The SLA targets a conversation can breach: a response owed (the earlier of first
 # and next response, kept in sla_due_at) and its resolution.
-BREACH_TARGETS = ("sla_due_at", "resolution_due_at")
+# A promised callback's window (channels_app's Callback) is a target like a response.
+BREACH_TARGETS = ("sla_due_at", "resolution_due_at", "callback_due_at")
 
 
 def conversations_in_breach(*, now, limit):

@@ -641,6 +641,9 @@ def _breach_escalate(*, conversation_id, due_field, now, breach_rules):
         if due_field == "resolution_due_at":
             target = "resolution"
             reason = f"Not resolved within the SLA: resolution was due {due.isoformat()}"
+        elif due_field == "callback_due_at":
+            target = "callback"
+            reason = f"Callback not made within its promised window: it was due {due.isoformat()}"
         else:
             which = "first" if due == conversation.first_response_due_at else "next"
             target = f"{which}_response"

@@ -97,6 +97,9 @@ FHIR_TOKEN_SECONDS = env.int("FHIR_TOKEN_SECONDS", default=300)
 # --- Reminders, KPIs and surveys --------------------------------------------------
 # Reschedule requests go to this team ("" keeps them in the conversation's team).
 REMINDERS_SCHEDULING_TEAM = env.str("REMINDERS_SCHEDULING_TEAM", default="")
+# The shortest window promised to a caller who asks for a callback (longer when the
+# queue's expected wait is longer).
+VOICE_CALLBACK_WINDOW_MINUTES = env.int("VOICE_CALLBACK_WINDOW_MINUTES", default=30)
 KPI_SHORT_ABANDON_SECONDS = env.int("KPI_SHORT_ABANDON_SECONDS", default=10)
 KPI_SERVICE_LEVEL_SECONDS = env.int("KPI_SERVICE_LEVEL_SECONDS", default=30)
 KPI_TIME_ZONE = env.str("KPI_TIME_ZONE", default=PRACTICE_TIME_ZONE)

@@ -132,7 +132,12 @@ def test_call_outside_open_hours_goes_to_voicemail_with_transcription(post_twili
 
     document = twiml(_answer(post_twilio, call_sid))
 
-    assert "closed" in document.find("Say").text
+    said = [say.text for say in document.findall("Say")]
+    # The emergency sentence first (in Spanish too for a caller of unknown language).
+    assert said[0] == "If this is a medical emergency, hang up and dial 911."
+    assert "emergencia" in said[1]
+    assert "Demo Practice" in said[2]
+    assert "closed" in said[3]
     assert document.find("Enqueue") is None
     record = document.find("Record")
     assert record.get("transcribe") == "true"

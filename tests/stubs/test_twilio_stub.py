@@ -230,3 +230,34 @@ def test_segment_count_follows_gsm7_and_ucs2_limits(body, segments):
 
 def test_created_message_reports_its_segment_count(twilio_stub):
     assert send(twilio_stub, body="a" * 200).num_segments == "2"
+
+
+def test_call_created_through_the_official_client_is_recorded_with_its_twiml(twilio_stub):
+    client = make_twilio_client(twilio_stub)
+
+    call = client.calls.create(
+        to="+14155550100",
+        from_="+15005550006",
+        twiml="<Response><Dial>+14155550199</Dial></Response>",
+        status_callback="https://example.org/status/",
+    )
+
+    assert call.sid.startswith("CA") and len(call.sid) == 34
+    assert call.status == "queued"
+    [created] = twilio_stub.created_calls
+    assert created["sid"] == call.sid
+    [request] = twilio_stub.requests
+    assert request.path.endswith("/Calls.json")
+    assert request.field("Twiml") == "<Response><Dial>+14155550199</Dial></Response>"
+    assert request.field("StatusCallback") == "https://example.org/status/"
+    assert twilio_stub.created_messages == []
+
+
+def test_a_call_without_twiml_or_url_is_refused_with_twilios_code(twilio_stub):
+    client = make_twilio_client(twilio_stub)
+
+    with pytest.raises(TwilioRestException) as raised:
+        client.calls.create(to="+14155550100", from_="+15005550006", url="")
+
+    assert (raised.value.status, raised.value.code) == (400, 21205)
+    assert twilio_stub.created_calls == []

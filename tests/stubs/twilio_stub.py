@@ -1,4 +1,5 @@
-"""A local stand-in for Twilio's REST Messages API, served over real HTTP for tests.
+"""A local stand-in for Twilio's REST Messages and Calls APIs, served over real HTTP
+for tests.
 
 How it is wired
 ---------------
@@ -30,6 +31,11 @@ bad, is recorded. Tests script the next answers in order: ``respond_next(status=
 ``respond_next(status=400, code=21211, message=...)``, ``delay_next(seconds)``; when the
 script is empty the stub answers like a healthy Twilio. A request refused for its auth
 or its path (401, 404) does not use up a scripted answer.
+
+``POST /2010-04-01/Accounts/{AccountSid}/Calls.json`` (To, From, and Url or Twiml;
+StatusCallback) answers 201 with a call resource (sid ``CA`` + 32 hex, status ``queued``),
+kept in ``created_calls``; missing fields get 21201 To, 21213 From, 21205 Url. The same
+auth, recording and script apply.
 """
 
 from __future__ import annotations
@@ -57,7 +63,9 @@ DEFAULT_ACCOUNT_SID = "AC" + "5" * 32
 DEFAULT_AUTH_TOKEN = "stub-auth-token-0123456789abcdef"
 API_VERSION = "2010-04-01"
 
-_MESSAGES_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+_RESOURCE_PATH = re.compile(
+    rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/(?P<resource>Messages|Calls)\.json$"
+)
 _STANDARD_ERRORS = {
     401: (20003, "Authenticate"),
     404: (20404, "The requested resource was not found"),
@@ -114,6 +122,7 @@ class TwilioStub:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._created: list[dict] = []
+        self._calls: list[dict] = []
         self._script: deque[_Scripted] = deque()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -170,6 +179,12 @@ class TwilioStub:
         with self._lock:
             return [dict(message) for message in self._created]
 
+    @property
+    def created_calls(self) -> list[dict]:
+        """The call resources answered with 201, in order (copies)."""
+        with self._lock:
+            return [dict(call) for call in self._calls]
+
     # What tests script -----------------------------------------------------------------
 
     def respond_next(
@@ -210,7 +225,7 @@ class TwilioStub:
 
     def _answer(self, request: RecordedRequest) -> tuple[int, dict, dict[str, str], float]:
         """(status, JSON body, extra headers, delay) for one request."""
-        route = _MESSAGES_PATH.match(request.path)
+        route = _RESOURCE_PATH.match(request.path)
         if not self._authorised(request.auth):
             return (*_error(401), {"WWW-Authenticate": 'Basic realm="Twilio API"'}, 0.0)
         if request.method != "POST" or not route or route["sid"] != self.account_sid:
@@ -220,6 +235,14 @@ class TwilioStub:
         headers = scripted.headers if scripted else {}
         if scripted and not 200 <= scripted.status < 300:
             return (*_error(scripted.status, scripted.code, scripted.message), headers, delay)
+        if route["resource"] == "Calls":
+            problem = _call_validation_error(request)
+            if problem:
+                return (*_error(400, *problem), headers, delay)
+            resource = self._call_resource(request)
+            with self._lock:
+                self._calls.append(resource)
+            return (scripted.status if scripted else 201), resource, headers, delay
         problem = _validation_error(request)
         if problem:
             return (*_error(400, *problem), headers, delay)
@@ -227,6 +250,35 @@ class TwilioStub:
         with self._lock:
             self._created.append(resource)
         return (scripted.status if scripted else 201), resource, headers, delay
+
+    def _call_resource(self, request: RecordedRequest) -> dict:
+        sid = "CA" + secrets.token_hex(16)
+        now = format_datetime(datetime.now(UTC))
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{sid}"
+        return {
+            "account_sid": self.account_sid,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "from": request.field("From"),
+            "from_formatted": request.field("From"),
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {"recordings": f"{uri}/Recordings.json"},
+            "to": request.field("To"),
+            "to_formatted": request.field("To"),
+            "uri": f"{uri}.json",
+        }
 
     def _message_resource(self, request: RecordedRequest) -> dict:
         sid = "SM" + secrets.token_hex(16)
@@ -347,6 +399,20 @@ def _validation_error(request: RecordedRequest) -> tuple[int, str] | None:
         return 21602, "Message body is required."
     if len(body) > 1600:
         return 21617, "The concatenated message body exceeds the 1600 character limit."
+    return None
+
+
+def _call_validation_error(request: RecordedRequest) -> tuple[int, str] | None:
+    if not request.field("To"):
+        return 21201, "No 'To' number is specified."
+    if not request.field("From"):
+        return 21213, "No 'From' number is specified."
+    if (
+        not request.field("Url")
+        and not request.field("Twiml")
+        and not request.field("ApplicationSid")
+    ):
+        return 21205, "Url parameter is required."
     return None
 
 
