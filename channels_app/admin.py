@@ -7,6 +7,7 @@ from channels_app.models import (
     Conversation,
     ImapCursor,
     LocalOutboxMessage,
+    VoiceMenuChoice,
 )
 from channels_app.selectors import conversations_visible_to, local_outbox_visible_to
 from channels_app.serializers import mask_address
@@ -36,6 +37,7 @@ class ChannelAccountForm(forms.ModelForm):
             "team",
             "help_text",
             "greeting",
+            "greeting_es",
             "open_hours",
             "active",
         ]
@@ -61,9 +63,20 @@ class ChannelAccountForm(forms.ModelForm):
         return account
 
 
+class VoiceMenuChoiceInline(admin.TabularInline):
+    """A voice number's menu: keys 1 to 4, each to a team's queue (0 is always a
+    person at the number's own team)."""
+
+    model = VoiceMenuChoice
+    extra = 0
+    max_num = VoiceMenuChoice.MAX_KEY
+    fields = ["key", "team", "label_en", "label_es", "speech_en", "speech_es"]
+
+
 @admin.register(ChannelAccount)
 class ChannelAccountAdmin(RoleRestrictedAdmin):
     form = ChannelAccountForm
+    inlines = [VoiceMenuChoiceInline]
     list_display = ["name", "kind", "address", "team", "has_secret", "active"]
     list_filter = ["kind", "active", "team"]
     search_fields = ["name", "address"]
