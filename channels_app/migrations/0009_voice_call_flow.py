@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels_app', '0007_retention_range_indexes'),
+        ('channels_app', '0008_local_outbox'),
         ('contactcenter', '0002_token_role'),
         ('patients', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
