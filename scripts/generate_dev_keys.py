@@ -22,7 +22,6 @@ def main(path):
         "BLIND_INDEX_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "EMAIL_WEBHOOK_SECRET": secrets.token_hex(32),
         "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
-        "PORTAL_WEBHOOK_SECRET": secrets.token_hex(32),
     }
     target.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     target.chmod(0o600)
