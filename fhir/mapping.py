@@ -2,9 +2,14 @@
 validated with fhir.resources' models (its R4B package: for the resources served
 here R4B's structure is R4's)."""
 
+import datetime
+
 from django.conf import settings
 
+from fhir.resources.R4B.appointment import Appointment
+from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.communication import Communication
+from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from patients.models import ContactPoint
 from patients.services import ContactInput
@@ -208,3 +213,243 @@ def conversation_resource(conversation, *, content):
         "topic": {"text": conversation.subject} if content and conversation.subject else None,
     }
     return Communication.model_validate(data)
+
+
+# --- Appointment ------------------------------------------------------------------
+
+# Ours -> FHIR: a confirmed appointment is booked with the patient's acceptance.
+APPOINTMENT_STATUS = {
+    "booked": ("booked", "needs-action"),
+    "confirmed": ("booked", "accepted"),
+    "cancelled": ("cancelled", "declined"),
+    "noshow": ("noshow", "accepted"),
+    "fulfilled": ("fulfilled", "accepted"),
+}
+_STATUS_OF_FHIR = {"booked": "booked", "cancelled": "cancelled", "noshow": "noshow"}
+_STATUS_OF_FHIR.update({"fulfilled": "fulfilled", "pending": "booked", "proposed": "booked"})
+
+
+def appointment_resource(appointment):
+    status, patient_status = APPOINTMENT_STATUS[appointment.status]
+    participants = [
+        {
+            "actor": {"reference": f"Patient/{appointment.patient_id}"},
+            "status": patient_status,
+            "required": "required",
+        }
+    ]
+    if appointment.provider_name:
+        participants.append({"actor": {"display": appointment.provider_name}, "status": "accepted"})
+    if appointment.location:
+        participants.append(
+            {
+                "actor": {"display": appointment.location},
+                "status": "accepted",
+                "required": "information-only",
+            }
+        )
+    start = appointment.starts_at
+    end = start + datetime.timedelta(minutes=appointment.duration_minutes)
+    data = {
+        "id": str(appointment.pk),
+        "meta": {"lastUpdated": _instant(appointment.updated_at)},
+        "identifier": [{"system": appointment.source, "value": appointment.external_id}]
+        if appointment.external_id
+        else None,
+        "status": status,
+        "start": _instant(start),
+        "end": _instant(end),
+        "minutesDuration": appointment.duration_minutes,
+        "participant": participants,
+    }
+    return Appointment.model_validate(data)
+
+
+class AppointmentInputError(ValueError):
+    def __init__(self, message, *, expression):
+        super().__init__(message)
+        self.expression = expression
+
+
+def appointment_patient_id(resource):
+    for participant in resource.participant or []:
+        reference = participant.actor.reference if participant.actor else None
+        if reference and reference.startswith("Patient/"):
+            return reference.split("/", 1)[1]
+    raise AppointmentInputError(
+        "An Appointment needs a participant whose actor is Patient/{id}.",
+        expression="Appointment.participant",
+    )
+
+
+def appointment_service_kwargs(resource):
+    """Fields of patients.services.appointment_* for a validated Appointment."""
+    if resource.start is None:
+        raise AppointmentInputError("An Appointment needs a start.", expression="Appointment.start")
+    if resource.minutesDuration:
+        duration = resource.minutesDuration
+    elif resource.end:
+        duration = int((resource.end - resource.start).total_seconds() // 60)
+    else:
+        duration = 30
+    if not 1 <= duration <= 24 * 60:
+        raise AppointmentInputError(
+            "An Appointment lasts between one minute and a day.", expression="Appointment.end"
+        )
+    status = _STATUS_OF_FHIR.get(resource.status)
+    if status is None:
+        raise AppointmentInputError(
+            f"Appointment status {resource.status!r} is not kept here "
+            f"({', '.join(sorted(_STATUS_OF_FHIR))}).",
+            expression="Appointment.status",
+        )
+    provider = location = ""
+    for participant in resource.participant or []:
+        if participant.actor is None or participant.actor.reference:
+            patient_accepted = (
+                participant.actor is not None
+                and participant.actor.reference.startswith("Patient/")
+                and participant.status == "accepted"
+            )
+            if status == "booked" and patient_accepted:
+                status = "confirmed"
+            continue
+        if participant.required == "information-only":
+            location = (participant.actor.display or "")[:200]
+        else:
+            provider = (participant.actor.display or "")[:200]
+    return {
+        "starts_at": resource.start,
+        "duration_minutes": duration,
+        "status": status,
+        "provider_name": provider,
+        "location": location,
+    }
+
+
+# --- CommunicationRequest (reminders) ---------------------------------------------
+
+_REMINDER_STATUS = {
+    "scheduled": "active",
+    "sent": "completed",
+    "skipped": "revoked",
+    "failed": "revoked",
+    "cancelled": "revoked",
+}
+
+
+def reminder_resource(reminder, *, patient_id):
+    data = {
+        "id": str(reminder.pk),
+        "status": _REMINDER_STATUS.get(reminder.state, "unknown"),
+        "category": [{"text": "appointment reminder"}],
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "about": [{"reference": f"Appointment/{reminder.appointment_id}"}],
+        "recipient": [{"reference": f"Patient/{patient_id}"}],
+        "medium": _medium(reminder.channel) if reminder.channel else None,
+        "occurrenceDateTime": _instant(reminder.planned_at),
+        "authoredOn": _instant(reminder.created_at),
+        "statusReason": {"text": reminder.skip_reason} if reminder.skip_reason else None,
+    }
+    return CommunicationRequest.model_validate(data)
+
+
+# --- AuditEvent (IHE Basic Audit Log Patterns) ------------------------------------
+
+_AUDIT_ACTION = {"create": "C", "read": "R", "update": "U", "delete": "D"}
+_REST_INTERACTION = {"create": "create", "read": "read", "update": "update", "delete": "delete"}
+_AUDIT_OUTCOME = {"success": "0", "denied": "4", "error": "8"}
+_LOGIN_ACTIONS = {
+    "login": "110122",
+    "login_failed": "110122",
+    "logout": "110123",
+    "lockout": "110122",
+}
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"
+AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
+PURPOSE_OF_USE = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+
+def audit_event_resource(event):
+    """An audit row as a FHIR AuditEvent shaped after BALP: a RESTful or login
+    event, the requesting agent (staff user or API client) with its network
+    address, the server as source, and one entity per patient plus the record."""
+    if event.action in _LOGIN_ACTIONS:
+        event_type = {"system": DICOM, "code": "110114", "display": "User Authentication"}
+        subtype = [{"system": DICOM, "code": _LOGIN_ACTIONS[event.action]}]
+    else:
+        event_type = {"system": AUDIT_EVENT_TYPE, "code": "rest", "display": "RESTful Operation"}
+        interaction = _REST_INTERACTION.get(event.action, "operation")
+        subtype = [{"system": RESTFUL_INTERACTION, "code": interaction}]
+    if event.actor_username:
+        who = {
+            "identifier": {"system": fhir_url("sid/staff"), "value": event.actor_username},
+            "display": event.actor_username,
+        }
+        agent_role = event.actor_role or None
+    elif event.api_client_name:
+        who = {
+            "identifier": {"system": fhir_url("sid/api-client"), "value": str(event.api_client_id)},
+            "display": event.api_client_name,
+        }
+        agent_role = "integration"
+    else:
+        who = {"display": "anonymous"}
+        agent_role = None
+    agent = {
+        "type": {
+            "coding": [
+                {"system": PARTICIPATION_TYPE, "code": "IRCP", "display": "information recipient"}
+            ]
+        },
+        "who": who,
+        "requestor": True,
+        "role": [{"text": agent_role}] if agent_role else None,
+        "network": {"address": event.source_ip, "type": "2"} if event.source_ip else None,
+        "purposeOfUse": [{"coding": [{"system": PURPOSE_OF_USE, "code": event.purpose_of_use}]}],
+    }
+    entities = [
+        {
+            "what": {"reference": f"Patient/{patient_id}"},
+            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+        }
+        for patient_id in event.patient_ids
+    ]
+    if event.resource_type:
+        entities.append(
+            {
+                "what": {
+                    "identifier": {
+                        "system": fhir_url(f"sid/{event.resource_type}"),
+                        "value": event.resource_id or "-",
+                    }
+                },
+                "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
+            }
+        )
+    data = {
+        "id": str(event.pk),
+        "type": event_type,
+        "subtype": subtype,
+        "action": _AUDIT_ACTION.get(event.action, "E"),
+        "recorded": _instant(event.recorded_at),
+        "outcome": _AUDIT_OUTCOME[event.outcome],
+        "outcomeDesc": f"HTTP {event.http_status}" if event.http_status else None,
+        "purposeOfEvent": [{"coding": [{"system": PURPOSE_OF_USE, "code": event.purpose_of_use}]}],
+        "agent": [agent],
+        "source": {
+            "site": settings.PRACTICE_NAME,
+            "observer": {"display": "contactcenter"},
+            "type": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4",
+                }
+            ],
+        },
+        "entity": entities or None,
+    }
+    return AuditEvent.model_validate(data)

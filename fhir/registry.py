@@ -65,6 +65,37 @@ RESOURCES = {
             "conversation. Payload only with a scope that allows message content. A search "
             "names a patient or a conversation.",
         ),
+        ResourceSpec(
+            "Appointment",
+            ("read", "search-type", "create", "update"),
+            (
+                _PATIENT,
+                SearchParam("date", "date", "The start (eq, ge, gt, le, lt)."),
+                SearchParam("status", "token", "booked, cancelled, noshow or fulfilled."),
+            ),
+            "Appointments of the client's patients. Create, or upsert by the scheduler's "
+            "identifier with PUT Appointment?identifier=system|value: the REST API's upsert, "
+            "which replans reminders. A search names a patient.",
+        ),
+        ResourceSpec(
+            "CommunicationRequest",
+            ("search-type",),
+            (_PATIENT,),
+            "Planned and sent appointment reminders, about their Appointment. "
+            "A search names a patient.",
+        ),
+        ResourceSpec(
+            "AuditEvent",
+            ("search-type",),
+            (
+                _PATIENT,
+                SearchParam("agent", "token", "The staff user's username."),
+                SearchParam("date", "date", "When the event was recorded."),
+                SearchParam("entity", "reference", "Patient/{id}, or a record as type/id."),
+            ),
+            "The audit trail in the shape of IHE Basic Audit Log Patterns, for clients with "
+            "the audit scope. A client bound to a team searches by patient.",
+        ),
     )
 }
 

@@ -18,5 +18,17 @@ urlpatterns = [
         views.CommunicationInstanceView.as_view(),
         name="fhir-communication",
     ),
+    path("Appointment", views.AppointmentTypeView.as_view(), name="fhir-appointment-type"),
+    path(
+        "Appointment/<str:resource_id>",
+        views.AppointmentInstanceView.as_view(),
+        name="fhir-appointment",
+    ),
+    path(
+        "CommunicationRequest",
+        views.CommunicationRequestTypeView.as_view(),
+        name="fhir-communication-request-type",
+    ),
+    path("AuditEvent", views.AuditEventTypeView.as_view(), name="fhir-audit-event-type"),
     re_path(r"^(?P<path>.*)$", views.not_found_view),
 ]

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from channels_app import selectors as channel_selectors
 from channels_app.models import Interaction
+from compliance import selectors as compliance_selectors
 from compliance.mixins import AuditedViewMixin
 from contactcenter.blind_index import mrn_index, normalise_email, normalise_phone
 from contactcenter.keyset import Cursor, InvalidCursor, KeysetPagination, PageRequest
@@ -26,11 +27,13 @@ from contactcenter.models import Team
 from fhir import capability, errors, mapping, registry, services
 from fhir.auth import FhirAuthentication
 from fhir.rendering import AlwaysFhirJson, FhirJsonParser, FhirJsonRenderer
+from fhir.resources.R4B.appointment import Appointment as FhirAppointment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from patients import selectors as patient_selectors
 from patients import services as patient_services
-from patients.models import Patient
+from patients.models import Appointment, Patient
+from reminders import selectors as reminder_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -302,20 +305,26 @@ def not_found_view(request, path=""):
 # --- Patient ------------------------------------------------------------------------
 
 
-def _patient_page(queryset, page):
-    """Patients newest first, by keyset over (created_at, id): the index
-    patient_team_created_idx for a team-bound client."""
-    queryset = queryset.order_by("-created_at", "-id")
+def _queryset_page(queryset, page, *, sort_field, key=None):
+    """A page of `queryset` newest first by keyset over (sort_field, id): one range
+    scan of an index that ends in those columns."""
+    model = queryset.model
+    table, column = model._meta.db_table, model._meta.get_field(sort_field).column
+    queryset = queryset.order_by(f"-{sort_field}", "-pk")
+    key = key or (lambda row: (getattr(row, sort_field), row.pk))
     if page.cursor is not None:
         stamp, row_id = page.cursor.key
-        queryset = queryset.extra(  # noqa: S610 - fixed text, values are parameters
-            where=[
-                f"({Patient._meta.db_table}.created_at, {Patient._meta.db_table}.id) < (%s, %s)"
-            ],
-            params=[stamp, row_id],
+        queryset = queryset.extra(  # noqa: S610 - names from model metadata, values are params
+            where=[f"({table}.{column}, {table}.{model._meta.pk.column}) < (%s, %s)"],
+            params=[stamp, _cursor_id(model, row_id)],
         )
     rows = list(queryset[: page.size + 1])
-    return KeysetPagination.page_from(rows, page=page, key_of=lambda p: (p.created_at, p.pk))
+    return KeysetPagination.page_from(rows, page=page, key_of=key)
+
+
+def _cursor_id(model, row_id):
+    # The shared cursor carries a UUID; a bigint key travels as UUID(int=id).
+    return row_id.int if model._meta.pk.get_internal_type() == "BigAutoField" else row_id
 
 
 class PatientTypeView(FhirResourceView):
@@ -359,7 +368,7 @@ class PatientTypeView(FhirResourceView):
                     pk__in=patient_selectors.patient_list(user=request.user, **lookups).values("pk")
                 )
             queryset = queryset.prefetch_related("contact_points")
-        page = _patient_page(queryset, self.page_request())
+        page = _queryset_page(queryset, self.page_request(), sort_field="created_at")
         self.audit(patient_ids=[p.pk for p in page.rows])
         resources = [mapping.patient_resource(p) for p in page.rows]
         return Response(self.bundle(resources, next_cursor=page.next))
@@ -611,3 +620,236 @@ class CommunicationInstanceView(FhirResourceView):
             raise errors.not_found()
         self.audit(patient_ids=[conversation.patient_id])
         return Response(mapping.conversation_resource(conversation, content=content))
+
+
+# --- Appointment --------------------------------------------------------------------
+
+
+def _appointment_input(view, resource):
+    try:
+        kwargs = mapping.appointment_service_kwargs(resource)
+        patient_id = mapping.appointment_patient_id(resource)
+    except mapping.AppointmentInputError as exc:
+        raise errors.invalid(str(exc), expression=exc.expression) from None
+    patient = patient_selectors.patient_get_visible(
+        user=view.request.user,
+        patient_id=_uuid(patient_id, expression="Appointment.participant.actor"),
+    )
+    if patient is None:
+        raise errors.not_found("No such patient among those this client may see.")
+    return patient, kwargs
+
+
+class AppointmentTypeView(FhirResourceView):
+    resource_type = "Appointment"
+    audit_resource_type = "appointment"
+    audit_patient_field = "patient_id"
+    queryset = Appointment.objects.none()
+
+    def get(self, request):
+        self.require("s")
+        params = self.search_params()
+        patient_ref = _one(params, "patient")
+        if patient_ref is None:
+            raise errors.invalid("Search Appointment by patient.", expression="patient")
+        patient_id = _reference_id(patient_ref, resource_type="Patient", expression="patient")
+        self._audit_resource_id = str(patient_id)
+        queryset = patient_selectors.appointments_visible_to(request.user).filter(
+            patient_id=patient_id
+        )
+        if "date" in params:
+            since, until = _date_bounds(params["date"], name="date")
+            if since:
+                queryset = queryset.filter(starts_at__gte=since)
+            if until:
+                queryset = queryset.filter(starts_at__lt=until)
+        status_value = _one(params, "status")
+        if status_value is not None:
+            ours = [
+                k
+                for k, (fhir_status, _) in mapping.APPOINTMENT_STATUS.items()
+                if fhir_status == status_value
+            ]
+            queryset = queryset.filter(status__in=ours)
+        page = _queryset_page(queryset, self.page_request(), sort_field="starts_at")
+        self.audit(patient_ids=[patient_id])
+        return Response(
+            self.bundle([mapping.appointment_resource(a) for a in page.rows], next_cursor=page.next)
+        )
+
+    def post(self, request):
+        self.require("c")
+        resource = self.parsed_resource(FhirAppointment)
+        patient, kwargs = _appointment_input(self, resource)
+        identifier = (resource.identifier or [None])[0]
+        if identifier is None:
+            appointment = patient_services.appointment_create(patient=patient, **kwargs)
+            created = True
+        else:
+            appointment, created = _upsert(
+                identifier.system or "", identifier.value, patient, kwargs
+            )
+        self.audit(patient_ids=[patient.pk], resource_id=appointment.pk)
+        return self._answer(appointment, created)
+
+    def put(self, request):
+        """Conditional update by the scheduler's identifier: the REST upsert."""
+        self.require("u")
+        resource = self.parsed_resource(FhirAppointment)
+        identifier = request.query_params.get("identifier")
+        if not identifier or "|" not in identifier:
+            raise errors.invalid(
+                "Upsert with PUT Appointment?identifier=system|value.", expression="identifier"
+            )
+        system, value = _token_value(identifier)
+        patient, kwargs = _appointment_input(self, resource)
+        appointment, created = _upsert(system, value, patient, kwargs)
+        if created:
+            self.require("c")
+        self.audit(patient_ids=[patient.pk], resource_id=appointment.pk)
+        return self._answer(appointment, created)
+
+    def _answer(self, appointment, created):
+        response = Response(
+            mapping.appointment_resource(appointment),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+        response["Location"] = self.request.build_absolute_uri(
+            f"/fhir/Appointment/{appointment.pk}"
+        )
+        return response
+
+
+def _upsert(source, external_id, patient, kwargs):
+    if not source or not external_id or len(source) > 64 or len(external_id) > 128:
+        raise errors.invalid(
+            "An appointment identifier needs a system (the scheduler, up to 64 characters) "
+            "and a value (up to 128).",
+            expression="Appointment.identifier",
+        )
+    try:
+        with transaction.atomic():
+            return patient_services.appointment_upsert_external(
+                source=source, external_id=external_id, patient=patient, **kwargs
+            )
+    except ValueError as exc:
+        raise errors.conflict(str(exc)) from None
+
+
+class AppointmentInstanceView(FhirResourceView):
+    resource_type = "Appointment"
+    audit_resource_type = "appointment"
+    audit_patient_field = "patient_id"
+    queryset = Appointment.objects.none()
+
+    def get(self, request, resource_id):
+        self.require("r")
+        appointment = (
+            patient_selectors.appointments_visible_to(request.user)
+            .filter(pk=_uuid(resource_id, expression="id"))
+            .first()
+        )
+        if appointment is None:
+            raise errors.not_found()
+        self.audit(patient_ids=[appointment.patient_id], resource_id=appointment.pk)
+        return Response(mapping.appointment_resource(appointment))
+
+
+# --- CommunicationRequest (reminders) --------------------------------------------------
+
+
+class CommunicationRequestTypeView(FhirResourceView):
+    resource_type = "CommunicationRequest"
+    audit_resource_type = "reminder"
+    audit_patient_field = "patient_id"
+    queryset = Appointment.objects.none()
+
+    def get(self, request):
+        self.require("s")
+        params = self.search_params()
+        patient_ref = _one(params, "patient")
+        if patient_ref is None:
+            raise errors.invalid("Search CommunicationRequest by patient.", expression="patient")
+        patient_id = _reference_id(patient_ref, resource_type="Patient", expression="patient")
+        self._audit_resource_id = str(patient_id)
+        appointments = patient_selectors.appointments_visible_to(request.user).filter(
+            patient_id=patient_id
+        )
+        queryset = reminder_selectors.reminders_of_appointments(appointments=appointments)
+        page = _queryset_page(queryset, self.page_request(), sort_field="created_at")
+        self.audit(patient_ids=[patient_id])
+        return Response(
+            self.bundle(
+                [mapping.reminder_resource(r, patient_id=patient_id) for r in page.rows],
+                next_cursor=page.next,
+            )
+        )
+
+
+# --- AuditEvent ----------------------------------------------------------------------
+
+
+class AuditEventTypeView(FhirResourceView):
+    """The audit trail for systems with the audit scope. A client bound to a team
+    reads the trail of its team's patients (search by patient); a practice-wide
+    client reads all of it. Rows hold ids and codes, never PHI."""
+
+    resource_type = "AuditEvent"
+    audit_resource_type = "audit_event"
+    audit_purpose_of_use = "HCOMPL"
+    queryset = Patient.objects.none()
+
+    def get(self, request):
+        self.require("s")
+        params = self.search_params()
+        patient_ref = _one(params, "patient")
+        entity = _one(params, "entity")
+        if entity and entity.startswith("Patient/"):
+            if patient_ref and patient_ref != entity:
+                raise errors.invalid("patient and entity name different patients.")
+            patient_ref, entity = entity, None
+        if patient_ref is not None:
+            patient_id = _reference_id(patient_ref, resource_type="Patient", expression="patient")
+            if (
+                not patient_selectors.patients_visible_to(request.user)
+                .filter(pk=patient_id)
+                .exists()
+            ):
+                raise errors.not_found("No such patient among those this client may see.")
+            queryset = compliance_selectors.patient_access_report(patient_id=patient_id)
+            self.audit(patient_ids=[patient_id])
+        elif request.user.client.team_id is not None:
+            raise errors.forbidden(
+                "A client bound to a team reads the audit trail of its patients: search by patient."
+            )
+        else:
+            queryset = compliance_selectors.audit_events()
+        if "date" in params:
+            since, until = _date_bounds(params["date"], name="date")
+            if since:
+                queryset = queryset.filter(recorded_at__gte=since)
+            if until:
+                queryset = queryset.filter(recorded_at__lt=until)
+        agent = _one(params, "agent")
+        if agent is not None:
+            queryset = queryset.filter(actor_user_id__in=_user_ids_named(_token_value(agent)[1]))
+        if entity is not None:
+            resource_type, _, resource_id = entity.partition("/")
+            if not resource_id:
+                raise errors.invalid("entity is type/id.", expression="entity")
+            queryset = queryset.filter(resource_type=resource_type, resource_id=resource_id)
+        page = _queryset_page(
+            queryset,
+            self.page_request(),
+            sort_field="recorded_at",
+            key=lambda event: (event.recorded_at, uuid.UUID(int=event.pk)),
+        )
+        return Response(
+            self.bundle([mapping.audit_event_resource(e) for e in page.rows], next_cursor=page.next)
+        )
+
+
+def _user_ids_named(username):
+    from django.contrib.auth import get_user_model
+
+    return list(get_user_model().objects.filter(username=username).values_list("pk", flat=True)[:1])

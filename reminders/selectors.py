@@ -80,3 +80,9 @@ def reminder_superseded(*, reminder, by):
         offset_minutes__lt=reminder.offset_minutes,
         planned_at__lte=by,
     ).exists()
+
+
+def reminders_of_appointments(*, appointments):
+    """The reminders of these appointments (a queryset the caller already limited
+    to what it may see)."""
+    return Reminder.objects.filter(appointment__in=appointments)
