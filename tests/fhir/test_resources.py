@@ -105,7 +105,9 @@ def test_appointment_upsert_by_identifier_replans_reminders_like_rest(client, fh
     created = _post(client, url, resource, headers, method="put")
     assert created.status_code == 201, created.content
     appointment = Appointment.objects.get(source="urn:scheduler", external_id="A-1")
-    planned = set(Reminder.objects.filter(appointment=appointment).values_list("planned_at", flat=True))
+    planned = set(
+        Reminder.objects.filter(appointment=appointment).values_list("planned_at", flat=True)
+    )
     assert planned
     moved = {**resource, "start": (start + timedelta(days=1)).isoformat()}
     again = _post(client, url, moved, headers, method="put")
@@ -138,7 +140,9 @@ def test_appointment_for_another_teams_patient_is_404(client, fhir_key, other_pa
         "resourceType": "Appointment",
         "status": "booked",
         "start": timezone.now().isoformat(),
-        "participant": [{"actor": {"reference": f"Patient/{other_patient.pk}"}, "status": "accepted"}],
+        "participant": [
+            {"actor": {"reference": f"Patient/{other_patient.pk}"}, "status": "accepted"}
+        ],
     }
     response = _post(client, "/fhir/Appointment", resource, fhir_key("appointments:write"))
     assert response.status_code == 404
