@@ -157,11 +157,14 @@ class InboundSimulator:
             provider_id=message_id, status_code=response.status_code, answer=response.text
         )
 
-    def call(self, *, caller, to, outcome, transcript="", wait_seconds=25, talk_seconds=180):
+    def call(
+        self, *, caller, to, outcome, transcript="", wait_seconds=25, talk_seconds=180, key="0"
+    ):
         """A call to a practice number, as far as `outcome` goes: "ringing" (the call
         came in and was answered with TwiML), "queued" (in progress, waiting in the
         queue), "answered" (an agent took it from the queue), "abandoned" (the caller
-        hung up while waiting) or "voicemail" (a message left, then transcribed).
+        hung up while waiting) or "voicemail" (a message left, then transcribed). At a
+        menu the caller presses `key` (0, a person, by default).
         Returns the call's Delivered record (its CallSid)."""
         if outcome not in CALL_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(CALL_OUTCOMES)}")
@@ -179,8 +182,20 @@ class InboundSimulator:
             return Delivered(
                 provider_id=call_sid, status_code=answer.status_code, answer=answer.text
             )
+        menu = twiml.find("Gather")
+        if menu is not None and twiml.find("Enqueue") is None:
+            chosen = self._twilio_post(
+                menu.get("action"), {**common, "CallStatus": "in-progress", "Digits": key}
+            )
+            twiml = ET.fromstring(chosen.text)  # noqa: S314 - as above
         record = twiml.find("Record")
         enqueue = twiml.find("Enqueue")
+        if enqueue is not None and enqueue.get("waitUrl"):
+            # Twilio asks the wait URL what the caller hears while queued.
+            self._twilio_post(
+                enqueue.get("waitUrl"),
+                {**common, "CallStatus": "in-progress", "QueuePosition": "1", "QueueTime": "0"},
+            )
         if record is None and enqueue is not None and outcome != "queued":
             queue_result = {"answered": "bridged", "abandoned": "hangup", "voicemail": "leave"}
             left = self._twilio_post(

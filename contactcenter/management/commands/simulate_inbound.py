@@ -39,8 +39,9 @@ class Command(BaseCommand):
             help="How far a call goes (default voicemail).",
         )
         parser.add_argument(
-            "--url", help="Where the project listens (default PUBLIC_BASE_URL), e.g. :8000."
+            "--key", default="0", help="The key a caller presses at a voice menu (default 0)."
         )
+        parser.add_argument("--url", help="Where the project listens (default PUBLIC_BASE_URL).")
         parser.add_argument(
             "--api-key",
             default="",
@@ -106,6 +107,7 @@ class Command(BaseCommand):
                 to=to or practice_account(Channel.VOICE).address,
                 outcome=options["outcome"],
                 transcript=body or "Hello, please call me back about my appointment.",
+                key=options["key"],
             )
             self._report(Channel.VOICE, sent.provider_id)
 
