@@ -894,7 +894,7 @@ def callback_request_by_text(*, interaction):
     if call is None or call.queue_team is None:
         return None
     with transaction.atomic():
-        callback, _created = _callback_create(
+        callback, created = _callback_create(
             conversation=conversation,
             account=call.interaction.conversation.account,
             team=call.queue_team,
@@ -904,6 +904,11 @@ def callback_request_by_text(*, interaction):
             queued_at=interaction.occurred_at,
             call=None,
         )
+        if created:
+            # The caller who gave up took the callback after all: not an abandoned call.
+            CallDetail.objects.filter(
+                pk=call.pk, queue_result=CallDetail.QueueResult.ABANDONED
+            ).update(queue_result=CallDetail.QueueResult.CALLBACK)
     return callback
 
 

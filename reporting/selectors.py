@@ -27,16 +27,17 @@ from django.db.models import (
     Count,
     Exists,
     F,
+    FloatField,
     OuterRef,
     Q,
     Subquery,
     Sum,
     When,
 )
-from django.db.models.functions import Cast, Round, TruncDate, TruncWeek
+from django.db.models.functions import Cast, Extract, Round, TruncDate, TruncWeek
 from django.utils import timezone
 
-from channels_app.models import CallDetail, Conversation, Interaction
+from channels_app.models import Callback, CallDetail, Conversation, Interaction
 from contactcenter import sql
 from patients.models import Channel
 from reporting.calendars import team_calendars
@@ -124,6 +125,8 @@ def _add_calls(groups, *, start, end, team_ids, channel, config):
     abandoned = Q(queue_result=CallDetail.QueueResult.ABANDONED)
     short = abandoned & Q(queue_wait_seconds__lt=config.short_abandon_seconds)
     answered = Q(queue_result=CallDetail.QueueResult.ANSWERED, queue_wait_seconds__isnull=False)
+    # A call that took a callback is "callback", never "abandoned": the caller
+    # left the queue on our offer, not in frustration.
     rows = (
         calls.annotate(
             day=TruncDate("interaction__occurred_at", tzinfo=config.time_zone),
@@ -140,6 +143,7 @@ def _add_calls(groups, *, start, end, team_ids, channel, config):
                 "pk",
                 filter=answered & Q(queue_wait_seconds__lte=config.service_level_seconds),
             ),
+            callbacks_offered=Count("pk", filter=Q(callback_offered_at__isnull=False)),
         )
     )
     for row in rows:
@@ -150,6 +154,40 @@ def _add_calls(groups, *, start, end, team_ids, channel, config):
         group["calls_short_abandoned"] += row["short_abandoned"]
         group["calls_answered_wait_seconds"] += row["wait"] or 0
         group["calls_answered_within_target"] += row["within"]
+        group["callbacks_offered"] += row["callbacks_offered"]
+
+
+def _add_callbacks(groups, *, start, end, team_ids, channel, config):
+    """Callbacks on the day they were asked for, for the team whose queue they hold
+    a place in, on channel voice (one asked for by text too: it is a call)."""
+    if channel and channel != Channel.VOICE:
+        return
+    callbacks = _scoped(
+        Callback.objects.filter(requested_at__gte=start, requested_at__lt=end),
+        team_field="team_id",
+        team_ids=team_ids,
+    )
+    made = Q(dialled_at__isnull=False)
+    rows = (
+        callbacks.annotate(day=TruncDate("requested_at", tzinfo=config.time_zone))
+        .values("day", "team_id")
+        .annotate(
+            accepted=Count("pk"),
+            made=Count("pk", filter=made),
+            within=Count("pk", filter=made & Q(dialled_at__lte=F("due_at"))),
+            waited=Sum(
+                Extract(F("dialled_at") - F("requested_at"), "epoch"),
+                filter=made,
+                output_field=FloatField(),
+            ),
+        )
+    )
+    for row in rows:
+        group = groups[(row["day"], row["team_id"], Channel.VOICE.value)]
+        group["callbacks_accepted"] += row["accepted"]
+        group["callbacks_made"] += row["made"]
+        group["callbacks_made_within_window"] += row["within"]
+        group["callbacks_time_to_callback_seconds"] += round(row["waited"] or 0)
 
 
 def _conversations(*, team_ids, channel):
@@ -386,6 +424,7 @@ def kpi_groups_compute(*, first_day, last_day, team_ids=None, channel=None):
     groups = defaultdict(empty_group)
     scope = {"start": start, "end": end, "team_ids": team_ids, "channel": channel, "config": config}
     _add_calls(groups, **scope)
+    _add_callbacks(groups, **scope)
     _add_opened(groups, **scope)
     _add_resolved(groups, **scope)
     _add_durations(groups, **scope)
@@ -543,6 +582,19 @@ def _figures(sums, percentiles, key):
                 sums["calls_answered_wait_seconds"], sums["calls_answered"], places=1
             ),
             "service_level": _ratio(sums["calls_answered_within_target"], sums["calls_offered"]),
+        },
+        "callbacks": {
+            "offered": sums["callbacks_offered"],
+            "accepted": sums["callbacks_accepted"],
+            "acceptance_rate": _ratio(sums["callbacks_accepted"], sums["callbacks_offered"]),
+            "made": sums["callbacks_made"],
+            "made_within_window": sums["callbacks_made_within_window"],
+            "within_window_rate": _ratio(
+                sums["callbacks_made_within_window"], sums["callbacks_accepted"]
+            ),
+            "mean_time_to_callback_seconds": _ratio(
+                sums["callbacks_time_to_callback_seconds"], sums["callbacks_made"], places=1
+            ),
         },
         "conversations": {
             "opened": sums["conversations_opened"],

@@ -46,6 +46,16 @@ class CallsSerializer(serializers.Serializer):
     service_level = serializers.FloatField(allow_null=True)
 
 
+class CallbacksSerializer(serializers.Serializer):
+    offered = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    acceptance_rate = serializers.FloatField(allow_null=True)
+    made = serializers.IntegerField()
+    made_within_window = serializers.IntegerField()
+    within_window_rate = serializers.FloatField(allow_null=True)
+    mean_time_to_callback_seconds = serializers.FloatField(allow_null=True)
+
+
 class DurationSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     median = serializers.FloatField(allow_null=True)
@@ -85,6 +95,7 @@ class KpiFiguresSerializer(serializers.Serializer):
     start = serializers.DateField()
     end = serializers.DateField()
     calls = CallsSerializer()
+    callbacks = CallbacksSerializer()
     conversations = ConversationsSerializer()
     sentiment = SentimentSerializer()
     csat = CsatSerializer()

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
-from channels_app.models import CallDetail, Conversation, Interaction
+from channels_app.models import Callback, CallDetail, Conversation, Interaction
 from contactcenter import roles
 from patients.models import Channel
 from reporting.models import ADDITIVE_KEYS, KpiDailyRollup, KpiRollupDay
@@ -232,6 +232,82 @@ def test_call_figures_exclude_short_abandons(north, south, voice_line):
     assert north_report(north, channel=Channel.SMS)["period"]["calls"]["offered"] == 0
 
 
+def _offered_call(team, *, when, result, wait, line, address):
+    interaction = call(team, when=when, result=result, wait=wait, account=line, address=address)
+    CallDetail.objects.filter(pk=interaction.pk).update(callback_offered_at=when)
+    return CallDetail.objects.select_related("interaction__conversation").get(pk=interaction.pk)
+
+
+def _callback(detail, *, requested, due, dialled=None):
+    conv = detail.interaction.conversation
+    return Callback.objects.create(
+        conversation=conv,
+        call=detail,
+        account=conv.account,
+        team=conv.team,
+        phone=conv.contact_address,
+        phone_index=conv.contact_index,
+        status=Callback.Status.DONE if dialled else Callback.Status.PENDING,
+        queued_at=requested,
+        requested_at=requested,
+        due_at=due,
+        dialled_at=dialled,
+    )
+
+
+def _callbacks_week(north, line):
+    """On the 3rd: one caller heard the offer and waited to be answered, two took a
+    callback (one made in 19 minutes within its window, one an hour later, 30
+    minutes late), one hung up without hearing the offer. On the 4th a callback
+    not made yet."""
+    _offered_call(
+        north, when=at(3, 9), result=Q.ANSWERED, wait=20, line=line, address="+14155550181"
+    )
+    made = _offered_call(
+        north, when=at(3, 10), result=Q.CALLBACK, wait=40, line=line, address="+14155550182"
+    )
+    _callback(made, requested=at(3, 10, 1), due=at(3, 10, 31), dialled=at(3, 10, 20))
+    late = _offered_call(
+        north, when=at(3, 11), result=Q.CALLBACK, wait=20, line=line, address="+14155550183"
+    )
+    _callback(late, requested=at(3, 11), due=at(3, 11, 30), dialled=at(3, 12))
+    call(north, when=at(3, 12), result=Q.ABANDONED, wait=60, account=line)
+    waiting = _offered_call(
+        north, when=at(4, 9), result=Q.CALLBACK, wait=30, line=line, address="+14155550184"
+    )
+    _callback(waiting, requested=at(4, 9, 1), due=at(4, 9, 31))
+
+
+def test_callback_figures_and_calls_that_took_a_callback_are_not_abandoned(north, voice_line):
+    _callbacks_week(north, voice_line)
+
+    report = north_report(north)
+    third = next(row for row in report["intervals"] if row["start"] == date(2025, 3, 3))
+
+    assert third["callbacks"] == {
+        "offered": 3,
+        "accepted": 2,
+        "acceptance_rate": 0.6667,
+        "made": 2,
+        "made_within_window": 1,
+        "within_window_rate": 0.5,
+        "mean_time_to_callback_seconds": 2370.0,  # (19 min + 60 min) / 2
+    }
+    assert (third["calls"]["offered"], third["calls"]["abandoned"]) == (4, 1)
+    assert report["period"]["callbacks"] == {
+        "offered": 4,
+        "accepted": 3,
+        "acceptance_rate": 0.75,
+        "made": 2,
+        "made_within_window": 1,
+        "within_window_rate": 0.3333,
+        "mean_time_to_callback_seconds": 2370.0,
+    }
+    assert north_report(north, channel=Channel.SMS)["period"]["callbacks"]["accepted"] == 0
+    kpi_rollup_days(first_day=date(2025, 3, 3), last_day=date(2025, 3, 9))
+    assert north_report(north)["period"]["callbacks"] == report["period"]["callbacks"]
+
+
 def test_call_thresholds_come_from_settings(north, voice_line, settings):
     settings.KPI_SHORT_ABANDON_SECONDS = 5
     settings.KPI_SERVICE_LEVEL_SECONDS = 20
@@ -330,10 +406,10 @@ def test_report_runs_the_same_statements_whatever_the_volume(week, north, sms_li
     assert statements(use_rollups=False) == live
     assert statements() == rolled
     # Live: the planner settings (once, though the computation nests in the
-    # report), then calls, opened, resolved, durations, business hours (in a
-    # savepoint), surveys sent and answered. Rolled up: the settings, the days, the
-    # sums, the samples.
-    assert (len(live), len(rolled)) == (10, 4)
+    # report), then calls, callbacks, opened, resolved, durations, business hours
+    # (in a savepoint), surveys sent and answered. Rolled up: the settings, the
+    # days, the sums, the samples.
+    assert (len(live), len(rolled)) == (11, 4)
 
 
 def test_rollup_is_an_idempotent_upsert(week, north):
