@@ -708,6 +708,8 @@ def test_replying_call_to_the_missed_call_text_queues_a_callback_in_that_convers
     assert callback.conversation_id == text.conversation_id  # the text's own thread
     assert callback.team_id == teams["billing"].pk
     assert callback.account_id == line.pk  # dialled from the voice line
+    # The caller who gave up took a callback after all: not an abandoned call.
+    assert caller.call().queue_result == CallDetail.QueueResult.CALLBACK
     [inbound] = Interaction.objects.filter(
         conversation_id=text.conversation_id, direction="inbound"
     )
