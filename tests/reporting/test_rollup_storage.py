@@ -3,6 +3,7 @@ the migration that converted the first form, and the planner settings the
 report's statements run under."""
 
 from datetime import UTC, date, datetime
+from importlib import import_module
 
 import pytest
 from django.core import serializers
@@ -15,6 +16,9 @@ from reporting.models import ADDITIVE_KEYS, KpiDailyRollup
 
 BEFORE = [("reporting", "0001_initial")]
 AFTER = [("reporting", "0002_rollup_columns_and_packed_samples")]
+LATEST = [("reporting", "0003_callback_kpis")]
+# The figures that migration moved: the columns of its time, not of today's model.
+MOVED_KEYS = import_module("reporting.migrations.0002_rollup_columns_and_packed_samples").KEYS
 
 
 @pytest.mark.parametrize("values", [[], [0], [5, 5, 17, 3_600, 2**31 - 1], list(range(1000))])
@@ -33,7 +37,7 @@ def test_a_sample_beyond_four_bytes_is_refused_not_wrapped():
 def test_additive_keys_are_the_rollup_columns():
     assert ADDITIVE_KEYS[0] == "calls_offered"
     assert ADDITIVE_KEYS[-1] == "ces_score_sum"
-    assert len(ADDITIVE_KEYS) == 19
+    assert len(ADDITIVE_KEYS) == 24
     assert "id" not in ADDITIVE_KEYS
 
 
@@ -67,7 +71,7 @@ def _migrate(targets):
 def test_migration_moves_stored_rollups_to_columns_and_back(north):
     old_apps = _migrate(BEFORE)
     old = old_apps.get_model("reporting", "KpiDailyRollup")
-    metrics = {key: n + 1 for n, key in enumerate(ADDITIVE_KEYS)}
+    metrics = {key: n + 1 for n, key in enumerate(MOVED_KEYS)}
     metrics["sentiment_delta_millionths"] = -250_000
     stored = old.objects.create(
         day=date(2025, 3, 3),
@@ -84,7 +88,7 @@ def test_migration_moves_stored_rollups_to_columns_and_back(north):
 
     new = _migrate(AFTER).get_model("reporting", "KpiDailyRollup")
     row = new.objects.get(pk=stored.pk)
-    assert {key: getattr(row, key) for key in ADDITIVE_KEYS} == metrics
+    assert {key: getattr(row, key) for key in MOVED_KEYS} == metrics
     assert row.first_response_samples == [0, 90, 4_000]
     assert row.resolution_samples == [7_200]
 
@@ -92,7 +96,7 @@ def test_migration_moves_stored_rollups_to_columns_and_back(north):
     assert back.metrics == metrics
     assert back.first_response_samples == [0, 90, 4_000]
     assert back.resolution_samples == [7_200]
-    _migrate(AFTER)
+    _migrate(LATEST)
 
 
 def _planner_settings():
