@@ -567,6 +567,20 @@ class RawEvent(models.Model):
         return f"{self.source} event {self.pk}"
 
 
+class WebhookSignatureUse(models.Model):
+    """A webhook signature already accepted. A signature is valid for minutes, so a
+    captured request could be replayed within that window; the unique constraint
+    refuses the second use in the database, in the transaction that stores the
+    event, so the check holds without the cache and never outlives a rolled-back
+    request. Rows older than the validity window are purged by the sweeper."""
+
+    signature = models.CharField(max_length=64, unique=True)
+    used_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self):
+        return f"webhook signature used at {self.used_at:%Y-%m-%d %H:%M:%S}"
+
+
 class ReplyIdempotency(models.Model):
     """`Idempotency-Key` of a staff reply, kept 24 h: the same key answers with
     the first result and sends nothing new."""

@@ -21,6 +21,7 @@ from channels_app.models import (
     LocalOutboxMessage,
     OutboundMessage,
     RawEvent,
+    WebhookSignatureUse,
 )
 from contactcenter.access import grant_team_access, revoke_team_access
 from contactcenter.blind_index import email_index, normalise_email, normalise_phone, phone_index
@@ -33,6 +34,8 @@ logger = structlog.stdlib.get_logger(__name__)
 
 VIEW_CONVERSATION = "view_conversation"
 PREVIEW_LENGTH = 120
+# How far a signed webhook's timestamp may be from our clock.
+WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = 300
 
 # Forward-only order of delivery states; a late or repeated callback never moves back.
 _STATE_RANK = {
@@ -238,6 +241,25 @@ def raw_event_record(*, source, provider_id, payload, interaction=None):
     return RawEvent.objects.create(
         source=source, provider_id=provider_id, payload=payload, interaction=interaction
     )
+
+
+def webhook_signature_use(*, signature):
+    """Record a webhook signature's one use; False when it was used before. Run it
+    inside the transaction that stores the event: a request that fails after this
+    leaves the signature unused, so the provider's retry is accepted."""
+    try:
+        with transaction.atomic():
+            WebhookSignatureUse.objects.create(signature=signature)
+    except IntegrityError:
+        return False
+    return True
+
+
+def webhook_signatures_purge(*, now):
+    """Forget signatures that can no longer be replayed: a signature's timestamp may
+    be up to the tolerance in the past or in the future of its use."""
+    window = timedelta(seconds=2 * WEBHOOK_SIGNATURE_TOLERANCE_SECONDS)
+    return WebhookSignatureUse.objects.filter(used_at__lt=now - window).delete()[0]
 
 
 def event_record(*, conversation, text, actor=None, metadata=None):

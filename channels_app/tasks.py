@@ -90,8 +90,8 @@ def outbound_local_report(self, outbox_id):
 
 @shared_task(name="channels_app.tasks.sweep_channels", ignore_result=True)
 def sweep_channels():
-    """Queue again what the broker never got (it was down at commit time) and
-    settle deliveries whose worker died mid-send."""
+    """Queue again what the broker never got (it was down at commit time), settle
+    deliveries whose worker died mid-send, and forget expired webhook signatures."""
     now = timezone.now()
     grace = timedelta(seconds=settings.SWEEPER_GRACE_SECONDS)
     for interaction_id in Interaction.objects.filter(
@@ -115,6 +115,7 @@ def sweep_channels():
         # Whether Twilio placed the call is unknown: back to the queue rather than
         # a second call to the patient; the agent asks again.
         services.callback_dial_failed(callback=callback, error="dial unknown: the worker was lost")
+    services.webhook_signatures_purge(now=now)
 
 
 @shared_task(name="channels_app.tasks.wake_snoozed", ignore_result=True)

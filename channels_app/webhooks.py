@@ -9,7 +9,6 @@ import time
 
 import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
@@ -44,7 +43,6 @@ OPT_OUT_KEYWORDS = {
 OPT_IN_KEYWORDS = {"START", "UNSTOP", "YES"}
 HELP_KEYWORDS = {"HELP", "INFO"}
 EMAIL_SIGNATURE_HEADER = "X-Contactcenter-Signature"
-EMAIL_SIGNATURE_TOLERANCE_SECONDS = 300
 
 
 def _deny(request, *, webhook, reason):
@@ -186,26 +184,21 @@ def twilio_sms_status(request):
     return HttpResponse(status=204)
 
 
-def _email_signature_problem(request, body):
+def _email_signature_check(request, body):
+    """(problem, signature): problem is empty when the signature is valid and fresh."""
     header = request.headers.get(EMAIL_SIGNATURE_HEADER, "")
     parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     timestamp, signature = parts.get("t", ""), parts.get("v1", "")
     if not settings.EMAIL_WEBHOOK_SECRET or not timestamp.isdigit() or not signature:
-        return "bad_signature"
-    if abs(time.time() - int(timestamp)) > EMAIL_SIGNATURE_TOLERANCE_SECONDS:
-        return "stale_timestamp"
+        return "bad_signature", signature
+    if abs(time.time() - int(timestamp)) > services.WEBHOOK_SIGNATURE_TOLERANCE_SECONDS:
+        return "stale_timestamp", signature
     expected = hmac.new(
         settings.EMAIL_WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
     ).hexdigest()
     if not hmac.compare_digest(expected, signature):
-        return "bad_signature"
-    # A valid signature is accepted once: a captured request replayed within the
-    # tolerance window is refused.
-    if not cache.add(
-        f"email-webhook-sig:{signature}", 1, timeout=2 * EMAIL_SIGNATURE_TOLERANCE_SECONDS
-    ):
-        return "replayed"
-    return None
+        return "bad_signature", signature
+    return "", signature
 
 
 @csrf_exempt
@@ -221,10 +214,19 @@ def email_inbound(request):
             code="payload_too_large",
             message=f"A message may be at most {MAX_MESSAGE_BYTES // (1024 * 1024)} MB.",
         )
-    problem = _email_signature_problem(request, body)
+    problem, signature = _email_signature_check(request, body)
     if problem:
         return _deny(request, webhook="email_inbound", reason=problem)
-    outcome = email_ingest.ingest_raw_email(raw=body, source="email_webhook")
+    with transaction.atomic():
+        # A valid signature is accepted once (a captured request replayed within
+        # the tolerance window is refused). The database decides, in the message's
+        # transaction: no cache involved, and a failed request leaves it unused.
+        if not services.webhook_signature_use(signature=signature):
+            outcome = None
+        else:
+            outcome = email_ingest.ingest_raw_email(raw=body, source="email_webhook")
+    if outcome is None:
+        return _deny(request, webhook="email_inbound", reason="replayed")
     if outcome.error:
         return error_response(
             request,

@@ -2,14 +2,20 @@
 {"error": {"code": ..., "message": ..., "details": ..., "request_id": ...}}.
 """
 
+import sys
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
 API_PREFIXES = ("/api/", "/webhooks/")
+# What a client is told to wait when the database or broker is out of reach: a
+# failover or a restart takes tens of seconds.
+SERVICE_RETRY_AFTER_SECONDS = 30
 
 _DEFAULT_CODES = {
     400: "bad_request",
@@ -123,3 +129,32 @@ def error_response(request, *, status, code, message, details=None):
     """For plain Django views (webhooks) that answer in the same shape."""
     body = error_body(request, status=status, code=code, message=message, details=details)
     return JsonResponse(body, status=status)
+
+
+def database_unavailable(exc):
+    """True for the errors of a database that cannot be reached or cannot serve
+    now (connection refused or lost, shutting down, a timeout): the client's
+    request was not stored and may be sent again."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def service_unavailable_response(request, *, message, details=None):
+    response = error_response(
+        request, status=503, code="service_unavailable", message=message, details=details
+    )
+    response["Retry-After"] = str(SERVICE_RETRY_AFTER_SECONDS)
+    return response
+
+
+def server_error(request):
+    """handler500: Django calls it for any exception no view or middleware handled,
+    wherever it was raised (a view, DRF, a middleware's response phase), with the
+    exception still being handled. A lost database is the client's 503, on every
+    path, so a provider or portal sends again what was not stored."""
+    if database_unavailable(sys.exc_info()[1]):
+        return service_unavailable_response(
+            request, message="The database is unavailable. Try again later."
+        )
+    if is_api_path(request.path):
+        return JsonResponse(error_body(request, status=500), status=500)
+    return defaults.server_error(request)

@@ -6,6 +6,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from contactcenter.celery import app as celery_app
+from contactcenter.errors import service_unavailable_response
 
 WORKER_PING_TIMEOUT_SECONDS = 2.0
 
@@ -53,7 +54,9 @@ def readiness(request):
             results[name] = f"error: {exc.__class__.__name__}: {exc}"[:300]
             failed.append(name)
     if failed:
-        return JsonResponse(
-            {"status": "unavailable", "failed": failed, "checks": results}, status=503
+        return service_unavailable_response(
+            request,
+            message=f"Not ready: {', '.join(failed)}.",
+            details={"failed": failed, "checks": results},
         )
     return JsonResponse({"status": "ok", "checks": results})

@@ -4,22 +4,99 @@ Both structlog loggers and the standard library's (Django, Celery) go through th
 same chain, so every line carries the context variables bound by the request
 middleware or the task prerun hook: one JSON object per line by default, or an
 aligned, readable line for a person at a terminal (LOG_FORMAT=console).
+
+No line may carry PHI. Our own calls log ids, counts and error class names only;
+what other libraries log is not ours to choose, so two processors take out what
+can carry a patient's words or contact details: the messages of exceptions
+(a provider's or a parser's error can quote an address, a number or a header),
+in tracebacks and in the arguments of a library's message, and the data of
+Celery's task lines (arguments, return value, exception text).
 """
 
 import logging
 import sys
+import traceback
 
 import structlog
+
+# Arguments of Celery's task messages ("Task %(name)s[%(id)s] ...: %(exc)s") that
+# carry data: the exception's repr keeps its class name, the others are withheld.
+_EXCEPTION_ARGUMENTS = frozenset({"exc"})
+_DATA_ARGUMENTS = frozenset({"return_value", "traceback", "args", "kwargs"})
+
+
+def _outline(exc_info):
+    """A traceback with its frames (file, line, function, source line) and the
+    exceptions' class names, without their messages."""
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (exc_info.__class__, exc_info, exc_info.__traceback__)
+    if not exc_info or exc_info[0] is None:
+        return None
+    parts = []
+    exc = exc_info[1]
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        parts.append(
+            f"Traceback (most recent call last):\n{frames}"
+            f"{exc.__class__.__module__}.{exc.__class__.__qualname__} (message withheld)\n"
+        )
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return "\nDuring handling of the above exception:\n".join(reversed(parts))
+
+
+def format_exc_info_without_messages(logger, method_name, event_dict):
+    """structlog's format_exc_info, less the exception messages."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info:
+        outline = _outline(exc_info)
+        if outline:
+            event_dict["exception"] = outline
+    return event_dict
+
+
+def _withheld(value, *, key=None):
+    if isinstance(value, BaseException):
+        return f"{value.__class__.__name__} (message withheld)"
+    if key in _EXCEPTION_ARGUMENTS:
+        return str(value).split("(", 1)[0] + " (message withheld)"
+    if key in _DATA_ARGUMENTS:
+        return "(withheld)"
+    return value
+
+
+def render_foreign_message_safely(logger, method_name, event_dict):
+    """A standard-library record's message rendered again from its template, with
+    exceptions reduced to their class and data arguments withheld."""
+    args = event_dict.pop("positional_args", None)
+    record = event_dict.get("_record")
+    if not args or record is None:
+        return event_dict
+    if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], dict):
+        args = args[0]
+    if isinstance(args, dict):
+        safe = {key: _withheld(value, key=key) for key, value in args.items()}
+    else:
+        safe = tuple(_withheld(value) for value in args)
+    try:
+        event_dict["event"] = str(record.msg) % safe
+    except (TypeError, ValueError, KeyError):
+        event_dict["event"] = str(record.msg)
+    return event_dict
+
 
 SHARED_PROCESSORS = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
-    structlog.processors.format_exc_info,
+    format_exc_info_without_messages,
 ]
 
-FOREIGN_PRE_CHAIN = SHARED_PROCESSORS
+FOREIGN_PRE_CHAIN = [render_foreign_message_safely, *SHARED_PROCESSORS]
 
 FORMATTER_PROCESSORS = [
     structlog.stdlib.ProcessorFormatter.remove_processors_meta,

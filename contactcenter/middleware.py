@@ -4,6 +4,7 @@ import uuid
 
 import structlog
 from django.http import JsonResponse
+from django.utils.functional import SimpleLazyObject, empty
 
 from contactcenter.errors import error_body, is_api_path
 
@@ -27,6 +28,16 @@ def _loggable_path(request):
     return request.path
 
 
+def _known_user_id(request):
+    """The user's id when the request already loaded it. Loading it here would cost
+    a session and a user query on pages that never needed one, and raise again
+    when the database is down (its 503 would then lose this line and the header)."""
+    user = getattr(request, "user", None)
+    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        return None
+    return getattr(user, "pk", None)
+
+
 class RequestIdMiddleware:
     """Give every request an id (from X-Request-ID when valid), bind it to every
     log line, echo it in the response, and log one line per request without bodies
@@ -43,14 +54,13 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
-        user = getattr(request, "user", None)
         logger.info(
             "request",
             method=request.method,
             path=_loggable_path(request),
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            user_id=getattr(user, "pk", None),
+            user_id=_known_user_id(request),
         )
         structlog.contextvars.clear_contextvars()
         return response

@@ -18,6 +18,8 @@ api_v1 = [
     path("", include("reporting.urls")),
 ]
 
+handler500 = "contactcenter.errors.server_error"
+
 urlpatterns = [
     path("health/", health.liveness, name="health"),
     path("health/ready/", health.readiness, name="health-ready"),

@@ -448,11 +448,17 @@ def logging_config(*, level, log_format, every_task_at_debug=False):
                 "()": "structlog.stdlib.ProcessorFormatter",
                 "processors": "ext://contactcenter.logging.FORMATTER_PROCESSORS",
                 "foreign_pre_chain": "ext://contactcenter.logging.FOREIGN_PRE_CHAIN",
+                # A library's message arguments, so that it is rendered again
+                # without exception messages or task data (contactcenter.logging).
+                "pass_foreign_args": True,
             },
             "console": {
                 "()": "structlog.stdlib.ProcessorFormatter",
                 "processors": "ext://contactcenter.logging.CONSOLE_PROCESSORS",
                 "foreign_pre_chain": "ext://contactcenter.logging.FOREIGN_PRE_CHAIN",
+                # A library's message arguments, so that it is rendered again
+                # without exception messages or task data (contactcenter.logging).
+                "pass_foreign_args": True,
             },
         },
         "filters": {
@@ -477,6 +483,10 @@ def logging_config(*, level, log_format, every_task_at_debug=False):
             "django.server": {"level": "WARNING"},
             "django.request": {"level": "ERROR"},
             "axes": {"level": "WARNING"},
+            # Below WARNING these write protocol data: Twilio's query parameters
+            # (numbers), IMAP commands and fetched mail.
+            "twilio": {"level": "WARNING"},
+            "imapclient": {"level": "WARNING"},
         },
     }
 

@@ -56,7 +56,9 @@ def test_readiness_names_the_worker_when_none_answers(client):
     response = client.get("/health/ready/")
 
     assert response.status_code == 503
-    assert response.json()["failed"] == ["worker"]
+    assert response["Retry-After"]
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response.json()["error"]["details"]["failed"] == ["worker"]
 
 
 @pytest.mark.django_db
@@ -71,4 +73,4 @@ def test_readiness_names_the_broker_when_it_is_down(client, settings):
         app.conf.broker_url = original
 
     assert response.status_code == 503
-    assert response.json()["failed"] == ["broker"]
+    assert response.json()["error"]["details"]["failed"] == ["broker"]
