@@ -53,9 +53,9 @@ def post_raw_email(client, raw, *, signature):
 
 @pytest.fixture(autouse=True)
 def webhook_secret(settings):
-    # A fresh secret per test: the view accepts each signature once (remembered in the
-    # shared cache), so tests posting the same message in the same second must not
-    # produce the same signature.
+    # A fresh secret per test: the view accepts each signature once (a unique row;
+    # parallel test databases are separate, but one test may post the same message
+    # twice in a second), so two posts must not produce the same signature.
     settings.EMAIL_WEBHOOK_SECRET = f"whsec-{secrets.token_hex(16)}"
     return settings.EMAIL_WEBHOOK_SECRET
 
