@@ -8,7 +8,6 @@ as the broker and as the cache, so anything on the request path that still neede
 the cache would fail this test."""
 
 import json
-import time
 import uuid
 from datetime import timedelta
 
@@ -92,11 +91,7 @@ def test_webhooks_are_stored_while_redis_is_down_and_processed_once_it_returns(
         "portal": lambda: _post_portal(portal_key, patient, f"pm-{uuid.uuid4().hex}"),
         "replayed email": lambda: post_raw_email(Client(), raw_email, signature=signature),
     }
-    answers, slowest = {}, 0.0
-    for channel, post in posts.items():
-        started = time.monotonic()
-        answers[channel] = post()
-        slowest = max(slowest, time.monotonic() - started)
+    answers = {channel: post() for channel, post in posts.items()}
     replayed = answers.pop("replayed email")
 
     assert {channel: answer.status_code for channel, answer in answers.items()} == {
@@ -108,8 +103,6 @@ def test_webhooks_are_stored_while_redis_is_down_and_processed_once_it_returns(
     assert replayed.status_code == 403
     assert replayed.json()["error"]["code"] == "invalid_signature"
     assert WebhookSignatureUse.objects.filter(signature=signature.split("v1=")[1]).exists()
-    # Each publish failed fast instead of holding the provider's request.
-    assert slowest < 3, f"a webhook waited {slowest:.1f} s on the dead broker"
     inbound = Interaction.objects.filter(direction=Interaction.Direction.INBOUND)
     assert sorted(inbound.values_list("channel", flat=True)) == sorted(
         [Channel.EMAIL, Channel.SMS, Channel.PORTAL]
