@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels_app', '0008_local_outbox'),
+        ('channels_app', '0009_voice_call_flow'),
     ]
 
     operations = [
