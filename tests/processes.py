@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -204,15 +205,17 @@ class WebServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self._answers, timeout=30, what=f"gunicorn on port {self.port}")
+        wait_for(self._answers, timeout=60, interval=0.2, what=f"gunicorn on port {self.port}")
         return self
 
     def _answers(self):
         if self.process.poll() is not None:
             raise RuntimeError(f"gunicorn exited:\n{self.log()[-3000:]}")
+        # The first request imports the URLconf and every view: done here, so that
+        # a test's traffic starts on a warm server.
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
+            with urllib.request.urlopen(f"{self.url}/health/", timeout=30) as response:  # noqa: S310 - loopback
+                return response.status == 200
         except OSError:
             return False
 
