@@ -4,6 +4,7 @@ ingest as the webhook, so a message reaching us both ways is stored once (by its
 Message-ID)."""
 
 import ssl
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -64,18 +65,18 @@ def imap_poll_all():
     return results
 
 
-def imap_poll_account(*, account):
-    """Store what arrived in the account's IMAP folder since the last poll.
-    Raises ImapPollError when the server cannot be reached or refuses the login;
-    the cursor then stays where it was."""
-    ImapCursor.objects.get_or_create(account=account)
+@contextmanager
+def _mailbox(account, *, timeout=IMAP_TIMEOUT_SECONDS):
+    """An open, logged-in IMAP session on the account's folder (read-only):
+    yields (client, the folder's UIDVALIDITY). Raises ImapPollError naming the
+    step that failed: connecting, the login, or opening the folder."""
     try:
         client = IMAPClient(
             account.imap_host,
             port=account.imap_port,
             ssl=account.imap_use_ssl,
             ssl_context=ssl.create_default_context() if account.imap_use_ssl else None,
-            timeout=IMAP_TIMEOUT_SECONDS,
+            timeout=timeout,
         )
     except (OSError, IMAPClientError) as exc:
         raise ImapPollError(
@@ -103,6 +104,15 @@ def imap_poll_account(*, account):
                 f"mailbox {account.pk}: cannot open folder {account.imap_folder!r} "
                 f"({exc.__class__.__name__})"
             ) from exc
+        yield client, uidvalidity
+
+
+def imap_poll_account(*, account):
+    """Store what arrived in the account's IMAP folder since the last poll.
+    Raises ImapPollError when the server cannot be reached or refuses the login;
+    the cursor then stays where it was."""
+    ImapCursor.objects.get_or_create(account=account)
+    with _mailbox(account) as (client, uidvalidity):
         try:
             return _drain(client, account, uidvalidity)
         except (OSError, IMAPClientError) as exc:
@@ -110,6 +120,23 @@ def imap_poll_account(*, account):
                 f"mailbox {account.pk}: the IMAP connection failed while reading "
                 f"({exc.__class__.__name__})"
             ) from exc
+
+
+IMAP_CHECK_TIMEOUT_SECONDS = 10
+
+
+def imap_check(*, account):
+    """Whether the mailbox can be read now: connect, log in and open the folder, as
+    the poller would, reading nothing. Returns (True, "") or (False, the reason);
+    asked for by a person, never on save (a server down for a minute must not stop
+    anyone from saving its settings)."""
+    if account.kind != Channel.EMAIL or not account.imap_host:
+        return False, "this account has no IMAP host"
+    try:
+        with _mailbox(account, timeout=IMAP_CHECK_TIMEOUT_SECONDS):
+            return True, ""
+    except ImapPollError as exc:
+        return False, str(exc)
 
 
 def _drain(client, account, uidvalidity):

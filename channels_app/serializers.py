@@ -3,9 +3,10 @@ import datetime
 from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
-from channels_app.models import Conversation
+from channels_app.models import ChannelAccount, Conversation
 from channels_app.selectors import INBOX_COLUMNS
 from contactcenter.blind_index import normalise_phone
+from contactcenter.models import Team
 
 
 class PortalMessageSerializer(serializers.Serializer):
@@ -299,3 +300,58 @@ class CallerContextSerializer(serializers.Serializer):
     patient = CallerPatientSerializer(allow_null=True)
     open_conversations = CallerConversationSerializer(many=True)
     upcoming_appointments = CallerAppointmentSerializer(many=True)
+
+
+class ChannelAccountSerializer(serializers.ModelSerializer):
+    """A practice number, mailbox or portal endpoint. The secret is write-only: it
+    is stored encrypted and never returned (`has_secret` says whether one is set)."""
+
+    team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all())
+    secret = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        style={"input_type": "password"},
+        help_text="IMAP password or portal webhook secret. Write-only: never returned. "
+        "Leave it out (or empty) to keep the current one.",
+    )
+    has_secret = serializers.SerializerMethodField()
+    address = serializers.CharField(
+        max_length=254,
+        help_text="SMS and voice: the practice's number in E.164 form (+14155550100); "
+        "email: the mailbox address; portal: the URL staff replies are posted to.",
+    )
+
+    class Meta:
+        model = ChannelAccount
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "address",
+            "team",
+            "secret",
+            "has_secret",
+            "active",
+            "help_text",
+            "greeting",
+            "greeting_es",
+            "open_hours",
+            "imap_host",
+            "imap_port",
+            "imap_username",
+            "imap_use_ssl",
+            "imap_folder",
+        ]
+        read_only_fields = ["id"]
+        # The service checks uniqueness with the normalised address, per field.
+        validators = []
+
+    def get_has_secret(self, account) -> bool:
+        return bool(account.secret)
+
+
+class ImapCheckSerializer(serializers.Serializer):
+    reachable = serializers.BooleanField()
+    error = serializers.CharField(help_text="Why the mailbox cannot be read; empty when it can.")

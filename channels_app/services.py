@@ -3,11 +3,14 @@ threaded, matched to a patient), outbound replies with their delivery records,
 and the state moves of a delivery."""
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -17,6 +20,7 @@ from channels_app.models import (
     CallDetail,
     ChannelAccount,
     Conversation,
+    ImapCursor,
     Interaction,
     LocalOutboxMessage,
     OutboundMessage,
@@ -25,6 +29,7 @@ from channels_app.models import (
 )
 from contactcenter.access import grant_team_access, revoke_team_access
 from contactcenter.blind_index import email_index, normalise_email, normalise_phone, phone_index
+from contactcenter.business_hours import calendar_from_config
 from contactcenter.queueing import enqueue_on_commit
 from patients.models import Channel, Patient
 from patients.selectors import patients_by_email, patients_by_phone
@@ -1120,3 +1125,110 @@ def missed_call_text_send(*, call_id):
             metadata={"change": "missed_call_text", "sms_conversation": str(conversation.pk)},
         )
     return interaction
+
+
+# --- Channel accounts (the API and `manage.py create_channel_account` share these) ---
+
+_HOST_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(\.{_HOST_LABEL})*$")
+
+
+def _e164(value):
+    """A practice number exactly as E.164 writes it (+ and up to 15 digits), and one
+    the numbering plan knows: what Twilio puts in To and From."""
+    text = (value or "").strip()
+    if not re.fullmatch(r"\+[1-9]\d{1,14}", text):
+        raise ValidationError("Write the number in E.164 form, e.g. +14155550100.")
+    try:
+        normalised = normalise_phone(text)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    if normalised != text:
+        raise ValidationError("Write the number in E.164 form, e.g. +14155550100.")
+    return text
+
+
+def channel_account_validate(*, values, account=None):
+    """The values of a new or changed channel account, checked and normalised as a
+    whole (the address by kind, IMAP settings only on a mailbox, opening hours only
+    on a voice number). Raises ValidationError with a message per field. Whether an
+    IMAP server answers is not checked here: see imap.imap_check."""
+    merged = {
+        field.name: getattr(account, field.name)
+        for field in ChannelAccount._meta.concrete_fields
+        if account is not None and field.name not in ("id", "secret")
+    }
+    if account is not None:
+        merged["team"] = account.team
+    merged.update(values)
+    errors = {}
+    kind = merged.get("kind")
+    if account is not None and kind != account.kind:
+        errors["kind"] = ["The kind of an account cannot change; create another account."]
+    address = (merged.get("address") or "").strip()
+    try:
+        if kind in (Channel.SMS, Channel.VOICE):
+            address = _e164(address)
+        elif kind == Channel.EMAIL:
+            address = normalise_email(address)
+            validate_email(address)
+        elif kind == Channel.PORTAL:
+            URLValidator(schemes=["https", "http"])(address)
+    except (ValidationError, ValueError) as exc:
+        errors["address"] = list(getattr(exc, "messages", [str(exc)]))
+    if not errors.get("address") and kind in Channel.values:
+        duplicate = ChannelAccount.objects.filter(kind=kind, address=address)
+        if account is not None:
+            duplicate = duplicate.exclude(pk=account.pk)
+        if duplicate.exists():
+            errors["address"] = [f"There is already a {kind} account with this address."]
+    has_secret = bool(values.get("secret") or (account is not None and account.secret))
+    if kind == Channel.PORTAL and not has_secret:
+        errors["secret"] = ["A portal account needs the secret its webhook is signed with."]
+    if kind == Channel.EMAIL and merged.get("imap_host"):
+        if not _HOSTNAME.match(merged["imap_host"]):
+            errors["imap_host"] = ["Not a host name."]
+        if not 1 <= int(merged.get("imap_port") or 0) <= 65535:
+            errors["imap_port"] = ["A port from 1 to 65535."]
+        if not has_secret:
+            errors["secret"] = ["A mailbox read over IMAP needs its password as the secret."]
+    elif kind != Channel.EMAIL:
+        for name in ("imap_host", "imap_username"):
+            if values.get(name):
+                errors[name] = ["Only a mailbox (kind email) is read over IMAP."]
+    if merged.get("open_hours"):
+        if kind != Channel.VOICE:
+            errors["open_hours"] = ["Opening hours belong to a voice number."]
+        else:
+            try:
+                calendar_from_config(merged["open_hours"])
+            except ValueError as exc:
+                errors["open_hours"] = [str(exc)]
+    if errors:
+        raise ValidationError(errors)
+    return {**values, "address": address} if "address" in values or account is None else values
+
+
+def channel_account_create(*, values):
+    """A number, mailbox or portal endpoint; `values` are the model's fields (team
+    a Team, secret in clear: it is stored encrypted)."""
+    values = channel_account_validate(values=values)
+    return ChannelAccount.objects.create(**values)
+
+
+@transaction.atomic
+def channel_account_update(*, account, values):
+    """Change an account. An empty or missing secret keeps the stored one; a new
+    IMAP host, user or folder is a new mailbox, read from its start."""
+    values = {k: v for k, v in values.items() if not (k == "secret" and not v)}
+    values = channel_account_validate(values=values, account=account)
+    mailbox_changed = any(
+        name in values and values[name] != getattr(account, name)
+        for name in ("imap_host", "imap_username", "imap_folder")
+    )
+    for name, value in values.items():
+        setattr(account, name, value)
+    account.save()
+    if mailbox_changed:
+        ImapCursor.objects.filter(account=account).delete()
+    return account

@@ -3,6 +3,17 @@ from django.urls import path
 from channels_app import views
 
 urlpatterns = [
+    path("channel-accounts/", views.ChannelAccountListView.as_view(), name="channel-account-list"),
+    path(
+        "channel-accounts/<uuid:pk>/",
+        views.ChannelAccountDetailView.as_view(),
+        name="channel-account-detail",
+    ),
+    path(
+        "channel-accounts/<uuid:pk>/check-imap/",
+        views.ChannelAccountImapCheckView.as_view(),
+        name="channel-account-check-imap",
+    ),
     path("portal/messages/", views.PortalMessageView.as_view(), name="portal-messages"),
     path("conversations/", views.ConversationListView.as_view(), name="conversation-list"),
     path(

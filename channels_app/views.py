@@ -3,6 +3,7 @@ import functools
 import django_filters
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -22,8 +23,10 @@ from channels_app.serializers import (
     CallbackDialSerializer,
     CallbackSerializer,
     CallerContextSerializer,
+    ChannelAccountSerializer,
     ConversationChangeSerializer,
     ConversationDetailSerializer,
+    ImapCheckSerializer,
     InboxCountsSerializer,
     InboxRowSerializer,
     MessageSerializer,
@@ -503,3 +506,88 @@ class CallerContextView(AuditedViewMixin, generics.GenericAPIView):
         if context["patient"] is not None:
             self.audit(patient_ids=[context["patient"].pk], resource_id=conversation.pk)
         return Response(self.get_serializer(context).data)
+
+
+# --- Channel accounts (admin role) ------------------------------------------------
+
+
+class _ConfigurationAudit(AuditedViewMixin):
+    """Audited like every API call; a channel account concerns no patient."""
+
+    audit_resource_type = "channel_account"
+    audit_purpose_of_use = "HSYSADMIN"
+
+    def _patient_id_of(self, obj):
+        return None
+
+    def _denied_patient_ids(self):
+        return []
+
+
+class ChannelAccountListView(_ConfigurationAudit, generics.ListCreateAPIView):
+    """The practice's numbers, mailboxes and portal endpoints (admins only).
+    Numbers are E.164; the secret is write-only."""
+
+    serializer_class = ChannelAccountSerializer
+    queryset = ChannelAccount.objects.select_related("team")
+    permission_classes = [role_permission(roles.ADMIN)]
+    ordering = ("id",)
+
+    def filter_queryset(self, queryset):
+        return queryset
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            account = services.channel_account_create(values=dict(serializer.validated_data))
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
+        self.audit(resource_id=account.pk)
+        return Response(self.get_serializer(account).data, status=status.HTTP_201_CREATED)
+
+
+class ChannelAccountDetailView(_ConfigurationAudit, generics.RetrieveUpdateAPIView):
+    """One channel account (admins only). Its kind cannot change; a secret left out
+    or empty keeps the stored one."""
+
+    serializer_class = ChannelAccountSerializer
+    queryset = ChannelAccount.objects.select_related("team")
+    permission_classes = [role_permission(roles.ADMIN)]
+
+    def update(self, request, *args, **kwargs):
+        account = self.get_object()
+        serializer = self.get_serializer(
+            account, data=request.data, partial=kwargs.get("partial", False)
+        )
+        serializer.is_valid(raise_exception=True)
+        try:
+            account = services.channel_account_update(
+                account=account, values=dict(serializer.validated_data)
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
+        return Response(self.get_serializer(account).data)
+
+
+class ChannelAccountImapCheckView(_ConfigurationAudit, generics.GenericAPIView):
+    """Connect to the mailbox's IMAP server, log in and open its folder, reading
+    nothing: asked for on demand, since saving never checks the server."""
+
+    queryset = ChannelAccount.objects.all()
+    serializer_class = ImapCheckSerializer
+    permission_classes = [role_permission(roles.ADMIN)]
+    audit_action = "execute"
+
+    @extend_schema(request=None, responses={200: ImapCheckSerializer})
+    def post(self, request, pk):
+        from channels_app.imap import imap_check
+
+        account = self.get_object()
+        if account.kind != Channel.EMAIL or not account.imap_host:
+            raise ApiError(
+                "This account is not a mailbox read over IMAP.",
+                code="not_an_imap_mailbox",
+            )
+        reachable, error = imap_check(account=account)
+        return Response({"reachable": reachable, "error": error})

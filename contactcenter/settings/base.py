@@ -396,6 +396,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ConversationStatusEnum": "channels_app.models.Conversation.Status",
         "AppointmentStatusEnum": "patients.models.Appointment.Status",
+        "ChannelEnum": "patients.models.Channel",
     },
 }
 
