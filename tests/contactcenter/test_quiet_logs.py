@@ -1,0 +1,102 @@
+"""Logs a person can read on `make run`: routine periodic work at DEBUG, readable
+console lines when asked for (a terminal, by default), no broker warning on every
+connection; JSON stays the default elsewhere."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+from contactcenter.logging import RoutineAtDebug
+
+
+def _record(name, msg, args=None, level=logging.INFO):
+    record = logging.LogRecord(name, level, __file__, 1, msg, None, None)
+    record.args = args
+    return record
+
+
+def _task_line(task_name, logger="celery.app.trace"):
+    return _record(logger, "Task %(name)s[%(id)s] succeeded", {"name": task_name, "id": "x"})
+
+
+def test_beat_ticks_and_the_audit_sealer_are_dropped_at_info():
+    routine = RoutineAtDebug(level="INFO")
+
+    assert not routine.filter(_record("celery.beat", "Scheduler: Sending due task seal (x)"))
+    assert not routine.filter(_task_line("compliance.tasks.seal_audit_chain"))
+    assert not routine.filter(
+        _task_line("compliance.tasks.seal_audit_chain", "celery.worker.strategy")
+    )
+    assert routine.filter(_task_line("channels_app.tasks.outbound_send"))
+    assert routine.filter(_record("celery.beat", "beat: Starting..."))
+
+
+def test_a_routine_tasks_failure_keeps_its_level():
+    failure = _task_line("compliance.tasks.seal_audit_chain")
+    failure.levelno, failure.levelname = logging.ERROR, "ERROR"
+
+    assert RoutineAtDebug(level="INFO").filter(failure)
+    assert failure.levelname == "ERROR"
+
+
+def test_at_debug_the_routine_lines_are_kept_as_debug_lines():
+    record = _task_line("compliance.tasks.seal_audit_chain")
+
+    assert RoutineAtDebug(level="DEBUG").filter(record)
+    assert (record.levelno, record.levelname) == (logging.DEBUG, "DEBUG")
+
+
+def test_every_task_demotes_the_lines_of_all_tasks():
+    assert not RoutineAtDebug(level="INFO", every_task=True).filter(
+        _task_line("channels_app.tasks.outbound_send")
+    )
+
+
+_LOG_ONE_LINE = (
+    "import django, logging; django.setup(); "
+    "from contactcenter.celery import app; "
+    "app.connection_for_write().ensure_connection(max_retries=1); "
+    "logging.getLogger('channels_app.services').info('outbound_status')"
+)
+
+
+def _local_process(**env):
+    return subprocess.run(
+        [sys.executable, "-c", _LOG_ONE_LINE],
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        timeout=60,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "contactcenter.settings.local",
+            "CONTACTCENTER_READ_DEV_ENV": "false",
+            "FIELD_ENCRYPTION_KEYS": os.environ.get(
+                "FIELD_ENCRYPTION_KEYS", "k1:" + "A" * 43 + "="
+            ),
+            "BLIND_INDEX_KEY": os.environ.get("BLIND_INDEX_KEY", "B" * 43 + "="),
+            "DATABASE_URL": "sqlite:////tmp/unused-by-this-test.sqlite3",
+            **env,
+        },
+    )
+
+
+def test_local_settings_write_json_when_not_on_a_terminal_and_no_broker_warning():
+    result = _local_process()
+
+    assert result.returncode == 0, result.stderr
+    [line] = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert line["event"] == "outbound_status" and line["level"] == "info"
+    assert "No hostname" not in result.stderr
+
+
+def test_log_format_console_writes_readable_lines():
+    result = _local_process(LOG_FORMAT="console")
+
+    assert result.returncode == 0, result.stderr
+    assert "[info" in result.stderr and "outbound_status" in result.stderr
+    assert not any(line.startswith("{") for line in result.stderr.splitlines())
