@@ -597,3 +597,13 @@ def caller_context(*, user, conversation, now=None, appointments=5):
         "open_conversations": open_conversations,
         "upcoming_appointments": upcoming,
     }
+
+
+def teammates_of(*, conversation):
+    """Active staff of the conversation's team, by username, for assignment."""
+    return list(
+        get_user_model()
+        .objects.filter(groups__pk=conversation.team.group_id, is_active=True)
+        .order_by("username")
+        .only("id", "username")
+    )

@@ -214,6 +214,12 @@ class ReplySerializer(serializers.Serializer):
     body = serializers.CharField(max_length=1600, required=False, allow_blank=False)
     internal = serializers.BooleanField(default=False)
     canned_response = serializers.IntegerField(required=False)
+    last_seen_interaction = serializers.UUIDField(
+        required=False,
+        help_text="The newest interaction the author had on screen. When the patient wrote "
+        "after it, the reply is refused with 409 `stale_reply` (details.latest_interaction "
+        "names the newest inbound message) and nothing is sent. Ignored for notes.",
+    )
 
     def validate(self, attrs):
         if not attrs.get("body") and not attrs.get("canned_response"):

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from channels_app import live
 from channels_app.models import (
     Callback,
     CallDetail,
@@ -162,6 +163,39 @@ def _touch_conversation(conversation, interaction):
     conversation.save(update_fields=list(changes))
 
 
+def _publish_message(interaction, conversation):
+    live.publish_on_commit(
+        kind=live.MESSAGE,
+        conversation_id=conversation.pk,
+        team_id=conversation.team_id,
+        interaction=str(interaction.pk),
+    )
+
+
+def _publish_conversation(conversation):
+    live.publish_on_commit(
+        kind=live.CONVERSATION, conversation_id=conversation.pk, team_id=conversation.team_id
+    )
+
+
+def _publish_delivery(outbound_id):
+    """Open pages learn that a delivery moved; its conversation and team cost one read."""
+    row = (
+        OutboundMessage.objects.filter(pk=outbound_id)
+        .values(
+            "interaction_id", "interaction__conversation_id", "interaction__conversation__team_id"
+        )
+        .first()
+    )
+    if row is not None:
+        live.publish_on_commit(
+            kind=live.DELIVERY,
+            conversation_id=row["interaction__conversation_id"],
+            team_id=row["interaction__conversation__team_id"],
+            interaction=str(row["interaction_id"]),
+        )
+
+
 @dataclass(frozen=True)
 class Ingested:
     interaction: Interaction
@@ -224,6 +258,7 @@ def inbound_record(
                 source=source, provider_id=provider_id, payload=raw_payload, interaction=interaction
             )
             _touch_conversation(conversation, interaction)
+            _publish_message(interaction, conversation)
     except IntegrityError:
         if not provider_id:
             raise
@@ -280,6 +315,7 @@ def event_record(*, conversation, text, actor=None, metadata=None):
         occurred_at=timezone.now(),
         metadata=metadata or {},
     )
+    _publish_message(interaction, conversation)
     return interaction
 
 
@@ -326,6 +362,7 @@ def outbound_create(
             last_error="" if decision.allowed else decision.reason.replace("_", " "),
         )
         _touch_conversation(conversation, interaction)
+        _publish_message(interaction, conversation)
     if decision.allowed:
         from channels_app import tasks
 
@@ -370,6 +407,7 @@ def outbound_mark_sent(*, outbound, provider_id, provider_status=""):
         Interaction.objects.filter(pk=outbound.interaction_id, provider_id="").update(
             provider_id=provider_id
         )
+    _publish_delivery(outbound.pk)
 
 
 def outbound_release_for_retry(*, outbound, error):
@@ -379,9 +417,11 @@ def outbound_release_for_retry(*, outbound, error):
 
 
 def outbound_mark_failed(*, outbound, error):
-    OutboundMessage.objects.filter(
+    failed = OutboundMessage.objects.filter(
         pk=outbound.pk, state__in=[OutboundMessage.State.QUEUED, OutboundMessage.State.SENDING]
     ).update(state=OutboundMessage.State.FAILED, last_error=error[:300], updated_at=timezone.now())
+    if failed:
+        _publish_delivery(outbound.pk)
 
 
 TWILIO_STATUS_TO_STATE = {
@@ -433,6 +473,7 @@ def outbound_apply_status(*, outbound_id=None, provider_id, provider_status, err
     logger.info(
         "outbound_status", outbound_id=str(outbound.pk), channel=outbound.channel, state=state
     )
+    _publish_delivery(outbound.pk)
     return outbound
 
 
@@ -553,6 +594,7 @@ def outbound_answered_inline(*, conversation, body):
             state=OutboundMessage.State.SENT,
         )
         _touch_conversation(conversation, interaction)
+        _publish_message(interaction, conversation)
     return interaction
 
 
@@ -625,6 +667,8 @@ def conversation_change(*, conversation, actor, actor_is_supervisor, changes):
                 actor=actor,
                 metadata={"change": text},
             )
+        if any(events):
+            _publish_conversation(conversation)
         if changes.get("status") == Conversation.Status.RESOLVED and events:
             transaction.on_commit(
                 lambda: conversation_resolved.send(
@@ -713,13 +757,55 @@ def conversations_wake_snoozed(*, now=None):
             event_record(
                 conversation=conversation, text="snooze ended", metadata={"change": "woken"}
             )
+            _publish_conversation(conversation)
             woken += 1
     return woken
 
 
-def reply_create(*, conversation, author, body, internal=False, idempotency_key=None):
+class ReplyStale(Exception):
+    """The patient wrote again after the interaction the author last saw."""
+
+    code = "stale_reply"
+
+    def __init__(self, *, latest_interaction_id):
+        super().__init__(
+            "The patient wrote again since you last looked. Read the new message, "
+            "then send your reply again if it still fits."
+        )
+        self.latest_interaction_id = latest_interaction_id
+
+
+def _newer_inbound(conversation, last_seen_interaction_id):
+    """The newest inbound interaction after the one the author saw, or None. An
+    id that is not of this conversation counts as having seen nothing."""
+    seen_at = (
+        Interaction.objects.filter(pk=last_seen_interaction_id, conversation=conversation)
+        .values_list("occurred_at", flat=True)
+        .first()
+    )
+    newer = Interaction.objects.filter(
+        conversation=conversation, direction=Interaction.Direction.INBOUND
+    )
+    if seen_at is not None:
+        newer = newer.filter(occurred_at__gt=seen_at)
+    return newer.order_by("-occurred_at", "-id").values_list("pk", flat=True).first()
+
+
+def reply_create(
+    *,
+    conversation,
+    author,
+    body,
+    internal=False,
+    idempotency_key=None,
+    last_seen_interaction_id=None,
+):
     """A staff reply or internal note. With an Idempotency-Key, the same key from
     the same user within 24 h returns the first result and sends nothing new.
+
+    With `last_seen_interaction_id` (the newest interaction the author had on
+    screen), a reply is refused with ReplyStale when the patient wrote after it,
+    so nobody answers a message they have not read. Notes are never refused.
     Returns (interaction, created)."""
     from channels_app.models import ReplyIdempotency
 
@@ -732,6 +818,10 @@ def reply_create(*, conversation, author, body, internal=False, idempotency_key=
         )
         if previous is not None:
             return previous.interaction, False
+    if last_seen_interaction_id and not internal:
+        newer = _newer_inbound(conversation, last_seen_interaction_id)
+        if newer is not None:
+            raise ReplyStale(latest_interaction_id=newer)
     try:
         with transaction.atomic():
             if idempotency_key:
@@ -749,6 +839,7 @@ def reply_create(*, conversation, author, body, internal=False, idempotency_key=
                     occurred_at=timezone.now(),
                 )
                 _touch_conversation(conversation, interaction)
+                _publish_message(interaction, conversation)
             else:
                 interaction = outbound_create(conversation=conversation, body=body, author=author)
             if idempotency_key:

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -327,7 +327,14 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
 
     @extend_schema(
         request=ReplySerializer,
-        responses={201: MessageSerializer, 200: MessageSerializer},
+        responses={
+            201: MessageSerializer,
+            200: MessageSerializer,
+            409: OpenApiResponse(
+                description="`stale_reply`: the patient wrote after `last_seen_interaction`; "
+                "nothing was sent. `details.latest_interaction` is the newest inbound message."
+            ),
+        },
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
     )
     def post(self, request, pk):
@@ -344,13 +351,22 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
                 raise ValidationError({"canned_response": ["No such canned response."]})
             body = _render_canned(canned, conversation)
         key = request.headers.get("Idempotency-Key", "").strip()[:128] or None
-        interaction, created = services.reply_create(
-            conversation=conversation,
-            author=request.user,
-            body=body,
-            internal=data.validated_data["internal"],
-            idempotency_key=key,
-        )
+        try:
+            interaction, created = services.reply_create(
+                conversation=conversation,
+                author=request.user,
+                body=body,
+                internal=data.validated_data["internal"],
+                idempotency_key=key,
+                last_seen_interaction_id=data.validated_data.get("last_seen_interaction"),
+            )
+        except services.ReplyStale as stale:
+            raise ApiError(
+                str(stale),
+                code=stale.code,
+                status_code=status.HTTP_409_CONFLICT,
+                details={"latest_interaction": str(stale.latest_interaction_id)},
+            ) from None
         self.audit(resource_id=interaction.pk)
         interaction = selectors.conversation_messages(conversation=conversation).get(
             pk=interaction.pk

@@ -1,13 +1,11 @@
 from django.conf import settings
-from django.contrib.auth import authenticate
-from django.contrib.auth.signals import user_login_failed
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from contactcenter import services
+from contactcenter import services, signin
 from contactcenter.auth import staff_user_of
 from contactcenter.errors import ApiError
 from contactcenter.models import AuthToken
@@ -47,50 +45,21 @@ class TokenView(APIView):
     def post(self, request):
         data = LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        username = data.validated_data["username"]
         django_request = request._request
-        user = authenticate(
-            request=django_request,
-            username=username,
-            password=data.validated_data["password"],
-        )
-        if getattr(django_request, "axes_locked_out", False):
-            self._event(request, "lockout", "denied", 429, username=username)
+        try:
+            user, _device = signin.staff_sign_in_check(
+                request=django_request,
+                sender=type(self),
+                username=data.validated_data["username"],
+                password=data.validated_data["password"],
+                otp=data.validated_data.get("otp"),
+            )
+        except signin.SignInRefused as refused:
             raise ApiError(
-                "Too many failed logins. Try again later.",
-                code="locked_out",
-                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            )
-        if user is None:
-            self._event(
-                request, "login_failed", "denied", 401, username=username, reason="bad_credentials"
-            )
-            raise ApiError(
-                "The username, password or code is wrong.",
-                code="login_failed",
-                status_code=status.HTTP_401_UNAUTHORIZED,
-            )
-        device = services.totp_confirmed_device(user)
-        if device is None and settings.MFA_REQUIRED:
-            self._event(request, "login_failed", "denied", 403, actor=user, reason="mfa_not_set_up")
-            raise ApiError(
-                "A second factor is required and none is set up for this account.",
-                code="mfa_required",
-                status_code=status.HTTP_403_FORBIDDEN,
-            )
-        if device is not None and not device.verify_token(data.validated_data.get("otp") or ""):
-            # A wrong code counts towards the lockout like a wrong password.
-            user_login_failed.send(
-                sender=__name__, credentials={"username": username}, request=django_request
-            )
-            self._event(request, "login_failed", "denied", 401, actor=user, reason="bad_otp")
-            raise ApiError(
-                "The username, password or code is wrong.",
-                code="login_failed",
-                status_code=status.HTTP_401_UNAUTHORIZED,
-            )
+                str(refused), code=refused.code, status_code=refused.http_status
+            ) from None
         issued = services.token_issue(user=user, source_ip=django_request.META.get("REMOTE_ADDR"))
-        self._event(request, "login", "success", 201, actor=user)
+        signin.record_sign_in(request=request, sender=type(self), user=user, http_status=201)
         return Response(
             {
                 "token": issued.token,

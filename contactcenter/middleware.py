@@ -88,3 +88,34 @@ class JsonErrorMiddleware:
                     converted[header] = response[header]
             return converted
         return response
+
+
+SIGNED_IN_AT = "signed_in_at"
+
+
+class SessionAbsoluteExpiryMiddleware:
+    """A signed-in session ends TOKEN_ABSOLUTE_SECONDS after sign-in however busy
+    it is, as a staff token does; the idle limit is the session cookie's age
+    (SESSION_IDLE_SECONDS, renewed on every request). A session that does not
+    know when it signed in is ended too."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.conf import settings
+        from django.contrib.auth import logout
+
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and hasattr(request, "session"):
+            signed_in_at = request.session.get(SIGNED_IN_AT)
+            if signed_in_at is None or time.time() - signed_in_at > settings.TOKEN_ABSOLUTE_SECONDS:
+                logout(request)
+                request.session_expired = True
+        return self.get_response(request)
+
+
+def stamp_sign_in(sender, request, user, **kwargs):
+    """Receiver of user_logged_in: the session remembers when it signed in."""
+    if request is not None and hasattr(request, "session"):
+        request.session[SIGNED_IN_AT] = time.time()

@@ -31,4 +31,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
+    # The staff workspace (sign-in, inbox, conversations) owns the other paths.
+    path("", include("workspace.urls")),
 ]

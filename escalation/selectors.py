@@ -236,3 +236,21 @@ def conversations_in_breach(*, now, limit):
         found += [(due, pk, due_field) for due, pk in overdue]
     found.sort()
     return [(pk, due_field) for _, pk, due_field in found[:limit]]
+
+
+def open_escalation_reasons(*, conversation_ids, full=False):
+    """Unacknowledged escalations of these conversations in one query, newest
+    first: {conversation id: reason of the newest}, or with full=True
+    {conversation id: [escalations]}, for the workspace's rows and thread."""
+    if not conversation_ids:
+        return {}
+    escalations = Escalation.objects.filter(
+        conversation_id__in=conversation_ids, acknowledged_at__isnull=True
+    ).order_by("-created_at", "-id")
+    found = {}
+    for escalation in escalations:
+        if full:
+            found.setdefault(escalation.conversation_id, []).append(escalation)
+        else:
+            found.setdefault(escalation.conversation_id, escalation.reason)
+    return found

@@ -166,6 +166,8 @@ INSTALLED_APPS = [
     "reminders",
     "reporting",
     "fhir",
+    "django_htmx",
+    "workspace",
 ]
 
 MIDDLEWARE = [
@@ -177,6 +179,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "contactcenter.middleware.SessionAbsoluteExpiryMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -196,6 +200,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "workspace.context.workspace",
             ],
         },
     },
@@ -366,10 +371,18 @@ TOKEN_IDLE_SECONDS = env.int("TOKEN_IDLE_SECONDS", default=30 * 60)
 TOKEN_ABSOLUTE_SECONDS = env.int("TOKEN_ABSOLUTE_SECONDS", default=12 * 60 * 60)
 # A second factor (TOTP) is required for staff tokens; production turns it on.
 MFA_REQUIRED = env.bool("MFA_REQUIRED", default=False)
+# Signed-in sessions (the staff workspace, the admin) expire when idle this long,
+# and TOKEN_ABSOLUTE_SECONDS after sign-in whatever the activity, like tokens.
 SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+LOGIN_URL = "workspace:signin"
+
+# --- Live events (channels_app.live): Redis pub/sub, or a file under var/ ----------
+LIVE_REDIS_URL = REDIS_URL
+LIVE_CHANNEL = "cc:live"
+LIVE_FILE = VAR_DIR / "live" / "events.jsonl"
 
 # --- REST ---------------------------------------------------------------------
 REST_FRAMEWORK = {

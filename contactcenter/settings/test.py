@@ -39,5 +39,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": TEST_RUN_PREFIX,
 }
 CELERY_BEAT_SCHEDULE_FILENAME = "/dev/null"
+# Redis pub/sub channels ignore the database number: each run listens on its own.
+LIVE_CHANNEL = f"{TEST_RUN_PREFIX}live"
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.fieldtestapp"]  # noqa: F405

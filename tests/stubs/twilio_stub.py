@@ -185,6 +185,33 @@ class TwilioStub:
         with self._lock:
             return [dict(call) for call in self._calls]
 
+    def send_status_callback(self, message: dict, status: str) -> int:
+        """Do what Twilio does when a message's status changes: POST the status,
+        signed with the auth token, to the StatusCallback URL the send named.
+        `message` is one of `created_messages`; returns the HTTP status."""
+        import requests
+        from twilio.request_validator import RequestValidator
+
+        with self._lock:
+            sent = next(
+                r
+                for r in self._requests
+                if r.field("Body") == message["body"] and r.field("To") == message["to"]
+            )
+        url = sent.field("StatusCallback")
+        params = {
+            "MessageSid": message["sid"],
+            "MessageStatus": status,
+            "AccountSid": self.account_sid,
+            "To": message["to"],
+            "From": message["from"] or "",
+        }
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        response = requests.post(
+            url, data=params, headers={"X-Twilio-Signature": signature}, timeout=10
+        )
+        return response.status_code
+
     # What tests script -----------------------------------------------------------------
 
     def respond_next(

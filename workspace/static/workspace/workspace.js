@@ -1,0 +1,355 @@
+/* The staff workspace's only script besides htmx. The pages work without it
+   (links and forms); it adds the live connection, presence and typing, the
+   keyboard, drafts kept per conversation, the SMS segment count and the "new
+   message" pill. No inline scripts or styles: the Content-Security-Policy
+   allows this file and htmx only. */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var me = body.dataset.user;
+  var live = null;
+  var liveLostAt = null;
+  var viewers = {};
+  var typers = {};
+  var presenceTimer = null;
+  var lastTypingSent = 0;
+  var PRESENCE_EVERY_MS = 10000;
+  var PRESENCE_TTL_MS = 25000;
+  var TYPING_TTL_MS = 6000;
+
+  function $(selector, root) { return (root || document).querySelector(selector); }
+  function $all(selector, root) { return Array.prototype.slice.call((root || document).querySelectorAll(selector)); }
+  function work() { return $("#work[data-conversation]"); }
+  function openConversation() { var w = work(); return w ? w.dataset.conversation : null; }
+  function csrf() {
+    var field = $("input[name=csrfmiddlewaretoken]");
+    return field ? field.value : "";
+  }
+  function fire(name) { body.dispatchEvent(new CustomEvent(name)); }
+
+  /* --- Live connection (server-sent events) ---------------------------------- */
+  var pending = {};
+  function debounced(name) {
+    if (pending[name]) return;
+    pending[name] = setTimeout(function () { pending[name] = null; fire(name); }, 150);
+  }
+
+  function setLiveStatus(text) {
+    var status = $("#live-status");
+    if (!status) return;
+    status.textContent = text || "";
+    status.hidden = !text;
+  }
+
+  function connect() {
+    if (!me || !window.EventSource || !$("#inbox-list")) return;
+    live = new EventSource("/live/");
+    live.addEventListener("ready", function () {
+      if (liveLostAt) {
+        /* Whatever happened while disconnected: fetch the current state. */
+        setLiveStatus("");
+        liveLostAt = null;
+        fire("live-inbox");
+        if (openConversation()) fire("live-thread");
+      }
+      body.dataset.live = "open";
+      announcePresence("viewing");
+    });
+    live.onerror = function () {
+      body.dataset.live = "lost";
+      if (!liveLostAt) liveLostAt = Date.now();
+      setLiveStatus("Live updates lost. Reconnecting… The page still works; reload to be sure it is current.");
+    };
+    ["message", "delivery", "conversation"].forEach(function (kind) {
+      live.addEventListener(kind, function (event) {
+        var data = JSON.parse(event.data);
+        debounced("live-inbox");
+        if (data.conversation === openConversation()) debounced("live-thread");
+      });
+    });
+    live.addEventListener("presence", function (event) {
+      var data = JSON.parse(event.data);
+      if (String(data.user) === me || data.conversation !== openConversation()) return;
+      if (data.left) delete viewers[data.username];
+      else viewers[data.username] = Date.now() + PRESENCE_TTL_MS;
+      renderPresence();
+    });
+    live.addEventListener("typing", function (event) {
+      var data = JSON.parse(event.data);
+      if (String(data.user) === me || data.conversation !== openConversation()) return;
+      typers[data.username] = Date.now() + TYPING_TTL_MS;
+      viewers[data.username] = Date.now() + PRESENCE_TTL_MS;
+      renderPresence();
+    });
+  }
+
+  /* --- Presence and "is replying" ---------------------------------------------- */
+  function alive(map) {
+    var now = Date.now();
+    return Object.keys(map).filter(function (name) { return map[name] > now; }).sort();
+  }
+
+  function renderPresence() {
+    var box = $("#presence");
+    if (!box) return;
+    var typing = alive(typers);
+    var watching = alive(viewers).filter(function (n) { return typing.indexOf(n) < 0; });
+    var parts = typing.map(function (n) { return n + " is replying…"; });
+    if (watching.length) parts.push("Also viewing: " + watching.join(", "));
+    box.textContent = parts.join(" · ");
+  }
+  setInterval(renderPresence, 2000);
+
+  function announcePresence(state) {
+    var w = work();
+    if (!w || !w.dataset.presenceUrl) return;
+    var data = new FormData();
+    data.append("state", state);
+    data.append("csrfmiddlewaretoken", csrf());
+    if (state === "left" && navigator.sendBeacon) {
+      navigator.sendBeacon(w.dataset.presenceUrl, data);
+      return;
+    }
+    fetch(w.dataset.presenceUrl, { method: "POST", body: data, credentials: "same-origin" }).catch(function () {});
+  }
+
+  function startPresence() {
+    clearInterval(presenceTimer);
+    viewers = {};
+    typers = {};
+    renderPresence();
+    if (!openConversation()) return;
+    announcePresence("viewing");
+    presenceTimer = setInterval(function () { announcePresence("viewing"); }, PRESENCE_EVERY_MS);
+  }
+  window.addEventListener("pagehide", function () { announcePresence("left"); });
+
+  /* --- Composer: drafts, mode, segments, typing ---------------------------------- */
+  function draftKey(form) { return "draft:" + form.dataset.conversation; }
+
+  function composer() { return $("#composer"); }
+
+  var GSM7 = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡" +
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+  var GSM7_EXTENDED = "^{}\\[~]|€\f";
+
+  function segments(text) {
+    var units = 0, gsm = true;
+    for (var i = 0; i < text.length; i++) {
+      var c = text[i];
+      if (GSM7.indexOf(c) >= 0) units += 1;
+      else if (GSM7_EXTENDED.indexOf(c) >= 0) units += 2;
+      else { gsm = false; break; }
+    }
+    if (!gsm) units = text.length;
+    var single = gsm ? 160 : 70, part = gsm ? 153 : 67;
+    var count = units === 0 ? 0 : (units <= single ? 1 : Math.ceil(units / part));
+    return { count: count, units: units, gsm: gsm };
+  }
+
+  function updateComposer(form) {
+    var textarea = $("textarea", form);
+    var note = $("#mode-note", form).checked;
+    form.classList.toggle("is-note", note);
+    var meta = $("[data-segments]", form);
+    if (meta && form.dataset.channel === "sms") {
+      var s = segments(textarea.value);
+      meta.hidden = note;
+      meta.textContent = s.count === 0 ? "" :
+        s.count + (s.count === 1 ? " text message" : " text messages") +
+        " (" + textarea.value.length + " characters" + (s.gsm ? "" : ", special characters") + ")";
+    }
+  }
+
+  function setupComposer() {
+    var form = composer();
+    if (!form) return;
+    var textarea = $("textarea", form);
+    var saved = localStorage.getItem(draftKey(form));
+    if (!textarea.value && saved) textarea.value = saved;
+    updateComposer(form);
+    textarea.addEventListener("input", function () {
+      if (textarea.value) localStorage.setItem(draftKey(form), textarea.value);
+      else localStorage.removeItem(draftKey(form));
+      updateComposer(form);
+      var now = Date.now();
+      if (!$("#mode-note", form).checked && now - lastTypingSent > 3000) {
+        lastTypingSent = now;
+        announcePresence("typing");
+      }
+    });
+    $all("input[name=mode]", form).forEach(function (radio) {
+      radio.addEventListener("change", function () { updateComposer(form); });
+    });
+  }
+
+  /* After a send the server answers with a fresh composer; a sent draft is gone. */
+  body.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "composer" || (target && target.closest && target.closest("#composer"))) {
+      var form = composer();
+      if (form && form.dataset.sent === "true") localStorage.removeItem(draftKey(form));
+      setupComposer();
+    }
+  });
+
+  /* While the agent writes, a newer patient message is shown but not counted as
+     seen until they look at it: a send then meets the server's stale-reply guard
+     instead of answering a message they have not read. */
+  function onThreadSwapped() {
+    var thread = $("#thread");
+    var form = composer();
+    if (!thread || !form) return;
+    var messages = $(".messages", thread);
+    if (messages) messages.scrollTop = messages.scrollHeight;
+    var seenField = $("[data-last-seen]", form);
+    var writing = $("textarea", form).value.trim() !== "";
+    if (!writing || seenField.value === "") {
+      seenField.value = thread.dataset.lastSeen;
+      return;
+    }
+    if (thread.dataset.lastInbound && seenField.value !== thread.dataset.lastSeen) {
+      var pill = document.createElement("button");
+      pill.type = "button";
+      pill.className = "new-pill";
+      pill.textContent = "New message from the patient: read it before you send";
+      pill.addEventListener("click", function () {
+        seenField.value = thread.dataset.lastSeen;
+        pill.remove();
+        $("textarea", form).focus();
+      });
+      thread.appendChild(pill);
+    }
+  }
+
+  body.addEventListener("htmx:afterSettle", function (event) {
+    var target = event.detail.target;
+    if (!target) return;
+    if (target.id === "thread" || target.id === "composer") onThreadSwapped();
+    if (target.id === "work") {
+      body.dataset.pane = "work";
+      setupComposer();
+      onThreadSwapped();
+      startPresence();
+      markSelected(openConversation());
+      var main = $("#main");
+      if (main) main.focus({ preventScroll: true });
+    }
+    if (target.id === "inbox-list") markSelected(openConversation());
+  });
+
+  /* htmx swaps error answers too (see the htmx-config meta); a lost network
+     leaves the form as it was, so say so. */
+  body.addEventListener("htmx:sendError", function () {
+    var notices = $("#notices");
+    if (notices) notices.innerHTML = '<p class="notice notice-error" role="alert">No connection to the server: nothing was changed. Your draft is kept; try again.</p>';
+  });
+
+  /* --- The list: selection, cursor, keyboard --------------------------------------- */
+  function rows() { return $all("#inbox-list .row"); }
+
+  function markSelected(id) {
+    rows().forEach(function (row) {
+      var selected = row.dataset.conversation === id;
+      row.classList.toggle("is-selected", selected);
+      var link = $(".row-link", row);
+      if (selected) link.setAttribute("aria-current", "true");
+      else link.removeAttribute("aria-current");
+    });
+  }
+
+  var cursorId = null;
+  function moveCursor(step) {
+    var all = rows();
+    if (!all.length) return;
+    var index = all.findIndex(function (r) { return r.dataset.conversation === cursorId; });
+    if (index < 0) index = all.findIndex(function (r) { return r.classList.contains("is-selected"); });
+    index = Math.min(Math.max(index + step, 0), all.length - 1);
+    all.forEach(function (r) { r.classList.remove("is-cursor"); });
+    var row = all[index];
+    row.classList.add("is-cursor");
+    cursorId = row.dataset.conversation;
+    $(".row-link", row).focus();
+  }
+
+  function typingInField(target) {
+    return target.closest("input, textarea, select, [contenteditable=true]");
+  }
+
+  function clickShortcut(key) {
+    var button = $("#work [data-shortcut='" + key + "']");
+    if (button) button.click();
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape") {
+      if (typingInField(event.target)) {
+        event.target.blur();
+        moveCursor(0);
+      }
+      return;
+    }
+    if (typingInField(event.target) || $("dialog[open]")) return;
+    var form = composer();
+    switch (event.key) {
+      case "j": moveCursor(1); break;
+      case "k": moveCursor(-1); break;
+      case "Enter":
+        if (!event.target.classList.contains("row-link")) {
+          var cursorRow = $("#inbox-list .row.is-cursor .row-link");
+          if (cursorRow) cursorRow.click(); else return;
+        } else return;
+        break;
+      case "r":
+      case "n":
+        if (!form) return;
+        $(event.key === "n" ? "#mode-note" : "#mode-reply", form).checked = true;
+        updateComposer(form);
+        $("textarea", form).focus();
+        break;
+      case "e": clickShortcut("e"); break;
+      case "a": clickShortcut("a"); break;
+      case "/": $("#search-label").focus(); break;
+      case "?": $("#shortcuts").showModal(); break;
+      default: return;
+    }
+    event.preventDefault();
+  });
+
+  /* Ctrl+Enter sends from the composer. */
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.id === "composer-body") {
+      event.preventDefault();
+      var send = $("#composer [data-send]");
+      if (send) send.click();
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-open-shortcuts]")) $("#shortcuts").showModal();
+    var back = event.target.closest("[data-back]");
+    if (back && $("#inbox-list") && window.matchMedia("(max-width: 760px)").matches) {
+      /* On a phone the list is still on the page behind the thread: show it
+         again where it was instead of loading it anew. */
+      event.preventDefault();
+      body.dataset.pane = "list";
+      history.pushState({}, "", back.href);
+      var selected = $("#inbox-list .row.is-selected .row-link");
+      if (selected) selected.focus();
+    }
+  });
+  window.addEventListener("popstate", function () {
+    if (window.location.pathname.indexOf("/conversations/") === 0) body.dataset.pane = "work";
+    else body.dataset.pane = "list";
+  });
+
+  var summary = $("[data-autofocus]");
+  if (summary) summary.focus();
+
+  setupComposer();
+  onThreadSwapped();
+  startPresence();
+  connect();
+})();

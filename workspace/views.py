@@ -1,0 +1,609 @@
+"""The agent's pages: sign-in, the inbox, a conversation with its patient, and
+the actions on it. Views parse input, call the selectors and services the API
+calls, audit what they show, and render."""
+
+import uuid
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth import login, logout
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_otp import login as otp_login
+
+from channels_app import live, selectors, services
+from channels_app.models import Conversation, Interaction
+from channels_app.serializers import ReplySerializer, inbox_row
+from contactcenter import roles, signin
+from contactcenter.keyset import Cursor, InvalidCursor, PageRequest
+from escalation import services as escalation_services
+from escalation.selectors import business_calendar_for, open_escalation_reasons
+from patients.models import Appointment, Channel
+from patients.selectors import patient_get_visible
+from patients.services import consent_check
+from workspace import forms
+from workspace.audit import page_audit
+from workspace.pages import CARE_ROLES, not_found, staff_page
+
+INBOX_PAGE_SIZE = 50
+CHANNEL_WORDS = {
+    Channel.SMS: "SMS",
+    Channel.EMAIL: "email",
+    Channel.VOICE: "phone",
+    Channel.PORTAL: "the patient portal",
+}
+THREAD_PAGE_SIZE = 50
+
+
+# --- Sign-in -----------------------------------------------------------------------
+
+
+def _safe_next(request, default="/inbox/"):
+    target = request.POST.get("next") or request.GET.get("next") or default
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+def signin_page(request):
+    if request.user.is_authenticated and request.method == "GET":
+        return redirect(_safe_next(request))
+    form = forms.SignInForm(request.POST or None)
+    error, status = None, 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            user, device = signin.staff_sign_in_check(
+                request=request,
+                sender=signin_page,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"],
+                otp=form.cleaned_data["otp"],
+            )
+        except signin.SignInRefused as refused:
+            error, status = str(refused), refused.http_status
+        else:
+            login(request, user)
+            if device is not None:
+                otp_login(request, device)
+            signin.record_sign_in(request=request, sender=signin_page, user=user, http_status=302)
+            return redirect(_safe_next(request))
+    elif request.method == "POST":
+        status = 400
+    return render(
+        request,
+        "workspace/signin.html",
+        {
+            "form": form,
+            "error": error,
+            "next": _safe_next(request),
+            "mfa_required": settings.MFA_REQUIRED,
+            "session_expired": getattr(request, "session_expired", False)
+            or "expired" in request.GET,
+        },
+        status=status,
+    )
+
+
+@require_POST
+def signout(request):
+    logout(request)
+    return redirect("workspace:signin")
+
+
+@require_POST
+@staff_page()
+def availability(request):
+    """The top bar's availability switch (routing reads it)."""
+    choice = request.POST.get("availability", "")
+    try:
+        escalation_services.staff_availability_set(user=request.user, availability=choice)
+    except ValueError:
+        return _notice(request, "Pick available, busy or away.", status=400)
+    if not request.htmx:
+        return redirect(_safe_next(request, default=request.headers.get("Referer") or "/inbox/"))
+    return render(request, "workspace/_availability.html", {"availability": choice})
+
+
+def home(request):
+    return redirect("workspace:inbox")
+
+
+# --- The inbox ---------------------------------------------------------------------
+
+
+def _inbox_query(request):
+    """(validated form, selectors.InboxFilters) from the query string."""
+    form = forms.InboxForm(request.GET or None, auto_id="f-%s")
+    form.is_valid()
+    return form, form.filters()
+
+
+def _page_request(request, size):
+    text = request.GET.get("cursor")
+    try:
+        return PageRequest(cursor=Cursor.decode(text) if text else None, size=size)
+    except InvalidCursor:
+        return PageRequest(cursor=None, size=size)
+
+
+def _business_countdowns(rows, now):
+    """Remaining business time to each row's SLA due time, in its team's calendar
+    (one read per team on the page, never per row)."""
+    calendars = {}
+    for row in rows:
+        due = row["sla_due_at"]
+        if due is None:
+            row["sla_remaining"] = None
+            continue
+        team_id = row["team_id"]
+        if team_id not in calendars:
+            calendars[team_id] = business_calendar_for(team_id=team_id)
+        calendar = calendars[team_id]
+        if due <= now:
+            row["sla_remaining"] = -(now - due).total_seconds()
+        elif calendar is None:
+            row["sla_remaining"] = (due - now).total_seconds()
+        else:
+            row["sla_remaining"] = calendar.business_time_between(now, due).total_seconds()
+
+
+def inbox_rows_context(request, *, filters, page_request):
+    """The rows of one inbox page as the templates show them, with their audit
+    row written (naming every patient on the page)."""
+    page = selectors.inbox_page(user=request.user, filters=filters, page=page_request)
+    reasons = open_escalation_reasons(conversation_ids=[row["id"] for row in page.rows])
+    now = timezone.now()
+    _business_countdowns(page.rows, now)
+    rows = []
+    for raw in page.rows:
+        row = inbox_row(raw)
+        row.update(
+            last_interaction=raw["last_interaction_at"],
+            sla_due=raw["sla_due_at"],
+            sla_remaining=raw["sla_remaining"],
+            priority_value=raw["priority"],
+            escalation_reason=reasons.get(raw["id"]),
+        )
+        rows.append(row)
+    page_audit(
+        request,
+        resource_type="conversation",
+        patient_ids=[row["patient_id"] for row in page.rows],
+        rows=len(rows),
+    )
+    return {"rows": rows, "next_cursor": page.next.encode() if page.next else None}
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def inbox(request):
+    form, filters = _inbox_query(request)
+    context = {
+        "form": form,
+        "query": form.query_string(),
+        "tab_query": form.query_string(exclude=("tab",)),
+        "tab": form.current_tab(),
+        "counts": selectors.inbox_counts(user=request.user),
+        **inbox_rows_context(
+            request, filters=filters, page_request=_page_request(request, INBOX_PAGE_SIZE)
+        ),
+    }
+    return render(request, "workspace/inbox.html", context)
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def inbox_rows(request):
+    form, filters = _inbox_query(request)
+    context = {
+        "query": form.query_string(),
+        "selected": request.GET.get("selected", ""),
+        **inbox_rows_context(
+            request, filters=filters, page_request=_page_request(request, INBOX_PAGE_SIZE)
+        ),
+    }
+    return render(request, "workspace/_inbox_rows.html", context)
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def inbox_counts(request):
+    form, _filters = _inbox_query(request)
+    page_audit(request, resource_type="inbox_counts")
+    return render(
+        request,
+        "workspace/_tabs.html",
+        {
+            "counts": selectors.inbox_counts(user=request.user),
+            "tab": form.current_tab(),
+            "tab_query": form.query_string(exclude=("tab",)),
+        },
+    )
+
+
+# --- A conversation ----------------------------------------------------------------
+
+
+def _visible_conversation(request, conversation_id):
+    """The conversation when the caller may see it; otherwise None, with the
+    refused look audited against its patient by the 404 page."""
+    return selectors.conversation_get_visible(user=request.user, conversation_id=conversation_id)
+
+
+def _denied(request, conversation_id):
+    patient_ids = (
+        Conversation.objects.filter(pk=conversation_id)
+        .exclude(patient=None)
+        .values_list("patient_id", flat=True)
+    )
+    return not_found(
+        request,
+        resource_type="conversation",
+        resource_id=conversation_id,
+        patient_ids=list(patient_ids),
+    )
+
+
+def thread_context(conversation, *, page_request):
+    page = selectors.conversation_messages_page(conversation=conversation, page=page_request)
+    messages = list(reversed(page.rows))
+    last_inbound = next(
+        (m for m in reversed(messages) if m["direction"] == Interaction.Direction.INBOUND), None
+    )
+    return {
+        "messages": messages,
+        "earlier_cursor": page.next.encode() if page.next else None,
+        "last_seen": str(messages[-1]["id"]) if messages else "",
+        "last_inbound": last_inbound,
+    }
+
+
+def _reply_target(conversation):
+    """What the composer says it replies to, and why it may refuse."""
+    decision = consent_check(
+        patient=conversation.patient,
+        channel=conversation.channel,
+        address=conversation.contact_address or None,
+    )
+    return {
+        "channel": conversation.channel,
+        "channel_label": CHANNEL_WORDS.get(conversation.channel, conversation.channel),
+        "address": conversation.contact_address,
+        "allowed": decision.allowed,
+        "refusal": _refusal_text(decision.reason, conversation) if not decision.allowed else "",
+    }
+
+
+def _refusal_text(reason, conversation):
+    if reason == "opted_out":
+        return (
+            "Not sent: this number replied STOP and has opted out of texts. "
+            "Call the patient or use email."
+        )
+    if reason == "patient_inactive":
+        return "Not sent: this patient's record is inactive or was merged into another."
+    if reason == "no_contact_point":
+        return f"Not sent: the patient has no {conversation.get_channel_display()} address."
+    return "Not sent: this address cannot receive messages."
+
+
+def _patient_panel(request, conversation):
+    patient = (
+        patient_get_visible(user=request.user, patient_id=conversation.patient_id)
+        if conversation.patient_id
+        else None
+    )
+    if patient is None:
+        return {"patient": None}
+    appointments = list(
+        Appointment.objects.filter(patient=patient, starts_at__gte=timezone.now())
+        .order_by("starts_at")
+        .prefetch_related("reminders")[:5]
+    )
+    others = list(
+        selectors.conversations_visible_to(request.user)
+        .filter(patient=patient, status__in=list(Conversation.ACTIVE_STATUSES))
+        .exclude(pk=conversation.pk)
+        .order_by("-last_interaction_at")[:5]
+    )
+    return {
+        "patient": patient,
+        "contacts": list(patient.contact_points.all()),
+        "appointments": appointments,
+        "other_conversations": others,
+    }
+
+
+def conversation_context(request, conversation):
+    return {
+        "conversation": conversation,
+        "reply": _reply_target(conversation),
+        "idempotency_key": uuid.uuid4().hex,
+        "escalations": open_escalation_reasons(conversation_ids=[conversation.pk], full=True).get(
+            conversation.pk, []
+        ),
+        "teammates": selectors.teammates_of(conversation=conversation),
+        "priorities": Conversation.Priority.choices,
+        **thread_context(
+            conversation, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE)
+        ),
+        **_patient_panel(request, conversation),
+    }
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def conversation(request, conversation_id):
+    found = _visible_conversation(request, conversation_id)
+    if found is None:
+        return _denied(request, conversation_id)
+    context = conversation_context(request, found)
+    page_audit(
+        request,
+        resource_type="conversation",
+        resource_id=found.pk,
+        patient_ids=[found.patient_id],
+    )
+    services.conversation_mark_read(conversation=found, user=request.user)
+    if request.htmx and request.htmx.target == "work":
+        return render(request, "workspace/_work.html", context)
+    form, filters = _inbox_query(request)
+    context.update(
+        form=form,
+        query=form.query_string(),
+        tab_query=form.query_string(exclude=("tab",)),
+        tab=form.current_tab(),
+        counts=selectors.inbox_counts(user=request.user),
+        selected=str(found.pk),
+        **inbox_rows_context(
+            request, filters=filters, page_request=PageRequest(cursor=None, size=INBOX_PAGE_SIZE)
+        ),
+    )
+    return render(request, "workspace/conversation.html", context)
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def conversation_thread(request, conversation_id):
+    found = _visible_conversation(request, conversation_id)
+    if found is None:
+        return _denied(request, conversation_id)
+    page_request = _page_request(request, THREAD_PAGE_SIZE)
+    context = {
+        "conversation": found,
+        "escalations": open_escalation_reasons(conversation_ids=[found.pk], full=True).get(
+            found.pk, []
+        ),
+        **thread_context(found, page_request=page_request),
+    }
+    page_audit(
+        request, resource_type="interaction", resource_id=found.pk, patient_ids=[found.patient_id]
+    )
+    if page_request.cursor is not None:
+        return render(request, "workspace/_thread_earlier.html", context)
+    services.conversation_mark_read(conversation=found, user=request.user)
+    return render(request, "workspace/_thread.html", context)
+
+
+def _composer_response(request, conversation, *, status, error="", draft="", note=False, **extra):
+    context = {
+        "conversation": conversation,
+        "reply": _reply_target(conversation),
+        "idempotency_key": uuid.uuid4().hex if not draft else request.POST.get("idempotency_key"),
+        "error": error,
+        "draft": draft,
+        "note": note,
+        **extra,
+    }
+    return render(request, "workspace/_composer_response.html", context, status=status)
+
+
+@require_POST
+@staff_page(*CARE_ROLES)
+def reply(request, conversation_id):
+    found = _visible_conversation(request, conversation_id)
+    if found is None:
+        return _denied(request, conversation_id)
+    internal = request.POST.get("mode") == "note"
+    body = request.POST.get("body", "")
+    data = ReplySerializer(
+        data={
+            "body": body,
+            "internal": internal,
+            **(
+                {"last_seen_interaction": request.POST["last_seen"]}
+                if request.POST.get("last_seen")
+                else {}
+            ),
+        }
+    )
+    audit = {
+        "resource_type": "interaction",
+        "resource_id": found.pk,
+        "patient_ids": [found.patient_id],
+        "action": "create",
+    }
+    if not body.strip():
+        page_audit(request, outcome="error", http_status=400, **audit)
+        return _composer_response(
+            request,
+            found,
+            status=400,
+            error="Write a message before sending." if not internal else "Write the note first.",
+            note=internal,
+        )
+    if not data.is_valid():
+        page_audit(request, outcome="error", http_status=400, **audit)
+        errors = data.errors.get("body") or data.errors.get("last_seen_interaction") or ["Invalid."]
+        return _composer_response(
+            request,
+            found,
+            status=400,
+            error=_body_error(errors[0], body),
+            draft=body,
+            note=internal,
+        )
+    if not internal:
+        target = _reply_target(found)
+        if not target["allowed"]:
+            page_audit(request, outcome="error", http_status=409, **audit)
+            return _composer_response(
+                request, found, status=409, error=target["refusal"], draft=body
+            )
+    try:
+        interaction, _created = services.reply_create(
+            conversation=found,
+            author=request.user,
+            body=data.validated_data["body"],
+            internal=internal,
+            idempotency_key=(request.POST.get("idempotency_key") or "")[:128] or None,
+            last_seen_interaction_id=data.validated_data.get("last_seen_interaction"),
+        )
+    except services.ReplyStale as stale:
+        page_audit(request, outcome="error", http_status=409, **audit)
+        return _composer_response(
+            request,
+            found,
+            status=409,
+            error=str(stale),
+            draft=body,
+            stale=True,
+            **thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE)),
+        )
+    audit["resource_id"] = interaction.pk
+    page_audit(request, **audit)
+    context = thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE))
+    return _composer_response(
+        request, found, status=200, sent=True, note=internal, sent_id=str(interaction.pk), **context
+    )
+
+
+def _body_error(message, body):
+    if len(body) > 1600:
+        return (
+            f"Too long to send: {len(body)} characters, at most 1600 (10 text messages). "
+            "Shorten it or split it in two."
+        )
+    return str(message)
+
+
+@require_POST
+@staff_page(*CARE_ROLES)
+def act(request, conversation_id):
+    found = _visible_conversation(request, conversation_id)
+    if found is None:
+        return _denied(request, conversation_id)
+    form = forms.ActionForm(request.POST, teammates=selectors.teammates_of(conversation=found))
+    audit = {
+        "resource_type": "conversation",
+        "resource_id": found.pk,
+        "patient_ids": [found.patient_id],
+        "action": "update",
+    }
+    if not form.is_valid():
+        page_audit(request, outcome="error", http_status=400, **audit)
+        return _notice(request, form.first_error(), status=400)
+    action = form.cleaned_data["action"]
+    try:
+        if action in ("escalate", "acknowledge"):
+            _escalation_action(request, found, form.cleaned_data)
+        else:
+            services.conversation_change(
+                conversation=found,
+                actor=request.user,
+                actor_is_supervisor=roles.has_role(request.user, roles.SUPERVISOR),
+                changes=form.changes(user=request.user),
+            )
+    except (services.ConversationChangeRefused, escalation_services.EscalationRefused) as refused:
+        page_audit(request, outcome="error", http_status=409, **audit)
+        return _notice(request, str(refused), status=409)
+    page_audit(request, **audit)
+    updated = _visible_conversation(request, conversation_id)
+    if updated is None:
+        # Moved to a team the actor is not in: back to the inbox.
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("workspace:inbox")
+        return response
+    response = render(request, "workspace/_work.html", conversation_context(request, updated))
+    response["HX-Trigger"] = "live-inbox"
+    return response
+
+
+def _escalation_action(request, conversation, data):
+    if data["action"] == "escalate":
+        escalation_services.escalation_manual_create(
+            conversation=conversation, actor=request.user, reason=data["reason"]
+        )
+        return
+    from escalation.selectors import escalation_get_visible
+
+    escalation = escalation_get_visible(user=request.user, escalation_id=data["escalation"])
+    if escalation is None:
+        raise escalation_services.EscalationRefused(
+            "That escalation is not one of your teams'.", code="not_found"
+        )
+    escalation_services.escalation_acknowledge(escalation=escalation, actor=request.user)
+
+
+def _notice(request, text, *, status):
+    response = render(request, "workspace/_notice.html", {"text": text}, status=status)
+    response["HX-Retarget"] = "#notices"
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+@require_POST
+@staff_page(*CARE_ROLES)
+def presence(request, conversation_id):
+    """Viewing, replying or leaving: published to teammates, stored nowhere."""
+    state = request.POST.get("state")
+    kinds = {"viewing": live.PRESENCE, "typing": live.TYPING, "left": live.PRESENCE}
+    if state not in kinds:
+        return HttpResponse(status=400)
+    team_id = (
+        selectors.conversations_visible_to(request.user)
+        .filter(pk=conversation_id)
+        .values_list("team_id", flat=True)
+        .first()
+    )
+    if team_id is None:
+        return HttpResponse(status=404)
+    live.publish_ephemeral(
+        kind=kinds[state],
+        conversation_id=conversation_id,
+        team_id=team_id,
+        user=request.user,
+        left=state == "left" or None,
+    )
+    return HttpResponse(status=204)
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def patient_timeline(request, patient_id):
+    page = selectors.timeline_page(
+        user=request.user,
+        patient_id=patient_id,
+        filters=selectors.TimelineFilters(),
+        page=_page_request(request, 20),
+    )
+    if page is None:
+        return not_found(
+            request, resource_type="timeline", resource_id=patient_id, patient_ids=[patient_id]
+        )
+    page_audit(request, resource_type="timeline", resource_id=patient_id, patient_ids=[patient_id])
+    return render(
+        request,
+        "workspace/_timeline.html",
+        {
+            "entries": page.rows,
+            "patient_id": patient_id,
+            "next_query": urlencode({"cursor": page.next.encode()}) if page.next else "",
+        },
+    )
