@@ -293,12 +293,14 @@ def _refusal_text(reason, conversation):
     return "Not sent: this address cannot receive messages."
 
 
+def _visible_patient(request, conversation):
+    if conversation.patient_id is None:
+        return None
+    return patient_get_visible(user=request.user, patient_id=conversation.patient_id)
+
+
 def _patient_panel(request, conversation):
-    patient = (
-        patient_get_visible(user=request.user, patient_id=conversation.patient_id)
-        if conversation.patient_id
-        else None
-    )
+    patient = _visible_patient(request, conversation)
     if patient is None:
         return {"patient": None}
     appointments = list(
@@ -377,6 +379,7 @@ def conversation_thread(request, conversation_id):
     page_request = _page_request(request, THREAD_PAGE_SIZE)
     context = {
         "conversation": found,
+        "patient": _visible_patient(request, found),
         "escalations": open_escalation_reasons(conversation_ids=[found.pk], full=True).get(
             found.pk, []
         ),
@@ -474,13 +477,20 @@ def reply(request, conversation_id):
             error=str(stale),
             draft=body,
             stale=True,
+            patient=_visible_patient(request, found),
             **thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE)),
         )
     audit["resource_id"] = interaction.pk
     page_audit(request, **audit)
     context = thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE))
     return _composer_response(
-        request, found, status=200, sent=True, note=internal, sent_id=str(interaction.pk), **context
+        request,
+        found,
+        status=200,
+        sent=True,
+        note=internal,
+        patient=_visible_patient(request, found),
+        **context,
     )
 
 

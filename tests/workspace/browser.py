@@ -4,7 +4,6 @@ widths. Screenshots go to docs/screenshots/ so the README can show them.
 Every wait is for a condition on the page, never for a fixed time."""
 
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -101,8 +100,11 @@ def sign_in(browser, live_server, user, *, path="/inbox/"):
     wait(browser, lambda d: d.execute_script("return document.readyState") == "complete")
 
 
-@contextmanager
-def settled(browser):
-    """Runs the block, then waits until htmx has no request in flight."""
-    yield
-    wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, ".htmx-request"))
+def wait_idle(browser):
+    """Until htmx has no request in flight and nothing swapping or settling."""
+    wait(
+        browser,
+        lambda d: d.execute_script(
+            "return !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+        ),
+    )

@@ -17,6 +17,7 @@ from tests.workspace.browser import (
     shot,
     sign_in,
     wait,
+    wait_idle,
     wait_live,
     wait_text,
 )
@@ -181,6 +182,12 @@ def test_two_agents_see_each_other_and_the_stale_reply_guard_fires(
     wait_text(first, "#thread", "pick it up at 3.")
 
 
+def press(browser, key):
+    """A key pressed with nothing in particular focused, as a keyboard user would
+    after Esc; the body is looked up afresh since htmx swaps parts of the page."""
+    browser.find_element(By.TAG_NAME, "body").send_keys(key)
+
+
 def test_keyboard_only_triage_of_three_conversations(
     open_browser, live_server, live_settings, celery_worker_real, agent, make_sms_conversation
 ):
@@ -188,31 +195,28 @@ def test_keyboard_only_triage_of_three_conversations(
     browser = open_browser()
     sign_in(browser, live_server, agent)
     wait_live(browser)
-    body = browser.find_element(By.TAG_NAME, "body")
     for n in range(3):
-        body = browser.find_element(By.TAG_NAME, "body")
-        body.send_keys("j")
+        press(browser, "j")
         wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".row.is-cursor"))
         browser.switch_to.active_element.send_keys(Keys.ENTER)
         wait(browser, expected_conditions.presence_of_element_located((By.ID, "composer")))
-        heading = browser.find_element(By.ID, "thread-heading").text
-        browser.find_element(By.TAG_NAME, "body").send_keys("a")
-        wait_text(browser, "#thread [data-assignee]", "Assigned to you")
-        browser.find_element(By.TAG_NAME, "body").send_keys("r")
-        active = browser.switch_to.active_element
-        assert active.get_attribute("id") == "composer-body"
-        active.send_keys(f"Thanks {heading}, we are on it.")
-        active.send_keys(Keys.CONTROL, Keys.ENTER)
-        wait_text(browser, "#thread", f"Thanks {heading}, we are on it.")
-        active = browser.switch_to.active_element
-        active.send_keys(Keys.ESCAPE)
-        browser.find_element(By.TAG_NAME, "body").send_keys("e")
-        wait(
-            browser,
-            expected_conditions.text_to_be_present_in_element(
-                (By.CSS_SELECTOR, "#thread .thread-meta"), "Resolved"
-            ),
+        wait_idle(browser)
+        heading = browser.execute_script(
+            "return document.getElementById('thread-heading').textContent"
         )
+        press(browser, "a")
+        wait_text(browser, "#thread [data-assignee]", "Assigned to you")
+        wait_idle(browser)
+        press(browser, "r")
+        wait(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "composer-body")
+        browser.switch_to.active_element.send_keys(f"Thanks {heading}, we are on it.")
+        browser.switch_to.active_element.send_keys(Keys.CONTROL, Keys.ENTER)
+        wait_text(browser, "#thread", f"Thanks {heading}, we are on it.")
+        wait_idle(browser)
+        browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+        press(browser, "e")
+        wait_text(browser, "#thread .thread-meta", "Resolved")
+        wait_idle(browser)
         if n == 0:
             shot(browser, "keyboard-triage-desktop")
     for conversation in conversations:

@@ -58,3 +58,11 @@ def mask(address):
     from channels_app.serializers import mask_address
 
     return mask_address(address)
+
+
+CHANNEL_WORDS = {"sms": "SMS", "email": "Email", "voice": "Phone", "portal": "Patient portal"}
+
+
+@register.filter
+def channel_word(channel):
+    return CHANNEL_WORDS.get(channel, channel)

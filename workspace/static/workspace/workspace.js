@@ -233,8 +233,11 @@
       onThreadSwapped();
       startPresence();
       markSelected(openConversation());
+      /* Opening a conversation moves focus to it; an action on it leaves focus
+         where the keyboard user is, so the next shortcut still works. */
       var main = $("#main");
-      if (main) main.focus({ preventScroll: true });
+      var opened = event.detail.requestConfig && event.detail.requestConfig.verb === "get";
+      if (main && opened) main.focus({ preventScroll: true });
     }
     if (target.id === "inbox-list") markSelected(openConversation());
   });
