@@ -497,7 +497,7 @@ def logging_config(*, level, log_format, every_task_at_debug=False):
             "django.server": {"level": "WARNING"},
             "django.request": {"level": "ERROR"},
             "axes": {"level": "WARNING"},
-        "uvicorn.access": {"level": "WARNING"},
+            "uvicorn.access": {"level": "WARNING"},
             # Below WARNING these write protocol data: Twilio's query parameters
             # (numbers), IMAP commands and fetched mail.
             "twilio": {"level": "WARNING"},
