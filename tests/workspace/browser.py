@@ -22,7 +22,7 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
 # Live updates are promised within 2 seconds; the waits allow for a loaded CI machine.
-WAIT_SECONDS = 15
+WAIT_SECONDS = 30
 
 needs_chromium = pytest.mark.skipif(
     not Path(CHROMEDRIVER).exists(),
