@@ -438,6 +438,12 @@ def interaction_get_visible(*, user, interaction_id):
     )
     if interaction is None:
         return None
+    return interaction_row(interaction)
+
+
+def interaction_row(interaction):
+    """An interaction loaded with its author and delivery record, as the dict a
+    timeline page holds (plus its patient_id)."""
     outbound = getattr(interaction, "outbound", None)
     return {
         "id": interaction.pk,
@@ -453,6 +459,21 @@ def interaction_get_visible(*, user, interaction_id):
         "delivery_status": outbound.state if outbound else None,
         "delivery_error": (outbound.last_error or None) if outbound else None,
     }
+
+
+def interactions_of_patients(*, patient_ids):
+    """Every interaction of these patients, for a bulk export (the caller read the
+    patients through their access rule). An iterator: rows stream in chunks."""
+    return (
+        Interaction.objects.filter(patient_id__in=patient_ids)
+        .select_related("author", "outbound")
+        .order_by("patient_id", "occurred_at", "id")
+        .iterator(chunk_size=1000)
+    )
+
+
+def conversations_of_patients(*, patient_ids):
+    return Conversation.objects.filter(patient_id__in=patient_ids).order_by("patient_id", "id")
 
 
 # --- The phone line: menus, team queues, expected waits, callbacks -----------------

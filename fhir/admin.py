@@ -3,7 +3,7 @@ from django import forms
 from django.contrib import admin
 
 from contactcenter.admin_site import RoleRestrictedAdmin
-from fhir.models import SmartClient
+from fhir.models import SmartClient, Subscription, SubscriptionDelivery
 from fhir.services import SIGNING_ALGORITHMS
 
 
@@ -48,3 +48,30 @@ class SmartClientAdmin(RoleRestrictedAdmin):
     @admin.display(description="client_id")
     def client_id(self, registration):
         return registration.client_id
+
+
+class DeliveryInline(admin.TabularInline):
+    model = SubscriptionDelivery
+    fields = ["created_at", "interaction_id", "state", "attempts", "last_status_code", "last_error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(RoleRestrictedAdmin):
+    """Rest-hook subscriptions and their delivery log (read-only: clients manage
+    their subscriptions over FHIR)."""
+
+    list_display = ["pk", "api_client", "criteria", "status", "created_at"]
+    list_filter = ["status"]
+    fields = ["api_client", "criteria", "endpoint", "with_payload", "status", "reason"]
+    readonly_fields = fields
+    inlines = [DeliveryInline]
+
+    def has_add_permission(self, request):
+        return False

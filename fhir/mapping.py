@@ -1,6 +1,6 @@
-"""Translation between the apps' records and FHIR R4 resources, built and
-validated with fhir.resources' models (its R4B package: for the resources served
-here R4B's structure is R4's)."""
+"""Translation between the apps' records and FHIR R4 resources, each validated by
+fhir.resources' model before it is served (its R4B package: for the resources
+served here R4B's structure is R4's)."""
 
 import datetime
 
@@ -11,6 +11,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.patient import Patient as FhirPatient
+from fhir.resources.R4B.subscription import Subscription
 from patients.models import ContactPoint
 from patients.services import ContactInput
 
@@ -44,6 +45,24 @@ _CONVERSATION_STATUS = {
     "snoozed": "on-hold",
     "resolved": "completed",
 }
+
+
+def validated(model, data):
+    """The resource `data` describes, as FHIR JSON (a dict), once the R4 model has
+    validated it: every resource served goes through its model. The dict itself is
+    what is rendered, because the models' own JSON dump costs several times the
+    validation (bench/fhir_search.py) and adds nothing to data that passed it."""
+    resource = {"resourceType": model.get_resource_type(), **_pruned(data)}
+    model.model_validate(resource)
+    return resource
+
+
+def _pruned(value):
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
 
 
 def fhir_url(path):
@@ -93,7 +112,7 @@ def patient_resource(patient):
         data["link"] = [
             {"other": {"reference": f"Patient/{patient.merged_into_id}"}, "type": "replaced-by"}
         ]
-    return FhirPatient.model_validate(data)
+    return validated(FhirPatient, data)
 
 
 class PatientInputError(ValueError):
@@ -196,7 +215,7 @@ def communication_resource(row, *, patient_id, content):
         data["statusReason"] = {"text": row["delivery_error"]}
     if content and row.get("body"):
         data["payload"] = [{"contentString": row["body"]}]
-    return Communication.model_validate(data)
+    return validated(Communication, data)
 
 
 def conversation_resource(conversation, *, content):
@@ -212,7 +231,7 @@ def conversation_resource(conversation, *, content):
         "sent": _instant(conversation.created_at),
         "topic": {"text": conversation.subject} if content and conversation.subject else None,
     }
-    return Communication.model_validate(data)
+    return validated(Communication, data)
 
 
 # --- Appointment ------------------------------------------------------------------
@@ -262,7 +281,7 @@ def appointment_resource(appointment):
         "minutesDuration": appointment.duration_minutes,
         "participant": participants,
     }
-    return Appointment.model_validate(data)
+    return validated(Appointment, data)
 
 
 class AppointmentInputError(ValueError):
@@ -351,7 +370,7 @@ def reminder_resource(reminder, *, patient_id):
         "authoredOn": _instant(reminder.created_at),
         "statusReason": {"text": reminder.skip_reason} if reminder.skip_reason else None,
     }
-    return CommunicationRequest.model_validate(data)
+    return validated(CommunicationRequest, data)
 
 
 # --- AuditEvent (IHE Basic Audit Log Patterns) ------------------------------------
@@ -452,4 +471,29 @@ def audit_event_resource(event):
         },
         "entity": entities or None,
     }
-    return AuditEvent.model_validate(data)
+    return validated(AuditEvent, data)
+
+
+# --- Subscription -----------------------------------------------------------------
+
+SUBSCRIPTION_SECRET_EXTENSION = "StructureDefinition/subscription-signing-secret"  # noqa: S105
+
+
+def subscription_resource(subscription, *, with_secret=False):
+    data = {
+        "id": str(subscription.pk),
+        "status": subscription.status,
+        "reason": "New Communications of this client's patients.",
+        "criteria": subscription.criteria,
+        "error": subscription.reason or None,
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": subscription.endpoint,
+            "payload": "application/fhir+json" if subscription.with_payload else None,
+        },
+    }
+    if with_secret:
+        data["extension"] = [
+            {"url": fhir_url(SUBSCRIPTION_SECRET_EXTENSION), "valueString": subscription.secret}
+        ]
+    return validated(Subscription, data)

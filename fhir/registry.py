@@ -32,6 +32,11 @@ CONTROL_PARAMS = frozenset({COUNT_PARAM, CURSOR_PARAM, "_format"})
 DEFAULT_COUNT = 50
 MAX_COUNT = 200
 
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+PATIENT_EXPORT = f"{BULK_DATA}/patient-export"
+GROUP_EXPORT = f"{BULK_DATA}/group-export"
+EXPORT_PARAMS = frozenset({"_type", "_since", "_outputFormat"})
+
 _ID = SearchParam("_id", "token", "The resource id.")
 _PATIENT = SearchParam("patient", "reference", "Patient/{id}.")
 
@@ -50,6 +55,7 @@ RESOURCES = {
             ),
             "Patients of the client's team. Create, and update (upsert) by identifier with "
             "PUT Patient?identifier=system|value. A merged patient carries a replaced-by link.",
+            (("export", PATIENT_EXPORT),),
         ),
         ResourceSpec(
             "Communication",
@@ -95,6 +101,21 @@ RESOURCES = {
             ),
             "The audit trail in the shape of IHE Basic Audit Log Patterns, for clients with "
             "the audit scope. A client bound to a team searches by patient.",
+        ),
+        ResourceSpec(
+            "Subscription",
+            ("read", "create", "delete"),
+            (),
+            "R4 rest-hook subscriptions to new Communications of the client's patients "
+            "(criteria Communication or Communication?patient=Patient/{id}); notifications are "
+            "signed with the secret in the create response and retried by the worker.",
+        ),
+        ResourceSpec(
+            "Group",
+            (),
+            (),
+            "A care team, for Group/{team id}/$export (a client bound to a team exports its own).",
+            (("export", GROUP_EXPORT),),
         ),
     )
 }

@@ -2,13 +2,18 @@
 everything else are written by the services of the apps that own them."""
 
 import hashlib
+import json
 import secrets
+import shutil
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jwt
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from compliance.services import audit_record
@@ -214,3 +219,397 @@ def expired_tokens_purge(*, now=None):
     tokens, _ = AccessToken.objects.filter(expires_at__lt=now).delete()
     assertions, _ = UsedAssertion.objects.filter(expires_at__lt=now).delete()
     return tokens + assertions
+
+
+# --- Bulk export ($export) --------------------------------------------------------------
+
+# Types a bulk export can hold, in the order written, with the read scope each needs.
+EXPORT_TYPES = ("Patient", "Appointment", "CommunicationRequest", "Communication")
+# Patients per keyset step: the unit of memory, and of the audit row naming them.
+EXPORT_BATCH = 500
+
+
+class ExportRefused(ValueError):
+    """The client's scopes do not allow reading a type it asked for."""
+
+
+class UnknownExportType(ValueError):
+    pass
+
+
+def export_job_start(*, client, grant, team_id, types, since, request_url, request=None):
+    """Record a bulk export for the worker. `types` (None for every type the
+    grant may read) are checked against the grant; raises ExportRefused."""
+    allowed = [t for t in EXPORT_TYPES if grant.allows(t, "r")]
+    wanted = list(types) if types else allowed
+    unknown = [t for t in wanted if t not in EXPORT_TYPES]
+    if unknown:
+        raise UnknownExportType(
+            f"_type {', '.join(unknown)} is not exported here ({', '.join(EXPORT_TYPES)})."
+        )
+    refused = [t for t in wanted if t not in allowed]
+    if refused:
+        raise ExportRefused(f"This client's scopes do not allow reading {', '.join(refused)}.")
+    if not wanted:
+        raise ExportRefused("This client's scopes allow no exported type.")
+    from contactcenter.queueing import enqueue_on_commit
+    from fhir.models import ExportJob
+    from fhir.tasks import bulk_export_run
+
+    with transaction.atomic():
+        job = ExportJob.objects.create(
+            api_client=client,
+            team_id=team_id,
+            types=[t for t in EXPORT_TYPES if t in wanted],
+            since=since,
+            request_url=request_url[:1000],
+            expires_at=timezone.now() + timedelta(hours=settings.FHIR_EXPORT_HOURS),
+        )
+        audit_record(
+            action="export",
+            resource_type="fhir_export",
+            resource_id=str(job.pk),
+            api_client=client,
+            request=request,
+            purpose_of_use="TREAT",
+            details={"types": job.types, "team_id": team_id},
+        )
+        enqueue_on_commit(bulk_export_run, str(job.pk))
+    return job
+
+
+def export_file_path(job, resource_type):
+    return Path(settings.FHIR_EXPORT_DIR) / str(job.pk) / f"{resource_type}.ndjson"
+
+
+def export_job_run(*, job_id):
+    """Write the export's files: patients by keyset in batches of EXPORT_BATCH,
+    each resource dumped and written as one line, so memory holds one batch
+    whatever the export's size. Claimed by a conditional update: a redelivered
+    task does not run an export twice."""
+    from fhir.models import ExportJob
+
+    claimed = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.ACCEPTED).update(
+        status=ExportJob.Status.RUNNING
+    )
+    if not claimed:
+        return None
+    job = ExportJob.objects.select_related("api_client").get(pk=job_id)
+    try:
+        counts = _write_export(job)
+    except Exception as exc:
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=ExportJob.Status.FAILED, error=type(exc).__name__, completed_at=timezone.now()
+        )
+        raise
+    ExportJob.objects.filter(pk=job.pk).update(
+        status=ExportJob.Status.COMPLETED,
+        output=[
+            {"type": t, "file": export_file_path(job, t).name, "count": counts[t]}
+            for t in job.types
+            if counts[t]
+        ],
+        completed_at=timezone.now(),
+        progress="",
+    )
+    return counts
+
+
+def _write_export(job):
+    from channels_app import selectors as channel_selectors
+    from contactcenter.auth import ApiClientPrincipal
+    from fhir import mapping
+    from fhir.models import ExportJob
+    from patients import selectors as patient_selectors
+    from reminders import selectors as reminder_selectors
+
+    client = job.api_client
+    principal = ApiClientPrincipal(client)
+    grant = scopes.grant_of_client(client)
+    if client.revoked_at is not None or not all(grant.allows(t, "r") for t in job.types):
+        raise PermissionError("The client lost a scope this export needs.")
+    directory = export_file_path(job, "x").parent
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {t: export_file_path(job, t).open("w", encoding="utf-8") for t in job.types}
+    counts = dict.fromkeys(job.types, 0)
+
+    def write(resource_type, resource):
+        files[resource_type].write(json.dumps(resource, separators=(",", ":")))
+        files[resource_type].write("\n")
+        counts[resource_type] += 1
+
+    patients = patient_selectors.patients_visible_to(principal)
+    if job.team_id is not None:
+        patients = patients.filter(team_id=job.team_id)
+    try:
+        cursor = None
+        while True:
+            batch_query = patients.order_by("created_at", "id").prefetch_related("contact_points")
+            if cursor is not None:
+                batch_query = batch_query.filter(_after_keyset(cursor, created_field="created_at"))
+            batch = list(batch_query[:EXPORT_BATCH])
+            if not batch:
+                break
+            cursor = (batch[-1].created_at, batch[-1].pk)
+            ids = [p.pk for p in batch]
+            since = job.since
+            if "Patient" in files:
+                for patient in batch:
+                    if since is None or patient.updated_at >= since:
+                        write("Patient", mapping.patient_resource(patient))
+            appointments = patient_selectors.appointments_visible_to(principal).filter(
+                patient_id__in=ids
+            )
+            if since is not None:
+                appointments = appointments.filter(updated_at__gte=since)
+            if "Appointment" in files:
+                for appointment in appointments.order_by("patient_id", "starts_at", "id"):
+                    write("Appointment", mapping.appointment_resource(appointment))
+            if "CommunicationRequest" in files:
+                reminders = reminder_selectors.reminders_of_appointments(
+                    appointments=patient_selectors.appointments_visible_to(principal).filter(
+                        patient_id__in=ids
+                    )
+                ).select_related("appointment")
+                if since is not None:
+                    reminders = reminders.filter(updated_at__gte=since)
+                for reminder in reminders.order_by("appointment_id", "created_at", "id"):
+                    write(
+                        "CommunicationRequest",
+                        mapping.reminder_resource(
+                            reminder, patient_id=reminder.appointment.patient_id
+                        ),
+                    )
+            if "Communication" in files:
+                for conversation in channel_selectors.conversations_of_patients(patient_ids=ids):
+                    if since is None or conversation.updated_at >= since:
+                        write(
+                            "Communication",
+                            mapping.conversation_resource(conversation, content=grant.content),
+                        )
+                for interaction in channel_selectors.interactions_of_patients(patient_ids=ids):
+                    if since is not None and interaction.created_at < since:
+                        continue
+                    row = channel_selectors.interaction_row(interaction)
+                    write(
+                        "Communication",
+                        mapping.communication_resource(
+                            row, patient_id=row["patient_id"], content=grant.content
+                        ),
+                    )
+            audit_record(
+                action="export",
+                resource_type="fhir_export",
+                resource_id=str(job.pk),
+                patient_ids=ids,
+                api_client=client,
+                details={"batch_patients": len(ids)},
+            )
+            ExportJob.objects.filter(pk=job.pk).update(
+                progress=f"{sum(counts.values())} resources written"
+            )
+    finally:
+        for handle in files.values():
+            handle.close()
+    return counts
+
+
+def _after_keyset(cursor, *, created_field):
+    """Rows after (created_at, id) in ascending keyset order."""
+    from django.db.models import Q
+
+    stamp, row_id = cursor
+    return Q(**{f"{created_field}__gt": stamp}) | Q(**{created_field: stamp, "pk__gt": row_id})
+
+
+def expired_exports_purge(*, now=None):
+    """Delete expired exports and their files."""
+    from fhir.models import ExportJob
+
+    now = now or timezone.now()
+    expired = list(ExportJob.objects.filter(expires_at__lt=now))
+    for job in expired:
+        shutil.rmtree(export_file_path(job, "x").parent, ignore_errors=True)
+    ExportJob.objects.filter(pk__in=[job.pk for job in expired]).delete()
+    return len(expired)
+
+
+def exports_never_started(*, grace_seconds=300):
+    """Exports still waiting for the worker well after they were accepted."""
+    from fhir.models import ExportJob
+
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    return list(
+        ExportJob.objects.filter(
+            status=ExportJob.Status.ACCEPTED, created_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+
+
+# --- Subscriptions (R4 rest-hook) --------------------------------------------------------
+
+SUBSCRIPTION_CRITERIA = "Communication"
+SUBSCRIPTION_SIGNATURE_HEADER = "X-Contactcenter-Signature"
+DELIVERY_MAX_ATTEMPTS = 6
+
+
+class SubscriptionRefused(ValueError):
+    pass
+
+
+def subscription_create(*, client, principal, criteria, endpoint, with_payload):
+    """A rest-hook subscription to new Communications of the client's patients, or
+    of one (criteria `Communication?patient=Patient/{id}`). Returns it with its
+    signing secret (shown to the client once, in the create response)."""
+    from fhir.models import Subscription
+    from patients.selectors import patients_visible_to
+
+    resource_type, _, query = criteria.partition("?")
+    if resource_type != SUBSCRIPTION_CRITERIA:
+        raise SubscriptionRefused(
+            "Subscriptions are to new Communications: criteria Communication."
+        )
+    patient_id = None
+    if query:
+        name, _, value = query.partition("=")
+        if name != "patient" or not value.startswith("Patient/"):
+            raise SubscriptionRefused("The criteria may name one patient: ?patient=Patient/{id}.")
+        try:
+            patient_id = uuid.UUID(value.split("/", 1)[1])
+        except ValueError:
+            raise SubscriptionRefused("The criteria's patient is not an id here.") from None
+        if not patients_visible_to(principal).filter(pk=patient_id).exists():
+            raise SubscriptionRefused("No such patient among those this client may see.")
+    if not endpoint.startswith(("https://", "http://")):
+        raise SubscriptionRefused("The endpoint is an http(s) URL.")
+    return Subscription.objects.create(
+        api_client=client,
+        criteria=criteria,
+        patient_id=patient_id,
+        endpoint=endpoint,
+        with_payload=with_payload,
+        secret=secrets.token_urlsafe(32),
+    )
+
+
+def subscriptions_notify(*, interaction):
+    """Record a delivery for every active subscription that may see this new
+    interaction's patient, and queue it for the worker."""
+    from contactcenter.auth import ApiClientPrincipal
+    from contactcenter.queueing import enqueue_on_commit
+    from fhir.models import Subscription, SubscriptionDelivery
+    from fhir.tasks import subscription_deliver
+    from patients.selectors import patients_visible_to
+
+    if interaction.patient_id is None:
+        return 0
+    matching = (
+        Subscription.objects.filter(status=Subscription.Status.ACTIVE)
+        .filter(models.Q(patient_id__isnull=True) | models.Q(patient_id=interaction.patient_id))
+        .select_related("api_client")
+    )
+    queued = 0
+    for subscription in matching:
+        client = subscription.api_client
+        if client.revoked_at is not None:
+            continue
+        if not scopes.grant_of_client(client).allows("Communication", "r"):
+            continue
+        principal = ApiClientPrincipal(client)
+        if not patients_visible_to(principal).filter(pk=interaction.patient_id).exists():
+            continue
+        delivery, created = SubscriptionDelivery.objects.get_or_create(
+            subscription=subscription, interaction_id=interaction.pk
+        )
+        if created:
+            enqueue_on_commit(subscription_deliver, delivery.pk)
+            queued += 1
+    return queued
+
+
+class DeliveryFailed(Exception):
+    def __init__(self, message, *, permanent):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def subscription_deliver(*, delivery_id):
+    """POST one signed notification. Raises DeliveryFailed (permanent or not);
+    the task retries the others with backoff until DELIVERY_MAX_ATTEMPTS."""
+    import requests
+
+    from channels_app.adapters.portal import portal_signature
+    from channels_app.models import Interaction
+    from channels_app.selectors import interaction_row
+    from fhir import mapping
+    from fhir.models import SubscriptionDelivery
+
+    delivery = (
+        SubscriptionDelivery.objects.select_related("subscription__api_client")
+        .filter(pk=delivery_id, state=SubscriptionDelivery.State.PENDING)
+        .first()
+    )
+    if delivery is None:
+        return None
+    subscription = delivery.subscription
+    SubscriptionDelivery.objects.filter(pk=delivery.pk).update(attempts=models.F("attempts") + 1)
+    body = b""
+    if subscription.with_payload:
+        interaction = Interaction.objects.select_related("author", "outbound").get(
+            pk=delivery.interaction_id
+        )
+        row = interaction_row(interaction)
+        grant = scopes.grant_of_client(subscription.api_client)
+        resource = mapping.communication_resource(
+            row, patient_id=row["patient_id"], content=grant.content
+        )
+        body = json.dumps(resource, separators=(",", ":")).encode()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/fhir+json",
+        SUBSCRIPTION_SIGNATURE_HEADER: portal_signature(
+            secret=subscription.secret, timestamp=timestamp, body=body
+        ),
+        "X-Subscription-Id": str(subscription.pk),
+        "Idempotency-Key": str(delivery.pk),
+    }
+    try:
+        response = requests.post(subscription.endpoint, data=body, headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        _delivery_failed(delivery, error=exc.__class__.__name__, status_code=None)
+        raise DeliveryFailed(exc.__class__.__name__, permanent=False) from None
+    if response.status_code >= 300:
+        permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+        _delivery_failed(
+            delivery, error=f"HTTP {response.status_code}", status_code=response.status_code
+        )
+        raise DeliveryFailed(f"HTTP {response.status_code}", permanent=permanent)
+    SubscriptionDelivery.objects.filter(pk=delivery.pk).update(
+        state=SubscriptionDelivery.State.DELIVERED,
+        last_status_code=response.status_code,
+        last_error="",
+        delivered_at=timezone.now(),
+    )
+    return response.status_code
+
+
+def _delivery_failed(delivery, *, error, status_code):
+    from fhir.models import SubscriptionDelivery
+
+    SubscriptionDelivery.objects.filter(pk=delivery.pk).update(
+        last_error=error[:200], last_status_code=status_code
+    )
+
+
+def subscription_delivery_give_up(*, delivery_id, reason):
+    """The last attempt failed: the delivery is failed for good, and the
+    subscription is marked in error (FHIR's status), visibly."""
+    from fhir.models import Subscription, SubscriptionDelivery
+
+    delivery = SubscriptionDelivery.objects.select_related("subscription").get(pk=delivery_id)
+    SubscriptionDelivery.objects.filter(pk=delivery.pk).update(
+        state=SubscriptionDelivery.State.FAILED
+    )
+    Subscription.objects.filter(pk=delivery.subscription_id).update(
+        status=Subscription.Status.ERROR, reason=reason[:200]
+    )

@@ -7,6 +7,7 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.http import FileResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from pydantic import ValidationError as ModelValidationError
@@ -30,6 +31,7 @@ from fhir.rendering import AlwaysFhirJson, FhirJsonParser, FhirJsonRenderer
 from fhir.resources.R4B.appointment import Appointment as FhirAppointment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.patient import Patient as FhirPatient
+from fhir.resources.R4B.subscription import Subscription as FhirSubscription
 from patients import selectors as patient_selectors
 from patients import services as patient_services
 from patients.models import Appointment, Patient
@@ -164,19 +166,19 @@ class FhirResourceView(AuditedViewMixin, FhirBaseView):
                 }
             )
         base = self.request.build_absolute_uri("/fhir/")
-        return Bundle(
-            type="searchset",
-            link=links,
-            entry=[
+        # The entries were validated one by one as they were built; the Bundle's
+        # own fields are validated here.
+        bundle = mapping.validated(Bundle, {"type": "searchset", "link": links})
+        if resources:
+            bundle["entry"] = [
                 {
-                    "fullUrl": f"{base}{resource.get_resource_type()}/{resource.id}",
+                    "fullUrl": f"{base}{resource['resourceType']}/{resource['id']}",
                     "resource": resource,
                     "search": {"mode": "match"},
                 }
                 for resource in resources
             ]
-            or None,
-        )
+        return bundle
 
     def parsed_resource(self, model):
         data = self.request.data
@@ -391,7 +393,7 @@ class PatientTypeView(FhirResourceView):
                 "PUT Patient?identifier=system|value."
             ) from None
         self.audit(patient_ids=[patient.pk], resource_id=patient.pk)
-        return self._answer(patient.pk, status.HTTP_201_CREATED)
+        return _patient_answer(self, patient.pk, status.HTTP_201_CREATED)
 
     def put(self, request):
         """Conditional update: upsert by identifier (the MRN)."""
@@ -417,13 +419,12 @@ class PatientTypeView(FhirResourceView):
             return self.post(request)
         return _update_patient(self, existing, kwargs)
 
-    def _answer(self, patient_id, http_status):
-        patient = patient_selectors.patient_get_visible(
-            user=self.request.user, patient_id=patient_id
-        )
-        response = Response(mapping.patient_resource(patient), status=http_status)
-        response["Location"] = self.request.build_absolute_uri(f"/fhir/Patient/{patient_id}")
-        return response
+
+def _patient_answer(view, patient_id, http_status):
+    patient = patient_selectors.patient_get_visible(user=view.request.user, patient_id=patient_id)
+    response = Response(mapping.patient_resource(patient), status=http_status)
+    response["Location"] = view.request.build_absolute_uri(f"/fhir/Patient/{patient_id}")
+    return response
 
 
 def _client_team(request):
@@ -460,7 +461,7 @@ def _update_patient(view, patient, kwargs):
     except patient_services.DuplicateMrn:
         raise errors.conflict("Another patient has this identifier.") from None
     view.audit(patient_ids=[patient.pk], resource_id=patient.pk)
-    return view._answer(patient.pk, status.HTTP_200_OK)
+    return _patient_answer(view, patient.pk, status.HTTP_200_OK)
 
 
 class PatientInstanceView(FhirResourceView):
@@ -853,3 +854,199 @@ def _user_ids_named(username):
     from django.contrib.auth import get_user_model
 
     return list(get_user_model().objects.filter(username=username).values_list("pk", flat=True)[:1])
+
+
+# --- Bulk export ---------------------------------------------------------------------
+
+
+class ExportKickOffView(FhirResourceView):
+    """Patient/$export and Group/{id}/$export (FHIR Bulk Data, async): 202 with
+    the status URL in Content-Location; the worker writes the files."""
+
+    resource_type = "Patient"
+    audit_resource_type = "fhir_export"
+    queryset = Patient.objects.none()
+
+    def get(self, request, group_id=None):
+        if "respond-async" not in request.headers.get("Prefer", ""):
+            raise errors.invalid("A bulk export runs asynchronously: send Prefer: respond-async.")
+        for name in request.query_params:
+            if name not in registry.EXPORT_PARAMS:
+                raise errors.invalid(f"Unknown $export parameter {name!r}.", expression=name)
+        output_format = request.query_params.get("_outputFormat")
+        if output_format not in (None, "application/fhir+ndjson", "application/ndjson", "ndjson"):
+            raise errors.invalid("Only NDJSON is written.", expression="_outputFormat")
+        since = None
+        if request.query_params.get("_since"):
+            since = parse_datetime(request.query_params["_since"])
+            if since is None or timezone.is_naive(since):
+                raise errors.invalid(
+                    "_since is an instant with its time zone.", expression="_since"
+                )
+        types = [t for t in request.query_params.get("_type", "").split(",") if t]
+        team_id = None
+        client = request.user.client
+        if group_id is not None:
+            try:
+                team_id = int(group_id)
+            except ValueError:
+                raise errors.invalid("A Group id is a team's number.", expression="id") from None
+            if (
+                client.team_id not in (None, team_id)
+                or not Team.objects.filter(pk=team_id).exists()
+            ):
+                raise errors.not_found("No such Group among those this client may export.")
+        try:
+            job = services.export_job_start(
+                client=client,
+                grant=request.user.fhir_grant,
+                team_id=team_id,
+                types=types,
+                since=since,
+                request_url=request.build_absolute_uri(),
+                request=request,
+            )
+        except services.UnknownExportType as unknown:
+            raise errors.invalid(str(unknown), expression="_type") from None
+        except services.ExportRefused as refused:
+            raise errors.forbidden(str(refused)) from None
+        self._audit_resource_id = str(job.pk)
+        response = Response(status=status.HTTP_202_ACCEPTED)
+        response["Content-Location"] = request.build_absolute_uri(f"/fhir/$export-status/{job.pk}")
+        return response
+
+
+def _own_job(request, job_id):
+    from fhir.models import ExportJob
+
+    job = ExportJob.objects.filter(
+        pk=_uuid(job_id, expression="id"),
+        api_client=request.user.client,
+        expires_at__gt=timezone.now(),
+    ).first()
+    if job is None:
+        raise errors.not_found("No such export of this client (or it expired).")
+    return job
+
+
+class ExportStatusView(FhirResourceView):
+    resource_type = "Patient"
+    audit_resource_type = "fhir_export"
+    queryset = Patient.objects.none()
+
+    def get(self, request, resource_id):
+        from fhir.models import ExportJob
+
+        job = _own_job(request, resource_id)
+        if job.status in (ExportJob.Status.ACCEPTED, ExportJob.Status.RUNNING):
+            response = Response(status=status.HTTP_202_ACCEPTED)
+            response["X-Progress"] = job.progress or job.status
+            response["Retry-After"] = "2"
+            return response
+        if job.status == ExportJob.Status.FAILED:
+            raise errors.FhirError(
+                f"The export failed ({job.error}); start a new one.",
+                http_status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+                code="exception",
+            )
+        base = request.build_absolute_uri(f"/fhir/$export-file/{job.pk}/")
+        manifest = {
+            "transactionTime": job.created_at.isoformat(),
+            "request": job.request_url,
+            "requiresAccessToken": True,
+            "output": [
+                {"type": item["type"], "url": base + item["file"], "count": item["count"]}
+                for item in job.output
+            ],
+            "error": [],
+        }
+        response = Response(manifest)
+        response["Expires"] = job.expires_at.strftime("%a, %d %b %Y %H:%M:%S GMT")
+        return response
+
+
+class ExportFileView(FhirResourceView):
+    resource_type = "Patient"
+    audit_resource_type = "fhir_export"
+    queryset = Patient.objects.none()
+
+    def get(self, request, resource_id, file_name):
+        job = _own_job(request, resource_id)
+        item = next((i for i in job.output if i["file"] == file_name), None)
+        if item is None:
+            raise errors.not_found("No such file in this export.")
+        path = services.export_file_path(job, item["type"])
+        self.audit(file=file_name)
+        response = FileResponse(path.open("rb"), content_type="application/fhir+ndjson")
+        return response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, FileResponse):
+            return response
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+# --- Subscription ------------------------------------------------------------------------
+
+
+class SubscriptionTypeView(FhirResourceView):
+    """Create an R4 rest-hook Subscription (criteria Communication, optionally
+    ?patient=Patient/{id}). The create response carries the signing secret once."""
+
+    resource_type = "Subscription"
+    audit_resource_type = "fhir_subscription"
+    queryset = Patient.objects.none()
+
+    def post(self, request):
+        if not request.user.fhir_grant.allows("Communication", "r"):
+            raise errors.forbidden("Subscribing to Communications needs system/Communication.rs.")
+        resource = self.parsed_resource(FhirSubscription)
+        channel = resource.channel
+        if channel.type != "rest-hook" or not channel.endpoint:
+            raise errors.invalid(
+                "Only rest-hook channels with an endpoint are served.",
+                expression="Subscription.channel",
+            )
+        try:
+            subscription = services.subscription_create(
+                client=request.user.client,
+                principal=request.user,
+                criteria=resource.criteria,
+                endpoint=channel.endpoint,
+                with_payload=bool(channel.payload),
+            )
+        except services.SubscriptionRefused as refused:
+            raise errors.invalid(str(refused), expression="Subscription.criteria") from None
+        self.audit(resource_id=subscription.pk)
+        response = Response(
+            mapping.subscription_resource(subscription, with_secret=True),
+            status=status.HTTP_201_CREATED,
+        )
+        response["Location"] = request.build_absolute_uri(f"/fhir/Subscription/{subscription.pk}")
+        return response
+
+
+class SubscriptionInstanceView(FhirResourceView):
+    resource_type = "Subscription"
+    audit_resource_type = "fhir_subscription"
+    queryset = Patient.objects.none()
+
+    def _own(self, resource_id):
+        from fhir.models import Subscription
+
+        subscription = Subscription.objects.filter(
+            pk=_uuid(resource_id, expression="id"), api_client=self.request.user.client
+        ).first()
+        if subscription is None:
+            raise errors.not_found()
+        return subscription
+
+    def get(self, request, resource_id):
+        return Response(mapping.subscription_resource(self._own(resource_id)))
+
+    def delete(self, request, resource_id):
+        from fhir.models import Subscription
+
+        subscription = self._own(resource_id)
+        Subscription.objects.filter(pk=subscription.pk).update(status=Subscription.Status.OFF)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -93,6 +93,9 @@ if RETENTION_DAYS["messages"] < RETENTION_MESSAGES_FLOOR_DAYS:
 # lives.
 FHIR_MRN_SYSTEM = env.str("FHIR_MRN_SYSTEM", default=f"{PUBLIC_BASE_URL}/fhir/sid/mrn")
 FHIR_TOKEN_SECONDS = env.int("FHIR_TOKEN_SECONDS", default=300)
+# Bulk export NDJSON files: where the worker writes them and how long they are kept.
+FHIR_EXPORT_DIR = env.str("FHIR_EXPORT_DIR", default=str(VAR_DIR / "fhir-exports"))
+FHIR_EXPORT_HOURS = env.int("FHIR_EXPORT_HOURS", default=24)
 
 # --- Reminders, KPIs and surveys --------------------------------------------------
 # Reschedule requests go to this team ("" keeps them in the conversation's team).
@@ -348,6 +351,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "channels_app.tasks.inbound_poll_imap",
         "schedule": 60.0,
         "options": {"expires": 60},
+    },
+    "fhir-purge-expired": {
+        "task": "fhir.tasks.purge_expired",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
     },
 }
 

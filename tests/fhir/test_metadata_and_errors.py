@@ -20,7 +20,11 @@ def test_metadata_needs_no_auth_and_lists_what_the_registry_serves(client):
     assert set(served) == set(registry.RESOURCES)
     for spec in registry.RESOURCES.values():
         assert {p.name for p in served[spec.type].searchParam or []} == spec.search_param_names()
-        assert [i.code for i in served[spec.type].interaction] == list(spec.interactions)
+        served_interactions = served[spec.type].interaction or []
+        assert [i.code for i in served_interactions] == list(spec.interactions)
+        assert [o.name for o in served[spec.type].operation or []] == [
+            name for name, _ in spec.operations
+        ]
     assert statement.rest[0].security.service[0].coding[0].code == "SMART-on-FHIR"
 
 
@@ -106,3 +110,33 @@ def test_a_body_that_is_not_fhir_is_400(client, fhir_key):
     _outcome(response, 400, "invalid")
     response = client.post("/fhir/Patient", data="{", content_type=FHIR_JSON, **headers)
     _outcome(response, 400, "invalid")
+
+
+def test_expired_tokens_and_spent_assertions_are_purged_by_beat(smart_client):
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from contactcenter.celery import app
+    from fhir.models import AccessToken, UsedAssertion
+    from fhir.tasks import purge_expired
+
+    now = timezone.now()
+    for expires_at in (now - timedelta(seconds=1), now + timedelta(minutes=5)):
+        AccessToken.objects.create(
+            token_hash=f"{expires_at.timestamp():064.0f}",
+            api_client=smart_client,
+            scopes=["system/Patient.rs"],
+            issued_at=now,
+            expires_at=expires_at,
+        )
+        UsedAssertion.objects.create(
+            api_client=smart_client, jti=str(expires_at.timestamp()), expires_at=expires_at
+        )
+    entry = settings.CELERY_BEAT_SCHEDULE["fhir-purge-expired"]
+    assert entry["task"] in app.tasks
+    purge_expired()
+    assert AccessToken.objects.filter(expires_at__gt=now).count() == 1
+    assert AccessToken.objects.count() == 1
+    assert UsedAssertion.objects.count() == 1

@@ -170,3 +170,18 @@ def test_audit_events_in_balp_shape_need_the_audit_scope(client, fhir_key, patie
     practice_wide = fhir_key("audit:read", team=None)
     every = client.get("/fhir/AuditEvent?_count=200", **practice_wide).json()
     assert len(every["entry"]) >= 3
+
+
+def test_patient_update_by_id_goes_through_the_service(client, fhir_key, patient):
+    headers = fhir_key("patients:read", "patients:write")
+    body = client.get(f"/fhir/Patient/{patient.pk}", **headers).json()
+    body["name"] = [{"family": "Hopper", "given": ["Grace", "Brewster"]}]
+    body["telecom"] = [{"system": "email", "value": "Grace@Example.org"}]
+    response = _post(client, f"/fhir/Patient/{patient.pk}", body, headers, method="put")
+    assert response.status_code == 200, response.content
+    updated = validated(response.json())
+    assert updated.name[0].given == ["Grace Brewster"]
+    assert [t.value for t in updated.telecom] == ["grace@example.org"]
+    wrong_id = {**body, "id": "00000000-0000-0000-0000-000000000000"}
+    response = _post(client, f"/fhir/Patient/{patient.pk}", wrong_id, headers, method="put")
+    assert response.status_code == 400
