@@ -228,3 +228,26 @@ def test_a_reply_reaches_the_local_outbox_as_delivered(scenario):
     outbox = admin.get(f"{base_url}/admin/channels_app/localoutboxmessage/", timeout=10)
     assert outbox.status_code == 200
     assert "j***@example.org" in outbox.text and "delivered" in outbox.text
+
+
+def test_the_messages_show_in_the_staff_workspace(scenario):
+    base_url, _copy, conversations, _stdout = scenario
+    browser = requests.Session()
+    signin = browser.get(f"{base_url}/signin/", timeout=10)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', signin.text).group(1)
+
+    browser.post(
+        f"{base_url}/signin/",
+        data={"username": "agent.north", "password": PASSWORD, "csrfmiddlewaretoken": csrf},
+        headers={"Referer": f"{base_url}/signin/"},
+        timeout=10,
+    )
+    inbox = browser.get(f"{base_url}/inbox/", timeout=10)
+
+    assert inbox.status_code == 200
+    shown = {
+        uuid.UUID(found) for found in re.findall(r"/conversations/([0-9a-f-]{32,36})/", inbox.text)
+    }
+    assert {conversations["1"], conversations["2"], conversations["4"]} <= shown
+    # Moved to the clinical team: not in the front desk's workspace.
+    assert conversations["3"] not in shown
