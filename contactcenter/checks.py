@@ -23,6 +23,7 @@ DEVELOPMENT_ONLY_EMAIL_BACKENDS = frozenset(
 DEVELOPMENT_ONLY_PROVIDERS = {
     "SMS_PROVIDER": frozenset({"local"}),
     "VOICE_PROVIDER": frozenset({"local"}),
+    "PORTAL_PROVIDER": frozenset({"local"}),
 }
 
 

@@ -1,8 +1,9 @@
 """Outbound adapters, one per channel and provider, behind one interface.
 
-SMS and voice have a provider chosen in settings (SMS_PROVIDER, VOICE_PROVIDER:
-Twilio, or the local one that `make run` uses); email and the portal have one
-adapter each (email's transport is Django's email backend)."""
+SMS, voice and the portal have a provider chosen in settings (SMS_PROVIDER,
+VOICE_PROVIDER: Twilio; PORTAL_PROVIDER: the portal's webhook; or the local one that
+`make run` uses); email has one adapter, whose transport is Django's email backend
+(EMAIL_URL)."""
 
 from django.conf import settings
 
@@ -22,7 +23,11 @@ def register(kind, provider=None):
 
 def provider_for(kind):
     """The configured provider of a channel, or None for channels without a choice."""
-    return {Channel.SMS: settings.SMS_PROVIDER, Channel.VOICE: settings.VOICE_PROVIDER}.get(kind)
+    return {
+        Channel.SMS: settings.SMS_PROVIDER,
+        Channel.VOICE: settings.VOICE_PROVIDER,
+        Channel.PORTAL: settings.PORTAL_PROVIDER,
+    }.get(kind)
 
 
 def adapter_for(kind):

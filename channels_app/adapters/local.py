@@ -1,7 +1,8 @@
-"""Local SMS and voice providers for `make run`: they check what Twilio would check
-(a practice number to send from, a valid destination), keep what would have been
-sent in the local outbox instead of sending it, and report it delivered the way a
-provider's status callback does. Production refuses them (contactcenter/checks.py)."""
+"""Local SMS, voice and portal providers for `make run`: they check what the real
+one would check (a practice number to send from and a valid destination for Twilio;
+a patient for the portal), keep what would have been sent in the local outbox
+instead of sending it, and report it delivered the way a provider's status callback
+does. Production refuses them (contactcenter/checks.py)."""
 
 import uuid
 
@@ -60,3 +61,27 @@ class LocalVoiceAdapter(_LocalPhoneAdapter):
 
     channel = Channel.VOICE
     id_prefix = "CA"
+
+
+@register(Channel.PORTAL, provider=LOCAL)
+class LocalPortalAdapter(ChannelAdapter):
+    """A staff reply the portal would show the patient, with the portal message id
+    the webhook provider uses (our interaction id)."""
+
+    def send(self, outbound):
+        from channels_app.services import local_outbox_record
+
+        interaction = outbound.interaction
+        conversation = interaction.conversation
+        if conversation.patient_id is None:
+            raise AdapterError("A portal reply needs the conversation's patient.", permanent=True)
+        record = local_outbox_record(
+            channel=Channel.PORTAL,
+            provider_id=f"portal-{interaction.pk}",
+            outbound=outbound,
+            from_address=conversation.account.address if conversation.account else "",
+            to_address=f"patient {conversation.patient_id}",
+            subject=conversation.subject,
+            body=interaction.body,
+        )
+        return DeliveryResult(provider_id=record.provider_id, provider_status="queued")

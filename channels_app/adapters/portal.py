@@ -18,7 +18,7 @@ def portal_signature(*, secret, timestamp, body):
     return f"t={timestamp},v1={digest.hexdigest()}"
 
 
-@register(Channel.PORTAL)
+@register(Channel.PORTAL, provider="webhook")
 class PortalAdapter(ChannelAdapter):
     """Staff replies go back to the portal system through its webhook, signed like
     our inbound email webhook (HMAC-SHA256 over "<t>.<body>")."""

@@ -133,15 +133,18 @@ vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 # "local" and the email backends that keep mail on this machine (contactcenter/checks.py).
 
 
-def phone_provider(name, default):
+def provider(name, default, real="twilio"):
     value = env.str(name, default=default)
-    if value not in ("twilio", "local"):
-        raise ImproperlyConfigured(f'{name} must be "twilio" or "local", not {value!r}.')
+    if value not in (real, "local"):
+        raise ImproperlyConfigured(f'{name} must be "{real}" or "local", not {value!r}.')
     return value
 
 
-SMS_PROVIDER = phone_provider("SMS_PROVIDER", "twilio")
-VOICE_PROVIDER = phone_provider("VOICE_PROVIDER", "twilio")
+SMS_PROVIDER = provider("SMS_PROVIDER", "twilio")
+VOICE_PROVIDER = provider("VOICE_PROVIDER", "twilio")
+# Staff replies on the portal: posted to the portal account's URL ("webhook"), or
+# kept in the local outbox ("local").
+PORTAL_PROVIDER = provider("PORTAL_PROVIDER", "webhook", real="webhook")
 # Production turns this off: see contactcenter/checks.py.
 DEVELOPMENT_DELIVERY_ALLOWED = True
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="care@localhost")

@@ -5,15 +5,16 @@ readable logs on a terminal."""
 import sys
 
 from contactcenter.settings.base import *  # noqa: F403
-from contactcenter.settings.base import env, log_format, logging_config, phone_provider
+from contactcenter.settings.base import env, log_format, logging_config, provider
 
 DEBUG = env.bool("DEBUG", default=True)
 if not SECRET_KEY:  # noqa: F405
     # Only reachable before `make run` wrote var/dev.env; never used in production.
     SECRET_KEY = "local-development-only-key-not-for-production-use-0123456789"  # noqa: S105
 
-SMS_PROVIDER = phone_provider("SMS_PROVIDER", "local")
-VOICE_PROVIDER = phone_provider("VOICE_PROVIDER", "local")
+SMS_PROVIDER = provider("SMS_PROVIDER", "local")
+VOICE_PROVIDER = provider("VOICE_PROVIDER", "local")
+PORTAL_PROVIDER = provider("PORTAL_PROVIDER", "local", real="webhook")
 vars().update(env.email_url("EMAIL_URL", default="localoutbox://"))
 
 LOG_FORMAT = log_format("console" if sys.stderr.isatty() else "json")

@@ -30,6 +30,7 @@ def _wait_for_state(outbound, states, timeout=15.0):
 def local_providers(settings):
     settings.SMS_PROVIDER = "local"
     settings.VOICE_PROVIDER = "local"
+    settings.PORTAL_PROVIDER = "local"
     settings.EMAIL_BACKEND = "channels_app.local_outbox.EmailBackend"
     return settings
 
@@ -99,6 +100,27 @@ def test_a_reply_on_a_call_is_kept_as_the_call_that_would_read_it(
     [kept] = LocalOutboxMessage.objects.all()
     assert kept.channel == Channel.VOICE and kept.provider_id.startswith("CA")
     assert kept.body == "Call us back"
+
+
+def test_a_portal_reply_is_kept_for_the_patient_and_reported_delivered(
+    local_providers, celery_worker_real, front_desk, agent
+):
+    from tests.factories import make_patient
+
+    portal = ChannelAccount.objects.create(
+        kind=Channel.PORTAL, name="Portal", address="https://portal.test/hook", team=front_desk
+    )
+    patient = make_patient(team=front_desk)
+    conversation = conversation_open(
+        channel=Channel.PORTAL, team=front_desk, account=portal, patient=patient
+    )
+
+    outbound = outbound_create(conversation=conversation, body="Results are normal", author=agent)
+    outbound = _wait_for_state(outbound.outbound, {OutboundMessage.State.DELIVERED})
+
+    [kept] = LocalOutboxMessage.objects.all()
+    assert (kept.channel, kept.body) == (Channel.PORTAL, "Results are normal")
+    assert kept.provider_id == f"portal-{outbound.interaction_id}" == outbound.provider_id
 
 
 def test_an_unusable_number_fails_for_good_as_twilio_would(

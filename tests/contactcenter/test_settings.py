@@ -108,13 +108,14 @@ def test_production_refuses_mail_kept_on_the_machine_and_the_local_providers():
             "EMAIL_URL": "consolemail://",
             "SMS_PROVIDER": "local",
             "VOICE_PROVIDER": "local",
+            "PORTAL_PROVIDER": "local",
         }
     )
 
     assert result.returncode != 0
     assert "contactcenter.E001" in result.stderr
     assert "EMAIL_BACKEND django.core.mail.backends.console.EmailBackend" in result.stderr
-    assert result.stderr.count("contactcenter.E002") == 2
+    assert result.stderr.count("contactcenter.E002") == 3
 
 
 def test_production_refuses_the_local_outbox_email_backend():
