@@ -733,11 +733,19 @@ def _change_assignee(conversation, assignee, actor, actor_is_supervisor):
 
 
 def conversation_mark_read(*, conversation, user):
+    """One UPDATE when the user read it before (every refresh of an open page);
+    an INSERT the first time, the unique constraint settling a race."""
     from channels_app.models import ConversationRead
 
-    ConversationRead.objects.update_or_create(
-        conversation=conversation, user=user, defaults={"last_read_at": timezone.now()}
-    )
+    now = timezone.now()
+    marker = ConversationRead.objects.filter(conversation=conversation, user=user)
+    if marker.update(last_read_at=now):
+        return
+    try:
+        with transaction.atomic():
+            ConversationRead.objects.create(conversation=conversation, user=user, last_read_at=now)
+    except IntegrityError:
+        marker.update(last_read_at=now)
 
 
 def conversations_wake_snoozed(*, now=None):

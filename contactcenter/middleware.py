@@ -91,13 +91,15 @@ class JsonErrorMiddleware:
 
 
 SIGNED_IN_AT = "signed_in_at"
+RENEWED_AT = "renewed_at"
 
 
 class SessionAbsoluteExpiryMiddleware:
-    """A signed-in session ends TOKEN_ABSOLUTE_SECONDS after sign-in however busy
-    it is, as a staff token does; the idle limit is the session cookie's age
-    (SESSION_IDLE_SECONDS, renewed on every request). A session that does not
-    know when it signed in is ended too."""
+    """Signed-in sessions expire like staff tokens: idle after SESSION_COOKIE_AGE
+    (SESSION_IDLE_SECONDS), renewed by activity at most every SESSION_RENEW_SECONDS
+    so a busy page does not write its session on every request, and in any case
+    TOKEN_ABSOLUTE_SECONDS after sign-in. A session that does not know when it
+    signed in is ended too."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -108,14 +110,17 @@ class SessionAbsoluteExpiryMiddleware:
 
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and hasattr(request, "session"):
+            now = time.time()
             signed_in_at = request.session.get(SIGNED_IN_AT)
-            if signed_in_at is None or time.time() - signed_in_at > settings.TOKEN_ABSOLUTE_SECONDS:
+            if signed_in_at is None or now - signed_in_at > settings.TOKEN_ABSOLUTE_SECONDS:
                 logout(request)
                 request.session_expired = True
+            elif now - request.session.get(RENEWED_AT, 0) > settings.SESSION_RENEW_SECONDS:
+                request.session[RENEWED_AT] = now
         return self.get_response(request)
 
 
 def stamp_sign_in(sender, request, user, **kwargs):
     """Receiver of user_logged_in: the session remembers when it signed in."""
     if request is not None and hasattr(request, "session"):
-        request.session[SIGNED_IN_AT] = time.time()
+        request.session[SIGNED_IN_AT] = request.session[RENEWED_AT] = time.time()

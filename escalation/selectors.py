@@ -247,6 +247,8 @@ def open_escalation_reasons(*, conversation_ids, full=False):
     escalations = Escalation.objects.filter(
         conversation_id__in=conversation_ids, acknowledged_at__isnull=True
     ).order_by("-created_at", "-id")
+    if not full:
+        escalations = escalations.only("id", "conversation_id", "reason")
     found = {}
     for escalation in escalations:
         if full:

@@ -43,6 +43,7 @@ cat <<MSG
   contactcenter is starting (web, worker, beat). Ctrl-C stops all three.
     API root      http://127.0.0.1:$PORT/api/v1/
     API docs      http://127.0.0.1:$PORT/api/docs/
+    Workspace     http://127.0.0.1:$PORT/inbox/  (staff: agents, nurses, supervisors)
     Admin         http://127.0.0.1:$PORT/admin/
     Readiness     http://127.0.0.1:$PORT/health/ready/
   Demo logins (password for all: demo-password-123, no second factor locally):

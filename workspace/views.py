@@ -23,7 +23,7 @@ from contactcenter.keyset import Cursor, InvalidCursor, PageRequest
 from escalation import services as escalation_services
 from escalation.selectors import business_calendar_for, open_escalation_reasons
 from patients.models import Appointment, Channel
-from patients.selectors import patient_get_visible
+from patients.selectors import patient_get_visible, patients_visible_to
 from patients.services import consent_check
 from workspace import forms
 from workspace.audit import page_audit
@@ -293,9 +293,13 @@ def _refusal_text(reason, conversation):
     return "Not sent: this address cannot receive messages."
 
 
-def _visible_patient(request, conversation):
+def _visible_patient(request, conversation, *, panel=True):
+    """The conversation's patient when the caller may see it; with panel=False
+    only the patient row (a thread refresh shows the name, not the contacts)."""
     if conversation.patient_id is None:
         return None
+    if not panel:
+        return patients_visible_to(request.user).filter(pk=conversation.patient_id).first()
     return patient_get_visible(user=request.user, patient_id=conversation.patient_id)
 
 
@@ -379,7 +383,7 @@ def conversation_thread(request, conversation_id):
     page_request = _page_request(request, THREAD_PAGE_SIZE)
     context = {
         "conversation": found,
-        "patient": _visible_patient(request, found),
+        "patient": _visible_patient(request, found, panel=False),
         "escalations": open_escalation_reasons(conversation_ids=[found.pk], full=True).get(
             found.pk, []
         ),
@@ -477,7 +481,8 @@ def reply(request, conversation_id):
             error=str(stale),
             draft=body,
             stale=True,
-            patient=_visible_patient(request, found),
+            highlight=str(stale.latest_interaction_id),
+            patient=_visible_patient(request, found, panel=False),
             **thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE)),
         )
     audit["resource_id"] = interaction.pk
@@ -489,7 +494,7 @@ def reply(request, conversation_id):
         status=200,
         sent=True,
         note=internal,
-        patient=_visible_patient(request, found),
+        patient=_visible_patient(request, found, panel=False),
         **context,
     )
 

@@ -385,7 +385,13 @@ MFA_REQUIRED = env.bool("MFA_REQUIRED", default=False)
 # Signed-in sessions (the staff workspace, the admin) expire when idle this long,
 # and TOKEN_ABSOLUTE_SECONDS after sign-in whatever the activity, like tokens.
 SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
-SESSION_SAVE_EVERY_REQUEST = True
+# The idle expiry slides: contactcenter.middleware renews a session at most once a
+# minute (as staff tokens are), instead of a database write on every request.
+SESSION_SAVE_EVERY_REQUEST = False
+SESSION_RENEW_SECONDS = 60
+# Sessions read from the cache (Redis when REDIS_URL is set) and written through to
+# the database, so a page costs no session query and a cache restart signs nobody out.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 LOGIN_URL = "workspace:signin"
