@@ -99,9 +99,7 @@ def ingest_raw_email(*, raw, source):
         conversation = _thread(parsed)
         if conversation is not None and conversation.status == Conversation.Status.RESOLVED:
             # A reply to a resolved thread reopens it: same matter, same history.
-            conversation.status = Conversation.Status.OPEN
-            conversation.resolved_at = None
-            conversation.save(update_fields=["status", "resolved_at", "updated_at"])
+            services.conversation_reopen(conversation=conversation)
         account = _account_for(parsed, conversation)
         if account is None:
             event = services.raw_event_record(

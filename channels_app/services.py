@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels_app import live
+from channels_app import live, signals
 from channels_app.models import (
     Callback,
     CallDetail,
@@ -28,9 +28,13 @@ from channels_app.models import (
     RawEvent,
     WebhookSignatureUse,
 )
+from compliance.models import AuditEvent
+from compliance.services import audit_record
+from contactcenter import roles
 from contactcenter.access import grant_team_access, revoke_team_access
 from contactcenter.blind_index import email_index, normalise_email, normalise_phone, phone_index
 from contactcenter.business_hours import calendar_from_config
+from contactcenter.models import Team
 from contactcenter.queueing import enqueue_on_commit
 from patients.models import Channel, Patient
 from patients.selectors import patients_by_email, patients_by_phone
@@ -93,8 +97,15 @@ def conversation_open(
     subject="",
     thread_key="",
     occurred_at=None,
+    status=Conversation.Status.OPEN,
 ):
+    """A new conversation, granted to its team. `status` resolved opens one that
+    asks nothing of staff (the reminders' own thread): it is born resolved, so no
+    one resolved it and conversation_resolved is not sent."""
+    now = timezone.now()
     conversation = Conversation.objects.create(
+        status=status,
+        resolved_at=now if status == Conversation.Status.RESOLVED else None,
         channel=channel,
         account=account,
         team=team,
@@ -103,7 +114,7 @@ def conversation_open(
         contact_index=contact_index,
         subject=subject[:300],
         thread_key=thread_key,
-        last_interaction_at=occurred_at or timezone.now(),
+        last_interaction_at=occurred_at or now,
     )
     grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
     return conversation
@@ -477,21 +488,6 @@ def outbound_apply_status(*, outbound_id=None, provider_id, provider_status, err
     return outbound
 
 
-@transaction.atomic
-def conversation_set_patient(*, conversation, patient):
-    """Staff resolve an unmatched conversation: the patient's team gains access."""
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    conversation.patient = patient
-    old_team = conversation.team
-    conversation.team = patient.team
-    conversation.save(update_fields=["patient", "team", "updated_at"])
-    Interaction.objects.filter(conversation=conversation).update(patient=patient)
-    if old_team.pk != patient.team_id:
-        grant_team_access(obj=conversation, team=patient.team, perm=VIEW_CONVERSATION)
-        revoke_team_access(obj=conversation, team=old_team, perm=VIEW_CONVERSATION)
-    return conversation
-
-
 def conversations_move_patient(*, survivor, duplicate):
     """Receiver of patients_merged (inside the merge's transaction)."""
     moved = Conversation.objects.filter(patient=duplicate).update(patient=survivor)
@@ -598,7 +594,23 @@ def outbound_answered_inline(*, conversation, body):
     return interaction
 
 
-# --- Conversation changes from staff (each leaves an event on the timeline) ------
+# --- Conversation state: channels_app is its one writer ----------------------------
+#
+# Every change of a conversation's status, team, assignee, priority, snooze and
+# labels goes through one of the services below, whoever asks: staff (API and
+# workspace), escalation, reminders, reporting. Each one, once: saves the changed
+# columns, writes the timeline event and the audit row, grants and revokes team
+# access, and after commit sends its signal and publishes one live event.
+#
+# The caller passes the conversation instance it holds; the service locks the row
+# (at no cost when the caller locked it already) and re-reads the columns it
+# changes, so a stale instance never writes an old value back. Other columns of
+# the instance are left as the caller has them.
+#
+# `note` is the timeline text when the caller explains the change in its own words
+# (routing says why it picked this person); `metadata` adds ids to the event.
+# tests/channels_app/test_conversation_state.py fails when another app writes these
+# columns itself.
 
 _TRANSITIONS = {
     Conversation.Status.OPEN: {"pending", "snoozed", "resolved"},
@@ -606,6 +618,7 @@ _TRANSITIONS = {
     Conversation.Status.SNOOZED: {"open", "pending", "resolved"},
     Conversation.Status.RESOLVED: {"open"},
 }
+_STATUS_COLUMNS = ("status", "snoozed_until", "resolved_at")
 
 
 class ConversationChangeRefused(Exception):
@@ -615,108 +628,215 @@ class ConversationChangeRefused(Exception):
         self.field = field
 
 
-def _is_team_member(user, team):
-    return user.groups.filter(pk=team.group_id).exists()
+def _lock_columns(conversation, columns):
+    """Lock the row for this transaction and load `columns` (attnames) fresh."""
+    fresh = (
+        Conversation.objects.select_for_update(of=("self",))
+        .values(*columns)
+        .get(pk=conversation.pk)
+    )
+    for name, value in fresh.items():
+        setattr(conversation, name, value)
 
 
-def conversation_change(*, conversation, actor, actor_is_supervisor, changes):
-    """Apply a staff change (status, snoozed_until, assignee, priority, labels,
-    patient) atomically, refusing illegal transitions and assignments, and record
-    one timeline event per change."""
-    from channels_app.signals import conversation_resolved
-
-    with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update().select_related("team").get(pk=conversation.pk)
-        )
-        events = []
-        if "status" in changes:
-            events.append(
-                _change_status(conversation, changes["status"], changes.get("snoozed_until"))
-            )
-        if "assignee" in changes:
-            events.append(
-                _change_assignee(conversation, changes["assignee"], actor, actor_is_supervisor)
-            )
-        if "priority" in changes and changes["priority"] != conversation.priority:
-            before = conversation.get_priority_display()
-            conversation.priority = changes["priority"]
-            events.append(f"priority {before} → {conversation.get_priority_display()}")
-        if "labels" in changes:
-            labels = sorted(set(changes["labels"]))
-            if labels != sorted(conversation.labels):
-                conversation.labels = labels
-                events.append("labels set to " + (", ".join(labels) or "none"))
-        conversation.save()
-        if "patient" in changes and changes["patient"] is not None:
-            if conversation.patient_id and conversation.patient_id != changes["patient"].pk:
-                raise ConversationChangeRefused(
-                    "This conversation already belongs to a patient.",
-                    code="patient_already_set",
-                    field="patient",
-                )
-            if conversation.patient_id is None:
-                conversation = conversation_set_patient(
-                    conversation=conversation, patient=changes["patient"]
-                )
-                events.append("matched to a patient")
-        for text in filter(None, events):
-            event_record(
-                conversation=conversation,
-                text=f"{actor.get_username()}: {text}",
-                actor=actor,
-                metadata={"change": text},
-            )
-        if any(events):
-            _publish_conversation(conversation)
-        if changes.get("status") == Conversation.Status.RESOLVED and events:
-            transaction.on_commit(
-                lambda: conversation_resolved.send(
-                    sender=Conversation, conversation=conversation, actor=actor
-                )
-            )
-    return conversation
+def _record_change(
+    conversation, *, kind, change, columns, actor, note=None, metadata=None, details=None
+):
+    """The side effects every state change has, once each."""
+    conversation.save(update_fields=[*columns, "updated_at"])
+    text = note or change
+    event_record(
+        conversation=conversation,
+        text=f"{actor.get_username()}: {text}" if actor is not None else text,
+        actor=actor,
+        metadata={"change": change, **(metadata or {})},
+    )
+    audit_record(
+        action=AuditEvent.Action.UPDATE,
+        resource_type="conversation",
+        resource_id=conversation.pk,
+        patient_ids=[conversation.patient_id] if conversation.patient_id else [],
+        purpose_of_use=AuditEvent.PurposeOfUse.TREAT
+        if actor is not None
+        else AuditEvent.PurposeOfUse.HOPERAT,
+        actor=actor,
+        details={"change": kind, **(details or {})},
+    )
+    signal = signals.CONVERSATION_CHANGE_SIGNALS[kind]
+    transaction.on_commit(
+        lambda: signal.send(sender=Conversation, conversation=conversation, actor=actor),
+        robust=True,
+    )
+    # One live event per change, the kind of change as its code.
+    live.publish_on_commit(
+        kind=live.CONVERSATION,
+        conversation_id=conversation.pk,
+        team_id=conversation.team_id,
+        change=kind,
+    )
 
 
-def _change_status(conversation, status, snoozed_until):
-    if status == conversation.status and status != Conversation.Status.SNOOZED:
-        return None
-    if status not in _TRANSITIONS[conversation.status] and status != conversation.status:
+def _check_transition(conversation, status):
+    if status not in _TRANSITIONS[conversation.status]:
         raise ConversationChangeRefused(
             f"A {conversation.status} conversation cannot become {status}.",
             code="invalid_transition",
             field="status",
         )
-    now = timezone.now()
-    if status == Conversation.Status.SNOOZED:
-        if snoozed_until is None or snoozed_until <= now:
-            raise ConversationChangeRefused(
-                "Snoozing needs snoozed_until in the future.",
-                code="invalid_snooze",
-                field="snoozed_until",
-            )
-        conversation.snoozed_until = snoozed_until
-    else:
-        conversation.snoozed_until = None
+
+
+@transaction.atomic
+def conversation_resolve(*, conversation, actor=None, note=None, metadata=None):
+    """Resolve: conversation_resolved (the CSAT survey, KPIs) follows on commit.
+    Returns whether anything changed (an already resolved one stays as it is)."""
+    _lock_columns(conversation, _STATUS_COLUMNS)
+    if conversation.status == Conversation.Status.RESOLVED:
+        return False
+    _check_transition(conversation, Conversation.Status.RESOLVED)
     before = conversation.status
-    conversation.status = status
-    conversation.resolved_at = now if status == Conversation.Status.RESOLVED else None
-    if status == Conversation.Status.SNOOZED:
-        return f"snoozed until {snoozed_until.isoformat()}"
-    if before == Conversation.Status.RESOLVED:
-        return "reopened"
-    return f"status {before} → {status}"
+    conversation.status = Conversation.Status.RESOLVED
+    conversation.snoozed_until = None
+    conversation.resolved_at = timezone.now()
+    _record_change(
+        conversation,
+        kind=signals.RESOLVED,
+        change=f"status {before} → resolved",
+        columns=_STATUS_COLUMNS,
+        actor=actor,
+        note=note,
+        metadata=metadata,
+    )
+    return True
 
 
-def _change_assignee(conversation, assignee, actor, actor_is_supervisor):
+@transaction.atomic
+def conversation_reopen(*, conversation, actor=None, note=None, metadata=None):
+    """Make a resolved, pending or snoozed conversation open again. Returns
+    whether anything changed."""
+    _lock_columns(conversation, _STATUS_COLUMNS)
+    before = conversation.status
+    if before == Conversation.Status.OPEN:
+        return False
+    conversation.status = Conversation.Status.OPEN
+    conversation.snoozed_until = conversation.resolved_at = None
+    _record_change(
+        conversation,
+        kind=signals.REOPENED,
+        # "reopened" is what the KPI report counts as undoing a resolution.
+        change="reopened" if before == Conversation.Status.RESOLVED else f"status {before} → open",
+        columns=_STATUS_COLUMNS,
+        actor=actor,
+        note=note,
+        metadata=metadata,
+        details={"from_status": before},
+    )
+    return True
+
+
+@transaction.atomic
+def conversation_set_pending(*, conversation, actor=None, note=None, metadata=None):
+    """Waiting on the patient. Returns whether anything changed."""
+    _lock_columns(conversation, _STATUS_COLUMNS)
+    before = conversation.status
+    if before == Conversation.Status.PENDING:
+        return False
+    _check_transition(conversation, Conversation.Status.PENDING)
+    conversation.status = Conversation.Status.PENDING
+    conversation.snoozed_until = conversation.resolved_at = None
+    _record_change(
+        conversation,
+        kind=signals.PENDING,
+        change=f"status {before} → pending",
+        columns=_STATUS_COLUMNS,
+        actor=actor,
+        note=note,
+        metadata=metadata,
+    )
+    return True
+
+
+@transaction.atomic
+def conversation_snooze(*, conversation, until, actor=None, note=None, metadata=None):
+    """Out of the inbox until `until` (in the future); a new inbound message or the
+    wake-up sweep opens it again. Snoozing a snoozed one moves its time."""
+    _lock_columns(conversation, _STATUS_COLUMNS)
+    if until is None or until <= timezone.now():
+        raise ConversationChangeRefused(
+            "Snoozing needs snoozed_until in the future.",
+            code="invalid_snooze",
+            field="snoozed_until",
+        )
+    if conversation.status != Conversation.Status.SNOOZED:
+        _check_transition(conversation, Conversation.Status.SNOOZED)
+    conversation.status = Conversation.Status.SNOOZED
+    conversation.snoozed_until = until
+    conversation.resolved_at = None
+    _record_change(
+        conversation,
+        kind=signals.SNOOZED,
+        change=f"snoozed until {until.isoformat()}",
+        columns=_STATUS_COLUMNS,
+        actor=actor,
+        note=note,
+        metadata=metadata,
+    )
+    return True
+
+
+def _is_team_member(user, team):
+    return user.groups.filter(pk=team.group_id).exists()
+
+
+@transaction.atomic
+def conversation_move_to_team(*, conversation, team, actor=None, note=None, metadata=None):
+    """Hand the conversation to another team: its members gain access, the old
+    team's lose it, and an assignee who is not in the new team lets go. Returns
+    whether anything changed."""
+    _lock_columns(conversation, ("team_id", "assignee_id"))
+    if conversation.team_id == team.pk:
+        return False
+    old_team = Team.objects.get(pk=conversation.team_id)
+    conversation.team = team
+    columns = ["team"]
+    details = {"from_team_id": old_team.pk, "to_team_id": team.pk}
+    if conversation.assignee_id is not None and not _is_team_member(conversation.assignee, team):
+        details["unassigned_user_id"] = conversation.assignee_id
+        conversation.assignee = None
+        columns.append("assignee")
+    grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
+    revoke_team_access(obj=conversation, team=old_team, perm=VIEW_CONVERSATION)
+    _record_change(
+        conversation,
+        kind=signals.MOVED,
+        change=f"moved from {old_team.name} to {team.name}",
+        columns=columns,
+        actor=actor,
+        note=note,
+        metadata=metadata,
+        details=details,
+    )
+    return True
+
+
+@transaction.atomic
+def conversation_assign(
+    *, conversation, assignee, actor=None, actor_is_supervisor=None, note=None, metadata=None
+):
+    """Give the conversation to `assignee` (a member of its team) or to nobody.
+    A staff actor who is not a supervisor may only take an unassigned one or give
+    back their own; `actor_is_supervisor` defaults to the actor's role. Returns
+    whether anything changed."""
+    _lock_columns(conversation, ("team_id", "assignee_id"))
     current = conversation.assignee_id
-    target = assignee.pk if assignee else None
+    target = assignee.pk if assignee is not None else None
     if target == current:
-        return None
-    if not actor_is_supervisor:
+        return False
+    if actor is not None:
+        if actor_is_supervisor is None:
+            actor_is_supervisor = roles.has_role(actor, roles.SUPERVISOR)
         taking = target == actor.pk and current is None
         giving_back = target is None and current == actor.pk
-        if not (taking or giving_back):
+        if not (actor_is_supervisor or taking or giving_back):
             raise ConversationChangeRefused(
                 "Agents may take unassigned conversations or give back their own.",
                 code="assignment_not_allowed",
@@ -729,7 +849,127 @@ def _change_assignee(conversation, assignee, actor, actor_is_supervisor):
             field="assignee",
         )
     conversation.assignee = assignee
-    return f"assigned to {assignee.get_username()}" if assignee else "unassigned"
+    _record_change(
+        conversation,
+        kind=signals.ASSIGNED,
+        change=f"assigned to {assignee.get_username()}" if assignee else "unassigned",
+        columns=["assignee"],
+        actor=actor,
+        note=note,
+        metadata=metadata,
+        details={"from_user_id": current, "to_user_id": target},
+    )
+    return True
+
+
+@transaction.atomic
+def conversation_set_priority(*, conversation, priority, actor=None, reason="", metadata=None):
+    """Set the priority; `reason` is added to the timeline text. Returns whether
+    anything changed."""
+    _lock_columns(conversation, ("priority",))
+    if priority == conversation.priority:
+        return False
+    before = conversation.get_priority_display()
+    conversation.priority = priority
+    change = f"priority {before} → {conversation.get_priority_display()}"
+    _record_change(
+        conversation,
+        kind=signals.PRIORITY,
+        change=change,
+        columns=["priority"],
+        actor=actor,
+        note=f"{change} ({reason})" if reason else None,
+        metadata=metadata,
+        details={"priority": conversation.get_priority_display()},
+    )
+    return True
+
+
+@transaction.atomic
+def conversation_set_labels(*, conversation, labels, actor=None, metadata=None):
+    """Replace the labels (kept sorted, once each). Returns whether anything changed."""
+    _lock_columns(conversation, ("labels",))
+    labels = sorted(set(labels))
+    if labels == sorted(conversation.labels):
+        return False
+    conversation.labels = labels
+    _record_change(
+        conversation,
+        kind=signals.LABELS,
+        change="labels set to " + (", ".join(labels) or "none"),
+        columns=["labels"],
+        actor=actor,
+        metadata=metadata,
+    )
+    return True
+
+
+@transaction.atomic
+def conversation_set_patient(*, conversation, patient, actor=None):
+    """Staff match an unmatched conversation: its interactions join the patient's
+    timeline and it moves to the patient's team."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation.patient = patient
+    conversation.save(update_fields=["patient", "updated_at"])
+    Interaction.objects.filter(conversation=conversation).update(patient=patient)
+    conversation_move_to_team(conversation=conversation, team=patient.team, actor=actor)
+    _publish_conversation(conversation)
+    return conversation
+
+
+def conversation_change(*, conversation, actor, actor_is_supervisor, changes):
+    """A staff change from the API (status, snoozed_until, assignee, priority,
+    labels, patient), all or nothing, through the services above."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update().select_related("team").get(pk=conversation.pk)
+        )
+        if "status" in changes:
+            _change_status(conversation, changes["status"], changes.get("snoozed_until"), actor)
+        if "assignee" in changes:
+            conversation_assign(
+                conversation=conversation,
+                assignee=changes["assignee"],
+                actor=actor,
+                actor_is_supervisor=actor_is_supervisor,
+            )
+        if "priority" in changes:
+            conversation_set_priority(
+                conversation=conversation, priority=changes["priority"], actor=actor
+            )
+        if "labels" in changes:
+            conversation_set_labels(
+                conversation=conversation, labels=changes["labels"], actor=actor
+            )
+        if "patient" in changes and changes["patient"] is not None:
+            if conversation.patient_id and conversation.patient_id != changes["patient"].pk:
+                raise ConversationChangeRefused(
+                    "This conversation already belongs to a patient.",
+                    code="patient_already_set",
+                    field="patient",
+                )
+            if conversation.patient_id is None:
+                conversation = conversation_set_patient(
+                    conversation=conversation, patient=changes["patient"], actor=actor
+                )
+                event_record(
+                    conversation=conversation,
+                    text=f"{actor.get_username()}: matched to a patient",
+                    actor=actor,
+                    metadata={"change": "matched to a patient"},
+                )
+    return conversation
+
+
+def _change_status(conversation, status, snoozed_until, actor):
+    if status == Conversation.Status.RESOLVED:
+        conversation_resolve(conversation=conversation, actor=actor)
+    elif status == Conversation.Status.OPEN:
+        conversation_reopen(conversation=conversation, actor=actor)
+    elif status == Conversation.Status.PENDING:
+        conversation_set_pending(conversation=conversation, actor=actor)
+    elif status == Conversation.Status.SNOOZED:
+        conversation_snooze(conversation=conversation, until=snoozed_until, actor=actor)
 
 
 def conversation_mark_read(*, conversation, user):
@@ -759,13 +999,9 @@ def conversations_wake_snoozed(*, now=None):
             )[:500]
         )
         for conversation in due:
-            conversation.status = Conversation.Status.OPEN
-            conversation.snoozed_until = None
-            conversation.save(update_fields=["status", "snoozed_until", "updated_at"])
-            event_record(
-                conversation=conversation, text="snooze ended", metadata={"change": "woken"}
+            conversation_reopen(
+                conversation=conversation, note="snooze ended", metadata={"change": "woken"}
             )
-            _publish_conversation(conversation)
             woken += 1
     return woken
 
@@ -866,24 +1102,6 @@ def reply_create(
 # --- The phone line: menu choices, queues and callbacks ----------------------------
 
 
-def conversation_move_to_team(*, conversation, team, why):
-    """Hand a conversation to another team (a caller's menu choice): its members
-    gain access, the old team's lose it, and the timeline says why."""
-    if conversation.team_id == team.pk:
-        return conversation
-    old_team = conversation.team
-    conversation.team = team
-    conversation.save(update_fields=["team", "updated_at"])
-    grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
-    revoke_team_access(obj=conversation, team=old_team, perm=VIEW_CONVERSATION)
-    event_record(
-        conversation=conversation,
-        text=f"{why}: moved from {old_team.name} to {team.name}",
-        metadata={"change": "team", "from_team": old_team.pk, "to_team": team.pk},
-    )
-    return conversation
-
-
 def call_set_language(*, call, language):
     CallDetail.objects.filter(pk=call.pk).update(language=language)
     call.language = language
@@ -900,12 +1118,22 @@ def call_enqueue(*, call, team, menu_key, why, now=None):
             call.queue_team = team
             call.menu_key = menu_key
             call.save(update_fields=["queued_at", "queue_team", "menu_key"])
-            conversation = Conversation.objects.select_for_update().select_related("team")
-            conversation_move_to_team(
-                conversation=conversation.get(pk=call.interaction.conversation_id),
-                team=team,
-                why=why,
+            conversation = (
+                Conversation.objects.select_for_update()
+                .select_related("team")
+                .get(pk=call.interaction.conversation_id)
             )
+            if conversation.team_id != team.pk:
+                conversation_move_to_team(
+                    conversation=conversation,
+                    team=team,
+                    note=f"{why}: moved from {conversation.team.name} to {team.name}",
+                    metadata={
+                        "change": "team",
+                        "from_team": conversation.team_id,
+                        "to_team": team.pk,
+                    },
+                )
     return call
 
 
@@ -949,11 +1177,8 @@ def _callback_create(*, conversation, account, team, phone, phone_index, languag
     locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
     if locked.callback_due_at is None or callback.due_at < locked.callback_due_at:
         locked.callback_due_at = callback.due_at
-    if locked.status != Conversation.Status.OPEN:
-        locked.status, locked.snoozed_until, locked.resolved_at = "open", None, None
-    locked.save(
-        update_fields=["callback_due_at", "status", "snoozed_until", "resolved_at", "updated_at"]
-    )
+        locked.save(update_fields=["callback_due_at", "updated_at"])
+    conversation_reopen(conversation=locked, metadata={"callback": str(callback.pk)})
     position = queue_position(team_id=team.pk, queued_at=queued_at)
     event_record(
         conversation=locked,

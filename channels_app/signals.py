@@ -1,10 +1,48 @@
-"""Signals channels_app sends upward (escalation, reminders, reporting receive)."""
+"""Signals channels_app sends upward (escalation, reminders, reporting, the
+workspace receive)."""
 
 from django.dispatch import Signal
 
 # kwargs: interaction (inbound, stored and committed; sent by the inbound worker)
 interaction_received = Signal()
-# kwargs: conversation, actor
-conversation_resolved = Signal()
 # kwargs: interaction (a staff reply, committed; sent by outbound_create)
 staff_replied = Signal()
+
+# Changes of a conversation's state, each sent once after its transaction commits
+# by the one service that makes it (channels_app/services.py). kwargs:
+# conversation, actor (the staff user, or None for a change the system made).
+conversation_resolved = Signal()
+conversation_reopened = Signal()
+conversation_pending = Signal()
+conversation_snoozed = Signal()
+conversation_moved = Signal()
+conversation_assigned = Signal()
+conversation_priority_changed = Signal()
+conversation_labels_changed = Signal()
+
+# The kinds of change, as the live events (channels_app/live.py) and audit rows
+# name them.
+RESOLVED = "resolved"
+REOPENED = "reopened"
+PENDING = "pending"
+SNOOZED = "snoozed"
+MOVED = "moved"
+ASSIGNED = "assigned"
+PRIORITY = "priority"
+LABELS = "labels"
+# Live events without a signal of their own: a conversation opened, a message or
+# call added to it, its patient matched.
+OPENED = "opened"
+INTERACTION_ADDED = "interaction_added"
+PATIENT_MATCHED = "patient_matched"
+
+CONVERSATION_CHANGE_SIGNALS = {
+    RESOLVED: conversation_resolved,
+    REOPENED: conversation_reopened,
+    PENDING: conversation_pending,
+    SNOOZED: conversation_snoozed,
+    MOVED: conversation_moved,
+    ASSIGNED: conversation_assigned,
+    PRIORITY: conversation_priority_changed,
+    LABELS: conversation_labels_changed,
+}

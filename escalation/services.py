@@ -19,8 +19,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.models import Conversation, Interaction, OutboundMessage
-from channels_app.services import event_record, outbound_create
-from contactcenter.access import grant_team_access, revoke_team_access
+from channels_app.services import (
+    conversation_assign,
+    conversation_move_to_team,
+    conversation_set_priority,
+    event_record,
+    outbound_create,
+)
 from contactcenter.models import StaffProfile, Team
 from contactcenter.templating import render_template
 from escalation import rules as rule_logic
@@ -31,7 +36,6 @@ from patients.models import Channel
 
 logger = structlog.stdlib.get_logger(__name__)
 
-VIEW_CONVERSATION = "view_conversation"
 PRIORITY_BY_NAME = {label: value for value, label in Conversation.Priority.choices}
 # Kinds whose body is text the patient wrote or said (a voicemail's is its transcript).
 _TEXT_KINDS = (Interaction.Kind.MESSAGE, Interaction.Kind.VOICEMAIL)
@@ -139,23 +143,20 @@ def _pick_assignee(conversation, member_ids):
     return None
 
 
-def _move_team(conversation, team):
-    """Hand the conversation to another team: its members gain access, the old
-    team's lose it (visible means in one of my teams)."""
-    old = conversation.team
-    conversation.team = team
-    grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
-    revoke_team_access(obj=conversation, team=old, perm=VIEW_CONVERSATION)
-    return f"moved from {old.name} to {team.name}"
+@dataclass(frozen=True)
+class _Routed:
+    decision: RouteDecision
+    moved: bool
+    # The decision's text when no change recorded it (left in the queue it was in).
+    unrecorded: str
 
 
-def _route_locked(conversation, *, team=None, supervisors_only=False):
-    """Route a conversation the caller holds locked. Returns (events, decision);
-    the caller saves the conversation."""
-    events = []
+def _route_locked(conversation, *, team=None, supervisors_only=False, metadata=None):
+    """Route a conversation the caller holds locked, through channels_app's
+    services (each records its own timeline event)."""
+    metadata = {"decision": "route", **(metadata or {})}
     target = team or conversation.team
-    if target.pk != conversation.team_id:
-        events.append(_move_team(conversation, target))
+    moved = conversation_move_to_team(conversation=conversation, team=target, metadata=metadata)
     member_ids = list(selectors.team_members(team=target).values_list("pk", flat=True))
     supervisor_ids = (
         list(
@@ -166,29 +167,32 @@ def _route_locked(conversation, *, team=None, supervisors_only=False):
     )
     current = conversation.assignee_id
     if current is not None and current in supervisor_ids:
-        return events, RouteDecision(current, "kept", "")
+        return _Routed(RouteDecision(current, "kept", ""), moved, "")
     picked = _pick_assignee(conversation, supervisor_ids) if supervisor_ids else None
     fallback = ""
     if picked is None and supervisors_only:
         fallback = f"no supervisor of {target.name} available; "
         picked = _pick_assignee(conversation, member_ids)
     if picked is None:
-        conversation.assignee_id = None
+        assignee = None
         text = f"{fallback}no one available in {target.name}: left in the team queue"
         decision = RouteDecision(None, "queue", text)
     else:
         user_id, how, load = picked
-        conversation.assignee_id = user_id
-        username = get_user_model().objects.get(pk=user_id).get_username()
+        assignee = get_user_model().objects.get(pk=user_id)
         if how == "coordinator":
             why = "the patient's primary coordinator"
         elif supervisors_only and not fallback:
             why = f"least loaded supervisor ({load} open)"
         else:
             why = f"least loaded ({load} open)"
-        decision = RouteDecision(user_id, how, f"{fallback}routed to {username}: {why}")
-    events.append(decision.text)
-    return events, decision
+        decision = RouteDecision(
+            user_id, how, f"{fallback}routed to {assignee.get_username()}: {why}"
+        )
+    changed = conversation_assign(
+        conversation=conversation, assignee=assignee, note=decision.text, metadata=metadata
+    )
+    return _Routed(decision, moved, "" if changed else decision.text)
 
 
 def conversation_route(*, conversation, team=None, supervisors_only=False):
@@ -199,11 +203,12 @@ def conversation_route(*, conversation, team=None, supervisors_only=False):
     capacity. Each decision is a timeline event."""
     with transaction.atomic():
         conversation = _locked_conversation(conversation.pk)
-        events, decision = _route_locked(conversation, team=team, supervisors_only=supervisors_only)
-        conversation.save(update_fields=["team", "assignee", "updated_at"])
-        for text in events:
-            event_record(conversation=conversation, text=text, metadata={"decision": "route"})
-    return decision
+        routed = _route_locked(conversation, team=team, supervisors_only=supervisors_only)
+        if routed.unrecorded:
+            event_record(
+                conversation=conversation, text=routed.unrecorded, metadata={"decision": "route"}
+            )
+    return routed.decision
 
 
 def staff_availability_set(*, user, availability):
@@ -239,15 +244,20 @@ def _sla_on_inbound(conversation, interaction):
     if policy is None:
         return []
     calendar = selectors.business_calendar_for(team_id=conversation.team_id)
-    if conversation.last_staff_response_at is None:
-        name, label, minutes = "first_response_due_at", "first", policy.first_response_minutes
+    first = conversation.last_staff_response_at is None
+    if first:
+        label, minutes = "first", policy.first_response_minutes
+        current = conversation.first_response_due_at
     else:
-        name, label, minutes = "next_response_due_at", "next", policy.next_response_minutes
+        label, minutes = "next", policy.next_response_minutes
+        current = conversation.next_response_due_at
     events = []
     due = _add_business_minutes(calendar, interaction.occurred_at, minutes)
-    current = getattr(conversation, name)
     if current is None or due < current:
-        setattr(conversation, name, due)
+        if first:
+            conversation.first_response_due_at = due
+        else:
+            conversation.next_response_due_at = due
         events.append(
             f"{label} response due {due.isoformat()} "
             f"({conversation.get_priority_display()}: {minutes} business minutes)"
@@ -312,32 +322,33 @@ def _plan(matches):
     return plan
 
 
-def _raise_priority(conversation, priority, why):
-    if priority is None or priority <= conversation.priority:
-        return []
-    before = conversation.get_priority_display()
-    conversation.priority = priority
-    return [f"priority {before} → {conversation.get_priority_display()} ({why})"]
+def _raise_priority(conversation, priority, why, metadata, actor=None):
+    """Priority only rises here; channels_app records the change."""
+    if priority is not None and priority > conversation.priority:
+        conversation_set_priority(
+            conversation=conversation, priority=priority, actor=actor, reason=why, metadata=metadata
+        )
 
 
-def _apply_plan(conversation, plan, *, escalating):
+def _apply_plan(conversation, plan, *, escalating, metadata):
     """Raise the priority and route when the conversation needs an owner: it has
-    none, it goes to another team, or a rule wants a supervisor on it."""
+    none, it goes to another team, or a rule wants a supervisor on it. Returns the
+    events no change recorded."""
     events = [*plan.team_events]
-    events += _raise_priority(conversation, plan.priority, f'rule "{plan.priority_rule}"')
+    _raise_priority(conversation, plan.priority, f'rule "{plan.priority_rule}"', metadata)
     target = plan.team or conversation.team
     if (
         conversation.assignee_id is None
         or target.pk != conversation.team_id
         or plan.supervisors_only
     ):
-        route_events, decision = _route_locked(
-            conversation, team=target, supervisors_only=plan.supervisors_only
+        routed = _route_locked(
+            conversation, team=target, supervisors_only=plan.supervisors_only, metadata=metadata
         )
         # A routine message on a queued conversation that stays queued changes
         # nothing: saying so again on every message would bury the timeline.
-        if escalating or decision.how != "queue" or len(route_events) > 1:
-            events += route_events
+        if escalating or routed.moved:
+            events.append(routed.unrecorded)
     return events
 
 
@@ -405,10 +416,10 @@ def _escalation_record(conversation, *, kind, reason, to_team, from_team, from_u
     return escalation
 
 
+# The columns escalation keeps on the conversation (its flag, SLA targets and
+# sentiment); status, team, assignee, priority, snooze and labels change only
+# through channels_app's services.
 _CONVERSATION_FIELDS = [
-    "team",
-    "assignee",
-    "priority",
     "escalated",
     "first_response_due_at",
     "next_response_due_at",
@@ -482,7 +493,8 @@ def interaction_processing_failed(*, interaction_id, error):
             kind=Escalation.Kind.FAILSAFE, interaction_id=interaction.pk
         ).exists():
             return None
-        conversation.priority = max(conversation.priority, Conversation.Priority.HIGH)
+        metadata = {"decision": "failsafe"}
+        _raise_priority(conversation, Conversation.Priority.HIGH, "processing failed", metadata)
         reason = (
             f"Automatic processing of this message failed ({error}): no rule looked at "
             "it. Read it and decide by hand."
@@ -545,7 +557,8 @@ def _process_locked(conversation, interaction, sentiment, text, active_rules):
         if match is not None and not already:
             matches.append((rule, match))
     from_team, from_user = conversation.team, conversation.assignee_id
-    events = _apply_plan(conversation, _plan(matches), escalating=bool(matches))
+    metadata = {"decision": "inbound", "interaction": str(interaction.pk)}
+    events = _apply_plan(conversation, _plan(matches), escalating=bool(matches), metadata=metadata)
     # After the rules and routing: the SLA follows the raised priority and the
     # calendar of the team that now owns the conversation.
     sla_events = _sla_on_inbound(conversation, interaction)
@@ -578,11 +591,7 @@ def _process_locked(conversation, interaction, sentiment, text, active_rules):
         if rule.actions.get("auto_reply_template"):
             events.append(_auto_reply(conversation, escalation, rule))
     conversation.save(update_fields=_CONVERSATION_FIELDS)
-    _record_events(
-        conversation,
-        events,
-        metadata={"decision": "inbound", "interaction": str(interaction.pk)},
-    )
+    _record_events(conversation, events, metadata=metadata)
     return escalations
 
 
@@ -637,7 +646,9 @@ def _breach_escalate(*, conversation_id, due_field, now, breach_rules):
             if (match := rule_logic.evaluate(rule.conditions, facts)) is not None
         ]
         from_team, from_user = conversation.team, conversation.assignee_id
-        events = _apply_plan(conversation, _plan(matches), escalating=True)
+        events = _apply_plan(
+            conversation, _plan(matches), escalating=True, metadata={"decision": "sla_breach"}
+        )
         if due_field == "resolution_due_at":
             target = "resolution"
             reason = f"Not resolved within the SLA: resolution was due {due.isoformat()}"
@@ -695,10 +706,12 @@ def escalation_manual_create(*, conversation, actor, reason, to_team=None, prior
                 code="conversation_resolved",
             )
         from_team, from_user = conversation.team, conversation.assignee_id
-        events = _raise_priority(conversation, priority, "manual escalation")
+        metadata = {"decision": "manual_escalation"}
+        _raise_priority(conversation, priority, "manual escalation", metadata, actor=actor)
+        events = []
         target = to_team or conversation.team
         if target.pk != conversation.team_id or conversation.assignee_id is None:
-            events += _route_locked(conversation, team=target)[0]
+            events.append(_route_locked(conversation, team=target, metadata=metadata).unrecorded)
         escalation = _escalation_record(
             conversation,
             kind=Escalation.Kind.MANUAL,

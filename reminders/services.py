@@ -31,12 +31,14 @@ from django.utils import timezone
 
 from channels_app.models import Conversation, Interaction, OutboundMessage
 from channels_app.services import (
-    VIEW_CONVERSATION,
+    conversation_move_to_team,
     conversation_open,
+    conversation_reopen,
+    conversation_set_labels,
+    conversation_set_priority,
     event_record,
     outbound_create,
 )
-from contactcenter.access import grant_team_access, revoke_team_access
 from contactcenter.templating import render_template
 from patients.models import Appointment, Channel, ContactPoint
 from patients.selectors import patients_by_phone
@@ -201,12 +203,8 @@ def _reminder_conversation(*, patient, channel, account, point):
             contact_address=point.value if point else "",
             contact_index=point.value_index if point else "",
             subject=REMINDER_SUBJECT if channel == Channel.EMAIL else "",
+            status=Conversation.Status.RESOLVED,
         )
-        resolved_at = timezone.now()
-        Conversation.objects.filter(pk=conversation.pk).update(
-            status=Conversation.Status.RESOLVED, resolved_at=resolved_at
-        )
-        conversation.status, conversation.resolved_at = Conversation.Status.RESOLVED, resolved_at
     # The caller's instance has the contact points loaded; consent checks reuse them.
     conversation.patient = patient
     return conversation
@@ -830,35 +828,29 @@ def _reply_patient_ids(interaction):
         return []
 
 
-def _flag_reschedule(*, conversation):
+def _flag_reschedule(*, conversation, metadata):
     """Label the conversation "reschedule", raise it to high priority, open it and
-    route it to the scheduling team (setting REMINDERS_SCHEDULING_TEAM; by default
-    it stays with its team). A conversation that changes team changes access as
-    channels_app does when staff resolve a patient: the new team gains it, the old
-    one loses it, and the assignee (of the old team) lets go."""
+    move it to the scheduling team (setting REMINDERS_SCHEDULING_TEAM; by default
+    it stays with its team), each through channels_app's services: the new team
+    gains access, the old one loses it, an assignee outside the new team lets go."""
     conversation = (
         Conversation.objects.select_for_update().select_related("team").get(pk=conversation.pk)
     )
-    team = selectors.scheduling_team() or conversation.team
-    fields = []
-    if RESCHEDULE_LABEL not in conversation.labels:
-        conversation.labels = sorted({*conversation.labels, RESCHEDULE_LABEL})
-        fields.append("labels")
+    conversation_set_labels(
+        conversation=conversation,
+        labels=[*conversation.labels, RESCHEDULE_LABEL],
+        metadata=metadata,
+    )
     if conversation.priority < Conversation.Priority.HIGH:
-        conversation.priority = Conversation.Priority.HIGH
-        fields.append("priority")
-    if conversation.status != Conversation.Status.OPEN:
-        conversation.status = Conversation.Status.OPEN
-        conversation.snoozed_until = conversation.resolved_at = None
-        fields += ["status", "snoozed_until", "resolved_at"]
-    if team.pk != conversation.team_id:
-        previous = conversation.team
-        conversation.team, conversation.assignee = team, None
-        fields += ["team", "assignee"]
-        grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
-        revoke_team_access(obj=conversation, team=previous, perm=VIEW_CONVERSATION)
-    if fields:
-        conversation.save(update_fields=[*fields, "updated_at"])
+        conversation_set_priority(
+            conversation=conversation,
+            priority=Conversation.Priority.HIGH,
+            reason="reschedule request",
+            metadata=metadata,
+        )
+    conversation_reopen(conversation=conversation, metadata=metadata)
+    team = selectors.scheduling_team() or conversation.team
+    conversation_move_to_team(conversation=conversation, team=team, metadata=metadata)
     return conversation
 
 
@@ -906,7 +898,10 @@ def reminder_reply_handle(*, interaction, now=None):
                 appointment_update(appointment=appointment, status=Appointment.Status.CONFIRMED)
             text = f"Reply {word}: the appointment on {when} is confirmed."
         else:
-            conversation = _flag_reschedule(conversation=conversation)
+            conversation = _flag_reschedule(
+                conversation=conversation,
+                metadata={"reschedule_of_reminder": reminder.pk},
+            )
             appointment_risk_update(appointment=appointment, now=now)
             text = (
                 f"Reply {word}: the patient asks to reschedule the appointment on {when}; "

@@ -8,7 +8,11 @@ logger = structlog.stdlib.get_logger(__name__)
 
 
 @receiver(conversation_resolved)
-def schedule_survey(sender, *, conversation, **kwargs):
+def schedule_survey(sender, *, conversation, actor=None, **kwargs):
+    # A survey rates how staff handled the matter: a conversation the system
+    # closed (a survey answer with nothing else in it) had no one to rate.
+    if actor is None:
+        return
     # Sent after the resolution committed, inside the staff request: a failure
     # here must not turn a resolution that happened into an error for the user.
     try:

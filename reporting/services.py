@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from channels_app.models import Conversation, Interaction
-from channels_app.services import event_record, outbound_create
+from channels_app.services import conversation_resolve, outbound_create
 from escalation.sentiment import score_text
 from patients.models import Channel
 from patients.services import consent_check
@@ -372,22 +372,12 @@ def _close_if_only_the_answer(*, reply, survey):
     )
     if anything_else:
         return None
-    closed = Conversation.objects.filter(
-        pk=conversation.pk, status__in=Conversation.ACTIVE_STATUSES
-    ).update(
-        status=Conversation.Status.RESOLVED,
-        resolved_at=timezone.now(),
-        snoozed_until=None,
-        updated_at=timezone.now(),
-    )
-    if not closed:
-        return None
-    event_record(
+    closed = conversation_resolve(
         conversation=conversation,
-        text="survey answer recorded; closed automatically",
+        note="survey answer recorded; closed automatically",
         metadata={"change": "survey_answer_closed", "survey": survey.pk},
     )
-    return conversation
+    return conversation if closed else None
 
 
 def _answer(body):

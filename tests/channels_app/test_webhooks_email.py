@@ -333,7 +333,10 @@ def test_a_reply_to_a_resolved_conversation_reopens_it(email_account, post_email
     conversation = Conversation.objects.get()
     assert conversation.status == Conversation.Status.OPEN
     assert conversation.resolved_at is None
-    assert conversation.interactions.count() == 2
+    # Both messages, and the reopening as a timeline event (channels_app's service).
+    assert conversation.interactions.exclude(kind="event").count() == 2
+    events = conversation.interactions.filter(kind="event")
+    assert list(events.values_list("metadata__change", flat=True)) == ["reopened"]
 
 
 # Attachments ---------------------------------------------------------------------------
