@@ -1,10 +1,9 @@
 """Reads for the unified inbox, conversations and the patient timeline.
 
-Conversations are granted to the group of the team that owns them, so "visible"
-is the same set as "in one of my teams". The inbox filters on the caller's team
-ids (one small query first) because that is the form PostgreSQL can drive the
-partial index (team, last_interaction_at desc, id desc) with; single objects go
-through the guardian permission table like every other PHI object.
+Access is the one rule of compliance.access: conversations_visible_to() applies
+it; the inbox takes its team half as team ids (`team_ids_of`), the form
+PostgreSQL can drive the partial index (team, last_interaction_at desc, id desc)
+with; the timeline takes it compiled into its statement (`patient_visible_sql`).
 """
 
 import json
@@ -25,35 +24,25 @@ from channels_app.models import (
     Interaction,
     VoiceMenuChoice,
 )
+from compliance.access import records_visible_to, team_ids_of
 from contactcenter import sql
-from contactcenter.access import visible_to
-from contactcenter.auth import ApiClientPrincipal
 from contactcenter.keyset import KeysetPagination, Page, PageRequest
-from contactcenter.models import Team
 from patients.models import Appointment, Patient
 from patients.selectors import patient_visible_sql, patients_visible_to
 
 VIEW_CONVERSATION = "view_conversation"
 
 
-def team_ids_of(user):
-    """The user's team ids, read once per request (kept on the user object)."""
-    if isinstance(user, ApiClientPrincipal):
-        return [user.client.team_id] if user.client.team_id else None
-    cached = getattr(user, "_team_ids_cache", None)
-    if cached is None:
-        cached = list(Team.objects.filter(group__user=user).values_list("pk", flat=True))
-        user._team_ids_cache = cached
-    return cached
-
-
 def conversations_visible_to(user, *, queryset=None):
-    base = Conversation.objects.all() if queryset is None else queryset
-    return visible_to(
-        user=user,
-        queryset=base,
+    """Conversations the user may see, by the one access rule (compliance.access):
+    their teams' and those of a patient they hold an unexpired break-glass grant
+    for."""
+    return records_visible_to(
+        user,
+        queryset=Conversation.objects.all() if queryset is None else queryset,
         perm_model=ConversationGroupObjectPermission,
         codename=VIEW_CONVERSATION,
+        patient_field="patient_id",
     )
 
 

@@ -180,7 +180,7 @@ class SelfReview(Exception):
 def break_glass_grant(*, user, patient_id, reason) -> BreakGlassGrant:
     """Give `user` read access to the patient for BREAK_GLASS_MINUTES.
 
-    patients.selectors.patients_visible_to compares expires_at with the clock in
+    The access rule (compliance.access) compares expires_at with the clock in
     every query, so the access ends the moment the grant expires, with nothing to
     revoke. The caller audits the grant (purpose ETREAT)."""
     reason = reason.strip()
