@@ -118,6 +118,9 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=40, help="untimed rounds")
     parser.add_argument("--inbox-deep-pages", type=int, default=20, help="cursors followed")
     parser.add_argument("--timeline-deep-pages", type=int, default=20, help="cursors followed")
+    parser.add_argument(
+        "--orm-rounds", type=int, default=200, help="timed rounds of the ORM baseline"
+    )
     return parser.parse_args()
 
 
@@ -712,6 +715,7 @@ def main():
     from django.core.management import call_command
 
     from bench.audit_overhead import ensure_database
+    from bench.orm_baseline import compare as compare_with_orm
 
     rng = random.Random(args.seed)
     db_name = settings.DATABASES["default"]["NAME"]
@@ -735,6 +739,9 @@ def main():
     samples = run(cases, args.rounds, rng)
     timed_seconds = time.perf_counter() - timed_started
     load_after = os.getloadavg()
+    orm = compare_with_orm(
+        who=who, rounds=args.orm_rounds, deep_pages=args.inbox_deep_pages, rng=rng
+    )
     page_statements = {
         key: page_query(captured[key]["queries"], table)
         for key, table in (
@@ -773,6 +780,7 @@ def main():
         counts_plans=counts_plans,
         slow_plans=slow_plans,
         timed_seconds=timed_seconds,
+        orm=orm,
         load=(load_before, load_after),
         wall_seconds=time.perf_counter() - wall_started,
     )
@@ -877,7 +885,32 @@ def print_report(**r):
         print(f"  {sql_text}")
         print("\n".join("    " + line for line in plan.splitlines()))
         print()
+    print_orm_baseline(r["orm"], args)
     print(f"timed phase {r['timed_seconds']:.1f} s; whole run {r['wall_seconds']:.1f} s")
+
+
+# Hand-written SQL is kept where it is more than this much faster than the ORM.
+SQL_KEEP_RATIO = 1.3
+
+
+def print_orm_baseline(orm, args):
+    print()
+    print(
+        f"ORM baseline: each selector (hand-written SQL) against the same page through "
+        f".values() (bench/orm_baseline.py), in-process, {args.orm_rounds} rounds interleaved"
+    )
+    header = f"{'page':<26}{'SQL med':>9}{'ORM med':>9}{'ORM/SQL':>9}"
+    header += f"  keep SQL (> {SQL_KEEP_RATIO})"
+    print(header + "   (times in ms)")
+    print("-" * len(header))
+    for label, (by_sql, by_orm) in orm.items():
+        sql_median, orm_median = statistics.median(by_sql), statistics.median(by_orm)
+        ratio = orm_median / sql_median
+        print(
+            f"{label:<26}{sql_median:>9.2f}{orm_median:>9.2f}{ratio:>9.2f}  "
+            f"{'yes' if ratio > SQL_KEEP_RATIO else 'no'}"
+        )
+    print()
 
 
 if __name__ == "__main__":
