@@ -23,4 +23,5 @@ urlpatterns = [
     path("conversations/<uuid:conversation_id>/act/", views.act, name="act"),
     path("conversations/<uuid:conversation_id>/presence/", views.presence, name="presence"),
     path("patients/<uuid:patient_id>/timeline/", views.patient_timeline, name="timeline"),
+    path("patients/<uuid:patient_id>/break-glass/", views.break_glass, name="break-glass"),
 ]

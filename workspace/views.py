@@ -18,6 +18,7 @@ from django_otp import login as otp_login
 from channels_app import live, selectors, services
 from channels_app.models import Conversation, Interaction
 from channels_app.serializers import ReplySerializer, inbox_row
+from compliance import services as compliance_services
 from contactcenter import roles, signin
 from contactcenter.keyset import Cursor, InvalidCursor, PageRequest
 from escalation import services as escalation_services
@@ -597,6 +598,35 @@ def presence(request, conversation_id):
         left=state == "left" or None,
     )
     return HttpResponse(status=204)
+
+
+@require_POST
+@staff_page(*CARE_ROLES)
+def break_glass(request, patient_id):
+    """Emergency access to a patient outside the caller's teams, with a reason,
+    through the API's service: BREAK_GLASS_MINUTES of read access, audited as
+    emergency treatment, reviewed by compliance."""
+    try:
+        grant = compliance_services.break_glass_grant(
+            user=request.user, patient_id=patient_id, reason=request.POST.get("reason", "")
+        )
+    except compliance_services.UnknownPatient:
+        return not_found(request, resource_type="patient", resource_id=patient_id)
+    except ValueError as refused:
+        return _notice(request, str(refused), status=400)
+    page_audit(
+        request,
+        resource_type="break_glass_grant",
+        resource_id=grant.pk,
+        patient_ids=[patient_id],
+        action="break_glass",
+        purpose_of_use="ETREAT",
+    )
+    response = redirect(_safe_next(request))
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+    return response
 
 
 @require_GET

@@ -329,3 +329,35 @@ def test_a_refused_action_says_why(client, agent, teammate, make_sms_conversatio
     )
     assert response.status_code == 409
     assert "Agents may take unassigned conversations" in response.text
+
+
+def test_break_glass_opens_another_teams_patient_with_a_reason_and_an_audit_row(
+    client, agent, north, south
+):
+    from channels_app.services import conversation_open
+    from compliance.models import BreakGlassGrant
+    from tests.factories import make_patient
+
+    elsewhere = make_patient(team=south, given_name="Remote", family_name="Patient")
+    conversation = conversation_open(
+        channel="sms", team=north, patient=elsewhere, contact_address="+14155550177"
+    )
+    client.force_login(agent)
+    page = client.get(f"/conversations/{conversation.pk}/")
+    assert "belongs to another team" in page.text and "Remote Patient" not in page.text
+    url = f"/patients/{elsewhere.pk}/break-glass/"
+    short = client.post(url, {"reason": "urgent"}, HTTP_HX_REQUEST="true")
+    assert short.status_code == 400
+    assert "at least 20 characters" in short.text
+    assert not BreakGlassGrant.objects.exists()
+    granted = client.post(
+        url,
+        {"reason": "Patient on the phone with chest pain, needs meds list"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert granted.status_code == 204 and granted["HX-Refresh"] == "true"
+    assert BreakGlassGrant.objects.get().user_id == agent.pk
+    assert AuditEvent.objects.filter(
+        action="break_glass", purpose_of_use="ETREAT", patient_ids=[str(elsewhere.pk)]
+    ).exists()
+    assert "Remote Patient" in client.get(f"/conversations/{conversation.pk}/").text
