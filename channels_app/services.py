@@ -1108,9 +1108,10 @@ def call_set_language(*, call, language):
     return call
 
 
-def call_enqueue(*, call, team, menu_key, why, now=None):
+def call_enqueue(*, call, team, menu_key, why=None, now=None):
     """The caller joins a team's queue: the call keeps the time it joined (its
-    place) and its conversation moves to that team's inbox."""
+    place). A caller's menu choice (`why` says which) also moves the conversation
+    to that team's inbox; without a menu it stays where routing put it."""
     with transaction.atomic():
         call = CallDetail.objects.select_for_update().select_related("interaction").get(pk=call.pk)
         if call.queued_at is None:
@@ -1123,7 +1124,7 @@ def call_enqueue(*, call, team, menu_key, why, now=None):
                 .select_related("team")
                 .get(pk=call.interaction.conversation_id)
             )
-            if conversation.team_id != team.pk:
+            if why and conversation.team_id != team.pk:
                 conversation_move_to_team(
                     conversation=conversation,
                     team=team,

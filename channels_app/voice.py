@@ -226,7 +226,7 @@ def answer(request):
     )
     choices = selectors.voice_menu_for(account=account)
     if not choices:
-        services.call_enqueue(call=call, team=account.team, menu_key=None, why="Call")
+        services.call_enqueue(call=call, team=account.team, menu_key=None)
         return _xml(_enqueue(response, account.team))
     return _xml(_menu(response, call, choices, attempt=1))
 
@@ -358,7 +358,15 @@ def queue_result(request):
         call = _call(params.get("CallSid", ""))
         if call is not None:
             callback = Callback.objects.filter(call=call).first()
-            call.queue_wait_seconds = int(params.get("QueueTime") or 0)
+            if callback is None and result == "leave":
+                # Pressed 1 while a callback this number asked for on another call
+                # was already waiting: that one keeps its place.
+                conversation = call.interaction.conversation
+                callback = selectors.callback_waiting_for(
+                    account=conversation.account_id, phone_index=conversation.contact_index
+                )
+            queue_time = params.get("QueueTime", "")
+            call.queue_wait_seconds = int(queue_time) if queue_time.isdigit() else 0
             if callback is not None:
                 call.queue_result = CallDetail.QueueResult.CALLBACK
             else:

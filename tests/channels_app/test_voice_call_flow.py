@@ -770,3 +770,59 @@ def test_every_new_step_refuses_a_bad_signature(client, line, path):
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "invalid_signature"
+
+
+def test_a_number_without_a_menu_queues_at_its_team_and_leaves_routing_alone(client, front_desk):
+    ChannelAccount.objects.create(
+        kind=Channel.VOICE, name="Plain line", address=PRACTICE_NUMBER, team=front_desk
+    )
+    care_team = TeamFactory(name="Care team")
+    make_patient(team=care_team, phones=[caller_number(93)])
+    caller = Caller(client, caller_number(93))
+
+    document = caller.step(VOICE)
+
+    assert document.find("Gather") is None
+    assert document.find("Enqueue").text == str(front_desk.pk)
+    call = caller.call()
+    assert (call.queue_team_id, call.menu_key) == (front_desk.pk, None)
+    # No choice was made: the conversation stays with the patient's team.
+    assert call.interaction.conversation.team_id == care_team.pk
+
+
+def test_the_wait_step_costs_the_same_queries_however_long_the_queue(client, line):
+    def queries_of_a_wait(caller):
+        with CaptureQueriesContext(connection) as captured:
+            caller.step(WAIT, QueuePosition="1", QueueTime="0")
+        return len(captured)
+
+    first = Caller(client, caller_number(100))
+    first.choose(1)
+    alone = queries_of_a_wait(first)
+    for n in range(12):
+        Caller(client, caller_number(101 + n)).choose(1)
+    for n in range(3):
+        calling_back = Caller(client, caller_number(120 + n))
+        calling_back.choose(1)
+        _take_callback(calling_back)
+    last = Caller(client, caller_number(130))
+    last.choose(1)
+
+    assert _position_heard(last) == 17
+    assert queries_of_a_wait(last) == alone
+
+
+def test_two_calls_from_one_number_share_one_callback_at_the_earlier_place(client, line):
+    """A second line of the same household calls while the first still waits; both
+    press 1. One callback stands, at the first call's place, and both hear it."""
+    first, second = Caller(client, caller_number(140)), Caller(client, caller_number(140))
+    first.choose(1)
+    second.choose(1)
+
+    _take_callback(first)
+    goodbye = _take_callback(second)
+
+    callback = Callback.objects.get()
+    assert callback.call.pk == first.call().pk
+    assert says(goodbye)[0].startswith("Thank you. We will call you back at this number")
+    assert second.call().queue_result == CallDetail.QueueResult.CALLBACK
