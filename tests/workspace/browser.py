@@ -46,6 +46,12 @@ def _driver(size):
         f"--window-size={size[0]},{size[1]}",
     ):
         options.add_argument(flag)
+    if size[0] < 500:
+        # Headless Chromium keeps windows at least 500 px wide: a phone is emulated.
+        options.add_experimental_option(
+            "mobileEmulation",
+            {"deviceMetrics": {"width": size[0], "height": size[1], "pixelRatio": 1}},
+        )
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
