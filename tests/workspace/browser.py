@@ -1,6 +1,7 @@
 """Browser fixtures for workspace pages: Debian's headless Chromium driven by
 Selenium against the live test server, at desktop (1280 px) and phone (390 px)
-widths. Screenshots go to docs/screenshots/ so the README can show them.
+widths. Screenshots go to test-artifacts/workspace_browser/ (ignored by git, so a
+test run leaves the work tree clean); the README's are copies in docs/screenshots/.
 Every wait is for a condition on the page, never for a fixed time."""
 
 import shutil
@@ -16,7 +17,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.factories import current_totp
 
-SCREENSHOTS = Path(django_settings.BASE_DIR) / "docs" / "screenshots"
+SCREENSHOTS = Path(django_settings.BASE_DIR) / "test-artifacts" / "workspace_browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 DESKTOP = (1280, 900)

@@ -1,6 +1,7 @@
 """The agent workspace in a real browser (Debian's headless Chromium) against
 the live test server, a real Celery worker on Redis and the loopback Twilio
-stub. Screenshots of each step land in docs/screenshots/."""
+stub. Screenshots of each step land in test-artifacts/workspace_browser/ (the
+README's copies are in docs/screenshots/)."""
 
 import pytest
 from selenium.webdriver.common.by import By
