@@ -544,6 +544,36 @@ class OutboundMessage(models.Model):
         return f"delivery {self.pk} ({self.state})"
 
 
+class DeliveryAttempt(models.Model):
+    """One try at handing a delivery to its provider: when, how long it took, what
+    the provider answered or the error, so staff can see why a message failed.
+    The error is the adapter's message, as OutboundMessage.last_error keeps it."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent"
+        TRANSIENT_ERROR = "transient_error"
+        PERMANENT_ERROR = "permanent_error"
+
+    id = models.BigAutoField(primary_key=True)
+    outbound = models.ForeignKey(
+        OutboundMessage, on_delete=models.CASCADE, related_name="delivery_attempts"
+    )
+    number = models.PositiveSmallIntegerField()
+    attempted_at = models.DateTimeField()
+    latency_ms = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    provider_status = models.CharField(max_length=20, blank=True, default="")
+    error = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["outbound", "number"], name="delivery_attempt_unique")
+        ]
+
+    def __str__(self):
+        return f"attempt {self.number} of {self.outbound_id} ({self.outcome})"
+
+
 class RawEvent(models.Model):
     """What a provider sent, encrypted, stored in the request's transaction."""
 

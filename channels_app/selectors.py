@@ -21,6 +21,7 @@ from channels_app.models import (
     Conversation,
     ConversationGroupObjectPermission,
     ConversationRead,
+    DeliveryAttempt,
     Interaction,
     VoiceMenuChoice,
 )
@@ -413,6 +414,28 @@ def conversation_messages_page(*, conversation, page: PageRequest, filters=None)
         filters=filters or TimelineFilters(),
         page=page,
     )
+
+
+def delivery_attempts_by_interaction(*, interaction_ids):
+    """Every delivery attempt of these interactions' deliveries, oldest first, in
+    one query: {interaction id: [attempt, ...]}."""
+    attempts = {}
+    for attempt in (
+        DeliveryAttempt.objects.filter(outbound__interaction_id__in=list(interaction_ids))
+        .select_related("outbound")
+        .only(
+            "number",
+            "attempted_at",
+            "latency_ms",
+            "outcome",
+            "provider_status",
+            "error",
+            "outbound__interaction_id",
+        )
+        .order_by("outbound_id", "number")
+    ):
+        attempts.setdefault(attempt.outbound.interaction_id, []).append(attempt)
+    return attempts
 
 
 def interaction_get_visible(*, user, interaction_id):

@@ -3,7 +3,7 @@ import datetime
 from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
-from channels_app.models import ChannelAccount, Conversation
+from channels_app.models import ChannelAccount, Conversation, DeliveryAttempt
 from channels_app.selectors import INBOX_COLUMNS
 from contactcenter.blind_index import normalise_phone
 from contactcenter.models import Team
@@ -208,6 +208,43 @@ def message(row):
         "delivery_error": row["delivery_error"],
         "sentiment": row["sentiment"],
     }
+
+
+class DeliveryAttemptSerializer(serializers.Serializer):
+    number = serializers.IntegerField(read_only=True)
+    attempted_at = serializers.DateTimeField(read_only=True)
+    latency_ms = serializers.IntegerField(read_only=True)
+    outcome = serializers.ChoiceField(choices=DeliveryAttempt.Outcome.choices, read_only=True)
+    provider_status = serializers.CharField(read_only=True)
+    error = serializers.CharField(read_only=True)
+
+
+def delivery_attempt(attempt):
+    return {
+        "number": attempt.number,
+        "attempted_at": _iso(attempt.attempted_at),
+        "latency_ms": attempt.latency_ms,
+        "outcome": attempt.outcome,
+        "provider_status": attempt.provider_status,
+        "error": attempt.error,
+    }
+
+
+class ConversationMessageSerializer(MessageSerializer):
+    """A message of the conversation's own list: with every try at delivering it,
+    oldest first, so staff can see why one failed (empty for what is not sent)."""
+
+    delivery_attempts = DeliveryAttemptSerializer(many=True, read_only=True)
+
+    def to_representation(self, interaction):
+        try:
+            attempts = list(interaction.outbound.delivery_attempts.order_by("number"))
+        except ObjectDoesNotExist:
+            attempts = []
+        return {
+            **super().to_representation(interaction),
+            "delivery_attempts": [delivery_attempt(attempt) for attempt in attempts],
+        }
 
 
 class ReplySerializer(serializers.Serializer):

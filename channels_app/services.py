@@ -4,6 +4,7 @@ and the state moves of a delivery."""
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from channels_app.models import (
     CallDetail,
     ChannelAccount,
     Conversation,
+    DeliveryAttempt,
     ImapCursor,
     Interaction,
     LocalOutboxMessage,
@@ -419,6 +421,24 @@ def outbound_mark_sent(*, outbound, provider_id, provider_status=""):
             provider_id=provider_id
         )
     _publish_delivery(outbound.pk)
+
+
+def delivery_attempt_record(*, outbound, started, outcome, provider_status="", error=""):
+    """The row of one send attempt; `started` is the perf_counter() value taken
+    before the provider was called. Numbered by the claim's attempts counter, so a
+    redelivered task's attempt is not recorded twice."""
+    latency_ms = round((time.perf_counter() - started) * 1000)
+    DeliveryAttempt.objects.get_or_create(
+        outbound_id=outbound.pk,
+        number=outbound.attempts,
+        defaults={
+            "attempted_at": timezone.now() - timedelta(milliseconds=latency_ms),
+            "latency_ms": latency_ms,
+            "outcome": outcome,
+            "provider_status": provider_status[:20],
+            "error": error[:300],
+        },
+    )
 
 
 def outbound_release_for_retry(*, outbound, error):

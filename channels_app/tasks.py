@@ -1,6 +1,6 @@
 """Thin task wrappers: load by id, call a service. Ids only, never PHI."""
 
-import random
+import time
 from datetime import timedelta
 
 import structlog
@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from channels_app import services
 from channels_app.adapters import AdapterError, adapter_for
-from channels_app.models import Callback, Interaction, OutboundMessage
+from channels_app.models import Callback, DeliveryAttempt, Interaction, OutboundMessage
 from channels_app.signals import interaction_received
+from contactcenter.retry import retry_or_give_up
 
 logger = structlog.stdlib.get_logger(__name__)
 
@@ -19,12 +20,6 @@ OUTBOUND_MAX_RETRIES = 6
 # An agent is waiting for the callback to ring: a few quick retries, then it goes
 # back to the queue with the reason.
 CALLBACK_DIAL_MAX_RETRIES = 3
-
-
-def backoff_seconds(retries):
-    """Exponential backoff with jitter, capped at ten minutes."""
-    base = settings.OUTBOUND_RETRY_BASE_SECONDS
-    return random.uniform(0.5, 1.0) * min(600, base * 2**retries)  # noqa: S311 - jitter
 
 
 @shared_task(name="channels_app.tasks.inbound_process", ignore_result=True)
@@ -55,15 +50,40 @@ def outbound_send(self, outbound_id):
     outbound = services.outbound_claim(outbound_id=outbound_id)
     if outbound is None:
         return  # already sent, being sent by another worker, or failed
+    started = time.perf_counter()
     try:
         result = adapter_for(outbound.channel).send(outbound)
     except AdapterError as exc:
-        if exc.permanent or self.request.retries >= self.max_retries:
-            services.outbound_mark_failed(outbound=outbound, error=str(exc))
-            logger.warning("outbound_failed", outbound_id=str(outbound.pk), error=str(exc))
-            return
-        services.outbound_release_for_retry(outbound=outbound, error=str(exc))
-        raise self.retry(countdown=backoff_seconds(self.request.retries)) from None
+        error = str(exc)
+        services.delivery_attempt_record(
+            outbound=outbound,
+            started=started,
+            outcome=DeliveryAttempt.Outcome.PERMANENT_ERROR
+            if exc.permanent
+            else DeliveryAttempt.Outcome.TRANSIENT_ERROR,
+            error=error,
+        )
+
+        def give_up():
+            services.outbound_mark_failed(outbound=outbound, error=error)
+            logger.warning("outbound_failed", outbound_id=str(outbound.pk), error=error)
+
+        retry_or_give_up(
+            self,
+            exc,
+            permanent=exc.permanent,
+            give_up=give_up,
+            before_retry=lambda: services.outbound_release_for_retry(
+                outbound=outbound, error=error
+            ),
+        )
+        return
+    services.delivery_attempt_record(
+        outbound=outbound,
+        started=started,
+        outcome=DeliveryAttempt.Outcome.SENT,
+        provider_status=result.provider_status,
+    )
     services.outbound_mark_sent(
         outbound=outbound, provider_id=result.provider_id, provider_status=result.provider_status
     )
@@ -154,11 +174,14 @@ def outbound_callback_dial(self, callback_id):
     try:
         call_sid = place_callback_call(callback)
     except AdapterError as exc:
-        if exc.permanent or self.request.retries >= self.max_retries:
-            services.callback_dial_failed(callback=callback, error=str(exc))
-            logger.warning("callback_dial_failed", callback_id=callback_id, error=str(exc))
-            return
-        raise self.retry(countdown=backoff_seconds(self.request.retries)) from None
+        error = str(exc)
+
+        def give_up():
+            services.callback_dial_failed(callback=callback, error=error)
+            logger.warning("callback_dial_failed", callback_id=callback_id, error=error)
+
+        retry_or_give_up(self, exc, permanent=exc.permanent, give_up=give_up)
+        return
     services.callback_dialled(callback=callback, provider_call_sid=call_sid)
 
 

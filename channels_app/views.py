@@ -26,6 +26,7 @@ from channels_app.serializers import (
     ChannelAccountSerializer,
     ConversationChangeSerializer,
     ConversationDetailSerializer,
+    ConversationMessageSerializer,
     ImapCheckSerializer,
     InboxCountsSerializer,
     InboxRowSerializer,
@@ -34,6 +35,7 @@ from channels_app.serializers import (
     PortalMessageSerializer,
     QueueEntrySerializer,
     ReplySerializer,
+    delivery_attempt,
     inbox_row,
     message,
 )
@@ -309,7 +311,7 @@ def _render_canned(canned, conversation):
 
 
 class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
-    serializer_class = MessageSerializer
+    serializer_class = ConversationMessageSerializer
     queryset = Interaction.objects.none()
     audit_resource_type = "interaction"
     audit_patient_field = "patient_id"
@@ -323,13 +325,23 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
         page = selectors.conversation_messages_page(
             conversation=conversation, page=paginator.page_request(request)
         )
-        return Response(paginator.body(request, page, [message(row) for row in page.rows]))
+        attempts = selectors.delivery_attempts_by_interaction(
+            interaction_ids=[row["id"] for row in page.rows]
+        )
+        results = [
+            {
+                **message(row),
+                "delivery_attempts": [delivery_attempt(a) for a in attempts.get(row["id"], [])],
+            }
+            for row in page.rows
+        ]
+        return Response(paginator.body(request, page, results))
 
     @extend_schema(
         request=ReplySerializer,
         responses={
-            201: MessageSerializer,
-            200: MessageSerializer,
+            201: ConversationMessageSerializer,
+            200: ConversationMessageSerializer,
             409: OpenApiResponse(
                 description="`stale_reply`: the patient wrote after `last_seen_interaction`; "
                 "nothing was sent. `details.latest_interaction` is the newest inbound message."
@@ -372,7 +384,7 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
             pk=interaction.pk
         )
         return Response(
-            MessageSerializer(interaction).data,
+            ConversationMessageSerializer(interaction).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

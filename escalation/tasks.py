@@ -1,8 +1,8 @@
 """Thin task wrappers on the escalations queue: ids in, a service call, nothing else."""
 
 from celery import Task, shared_task
-from django.db import InterfaceError, OperationalError
 
+from contactcenter.retry import is_transient_database_error, retry_or_give_up
 from escalation import services
 
 
@@ -20,18 +20,18 @@ class _FailsafeOnFailure(Task):
 
 @shared_task(
     base=_FailsafeOnFailure,
+    bind=True,
     name="escalation.tasks.process_inbound",
     ignore_result=True,
-    # A lost connection or a deadlock is transient; processing is idempotent, so the
-    # retry is safe. Anything else is a bug and fails visibly.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
     max_retries=6,
 )
-def process_inbound(interaction_id):
-    services.interaction_process(interaction_id=interaction_id)
+def process_inbound(self, interaction_id):
+    # A lost connection or a deadlock is transient; processing is idempotent, so the
+    # retry is safe. Anything else is a bug: raised at once, it fails visibly.
+    try:
+        services.interaction_process(interaction_id=interaction_id)
+    except Exception as exc:
+        retry_or_give_up(self, exc, permanent=not is_transient_database_error(exc), base=2, cap=300)
 
 
 @shared_task(name="escalation.tasks.sweep_sla_breaches", ignore_result=True)

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from channels_app.tasks import backoff_seconds
+from contactcenter.retry import retry_or_give_up
 from fhir import services
 
 
@@ -32,7 +32,12 @@ def subscription_deliver(self, delivery_id):
     try:
         services.subscription_deliver(delivery_id=delivery_id)
     except services.DeliveryFailed as failed:
-        if failed.permanent or self.request.retries >= self.max_retries:
-            services.subscription_delivery_give_up(delivery_id=delivery_id, reason=str(failed))
-            return
-        raise self.retry(countdown=backoff_seconds(self.request.retries)) from None
+        reason = str(failed)
+        retry_or_give_up(
+            self,
+            failed,
+            permanent=failed.permanent,
+            give_up=lambda: services.subscription_delivery_give_up(
+                delivery_id=delivery_id, reason=reason
+            ),
+        )

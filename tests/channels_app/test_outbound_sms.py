@@ -9,6 +9,7 @@ from channels_app.models import Conversation, OutboundMessage
 from channels_app.services import conversation_open, outbound_create
 from patients.models import Channel
 from tests.channels_app.conftest import PRACTICE_NUMBER
+from tests.factories import token_for
 
 
 def _wait_for_state(outbound, states, timeout=15.0):
@@ -19,6 +20,16 @@ def _wait_for_state(outbound, states, timeout=15.0):
             return outbound
         time.sleep(0.05)
     raise AssertionError(f"delivery stayed {outbound.state!r}, expected one of {states}")
+
+
+def _attempts_shown(client, user, conversation):
+    """The delivery attempts of the conversation's one message, as the API shows them."""
+    response = client.get(f"/api/v1/conversations/{conversation.pk}/messages/", **token_for(user))
+    [message] = response.json()["results"]
+    return [
+        (attempt["number"], attempt["outcome"], attempt["provider_status"], attempt["error"])
+        for attempt in message["delivery_attempts"]
+    ]
 
 
 @pytest.fixture
@@ -56,7 +67,7 @@ def test_reply_is_sent_once_through_the_official_client(
 
 
 def test_a_5xx_is_retried_once_and_one_message_is_sent(
-    twilio_stub_settings, celery_worker_real, conversation, agent, fast_retries
+    client, twilio_stub_settings, celery_worker_real, conversation, agent, fast_retries
 ):
     twilio_stub_settings.respond_next(status=500)
 
@@ -66,10 +77,13 @@ def test_a_5xx_is_retried_once_and_one_message_is_sent(
     assert len(twilio_stub_settings.requests) == 2
     assert len(twilio_stub_settings.created_messages) == 1
     assert outbound.attempts == 2
+    first, second = _attempts_shown(client, agent, conversation)
+    assert first[:3] == (1, "transient_error", "") and first[3].startswith("twilio 500")
+    assert second == (2, "sent", outbound.provider_status, "")
 
 
 def test_a_permanent_400_fails_without_retry(
-    twilio_stub_settings, celery_worker_real, conversation, agent, fast_retries
+    client, twilio_stub_settings, celery_worker_real, conversation, agent, fast_retries
 ):
     twilio_stub_settings.respond_next(
         status=400, code=21211, message="The 'To' number is not a valid phone number."
@@ -82,4 +96,7 @@ def test_a_permanent_400_fails_without_retry(
     assert len(twilio_stub_settings.requests) == 1
     assert outbound.attempts == 1
     assert outbound.last_error == "twilio 400 code 21211"
+    assert _attempts_shown(client, agent, conversation) == [
+        (1, "permanent_error", "", "twilio 400 code 21211")
+    ]
     assert Conversation.objects.get().pk == conversation.pk
