@@ -1,15 +1,18 @@
 """Pure calculations behind appointment reminders: when each one goes out, how many SMS
 segments it costs, and how its text is filled in and dates are written for the patient.
 
-No database and no Django here, so the rules can be tested exhaustively; the reminders
-app stores and sends what these functions decide.
+No database here, so the rules can be tested exhaustively; the reminders app stores
+and sends what these functions decide. Dates are written through Django's i18n.
 """
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from django.utils import translation
+from django.utils.formats import date_format
 
 from contactcenter.business_hours import require_aware, zone_named
 
@@ -187,70 +190,40 @@ def sms_segments(text: str) -> int:
     return _count_segments(code_units, single=70, per_segment=67)
 
 
-_NAMES = {
-    "en": (
-        ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-        (
-            "January",
-            "February",
-            "March",
-            "April",
-            "May",
-            "June",
-            "July",
-            "August",
-            "September",
-            "October",
-            "November",
-            "December",
-        ),
-    ),
-    "es": (
-        ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
-        (
-            "enero",
-            "febrero",
-            "marzo",
-            "abril",
-            "mayo",
-            "junio",
-            "julio",
-            "agosto",
-            "septiembre",
-            "octubre",
-            "noviembre",
-            "diciembre",
-        ),
-    ),
-}
+# How a reminder writes the appointment's date and time, in Django's date format
+# characters (`l` weekday, `F` month, `j` day, `g`/`G` hour, `i` minutes, `A`
+# AM/PM). A language's catalog (locale/<language>/LC_MESSAGES/django.po)
+# translates these formats; Django's own catalogs translate the names.
+DATE_FORMAT = "l, F j"
+TIME_FORMAT = "g:i A"
+_DATE_CONTEXT = "reminder date"
+_TIME_CONTEXT = "reminder time"
 _LANGUAGE_TAG = re.compile(r"[-_]")
 
 
 def _language(tag: str) -> str:
+    """The primary language of `tag` when our catalogs write reminder dates in it
+    (English and the languages of locale/), else English: a date half in the
+    patient's language and half in English would be worse than English."""
     primary = _LANGUAGE_TAG.split(tag or "", maxsplit=1)[0].lower()
-    return primary if primary in _NAMES else "en"
-
-
-def _format_date(day: date, language: str) -> str:
-    weekdays, months = _NAMES[language]
-    weekday, month = weekdays[day.weekday()], months[day.month - 1]
-    if language == "es":
-        return f"{weekday} {day.day} de {month}"
-    return f"{weekday}, {month} {day.day}"
+    if not primary or primary == "en":
+        return "en"
+    with translation.override(primary):
+        translated = translation.pgettext(_DATE_CONTEXT, DATE_FORMAT) != DATE_FORMAT
+    return primary if translated else "en"
 
 
 def format_local(dt: datetime, *, time_zone: str, language: str) -> dict[str, str]:
     """{"date": ..., "time": ...} for dt as the patient reads it in time_zone.
 
     English: "Monday, March 2" and "9:00 AM"; Spanish ("es", "es-MX", ...): "lunes 2 de
-    marzo" and "9:00" (24-hour). Any other language gets English. The names are written
-    here rather than taken from the system locale, which servers rarely have installed.
+    marzo" and "9:00" (24-hour). Any other language gets English. Through Django's
+    i18n (names from its catalogs, formats from ours), not the system locale, which
+    servers rarely have installed.
     """
     local = require_aware(dt, "dt").astimezone(zone_named(time_zone))
-    language = _language(language)
-    if language == "es":
-        clock = f"{local.hour}:{local.minute:02d}"
-    else:
-        hour = local.hour % 12 or 12
-        clock = f"{hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
-    return {"date": _format_date(local.date(), language), "time": clock}
+    with translation.override(_language(language)):
+        return {
+            "date": date_format(local, translation.pgettext(_DATE_CONTEXT, DATE_FORMAT)),
+            "time": date_format(local, translation.pgettext(_TIME_CONTEXT, TIME_FORMAT)),
+        }
