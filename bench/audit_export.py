@@ -11,13 +11,17 @@ and after. The export is meant to stay flat: the target is a peak under 200 MB.
 """
 
 import argparse
-import os
 import resource
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from bench/: the project root is not on sys.path by itself.
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, setup_django  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_export"
 RESOURCE_TYPE = "bench-export"
 OFFICER_USERNAME = "bench-export-officer"
@@ -62,15 +66,6 @@ def parse_args():
     return parser.parse_args()
 
 
-def setup_django():
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
 def seed(rows):
     from django.db import connection
 
@@ -103,8 +98,7 @@ def peak_rss_mb():
 
 def main():
     args = parse_args()
-    setup_django()
-    from bench.audit_overhead import ensure_database
+    setup_django(DEFAULT_DATABASE_URL)
 
     ensure_database()
     from django.core.management import call_command

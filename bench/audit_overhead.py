@@ -16,7 +16,6 @@ measured; production code is not changed by this script.
 """
 
 import argparse
-import os
 import random
 import re
 import statistics
@@ -28,6 +27,11 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from bench/: the project root is not on sys.path by itself.
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, migrate, setup_django  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench"
 URLCONF_MODULE = "bench_audit_overhead_urls"
 TEAM_NAME = "Bench audit overhead"
@@ -51,50 +55,6 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests per variant")
     parser.add_argument("--seed", type=int, default=20240601, help="random seed")
     return parser.parse_args()
-
-
-def setup_django():
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
-    # The script lives in bench/, so the project root is not on sys.path by itself.
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def ensure_database():
-    """CREATE DATABASE cannot run inside a transaction or on the database itself,
-    so it goes through a separate autocommit connection to `postgres`."""
-    import psycopg
-    from django.conf import settings
-    from psycopg import sql
-
-    db = settings.DATABASES["default"]
-    params = {
-        "dbname": "postgres",
-        "host": db.get("HOST") or None,
-        "port": db.get("PORT") or None,
-        "user": db.get("USER") or None,
-        "password": db.get("PASSWORD") or None,
-    }
-    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
-        ).fetchone()
-        if exists:
-            return False
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
-        except psycopg.errors.DuplicateDatabase:
-            return False
-    return True
-
-
-def migrate():
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def seed(n_patients, rng):
@@ -292,7 +252,7 @@ def percentile(values, pct):
 def main():
     args = parse_args()
     wall_started = time.perf_counter()
-    setup_django()
+    setup_django(DEFAULT_DATABASE_URL)
 
     from django.conf import settings
     from django.db import connection

@@ -29,6 +29,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from bench/: the project root is not on sys.path by itself.
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, migrate, setup_django  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_escal"
 FRONT_DESK = "Bench escalation front desk"
 CLINICAL = "Bench escalation clinical"
@@ -49,17 +54,6 @@ def parse_args():
         help="worker pool (prefork, concurrency 1, as production runs; solo as `make run`)",
     )
     return parser.parse_args()
-
-
-def setup_django(prefix):
-    """Test settings, this bench's database and its own broker key prefix, for this
-    process and the workers it starts."""
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
-    os.environ["CC_TEST_PREFIX"] = prefix
-    import django
-
-    django.setup()
 
 
 def point_twilio_at(stub):
@@ -256,14 +250,12 @@ def percentile(values, pct):
 
 def main():
     args = parse_args()
-    # The script lives in bench/, so the project root is not on sys.path by itself.
-    sys.path.insert(0, str(ROOT))
     prefix = f"bench-escalation-{os.getpid()}-"
-    setup_django(prefix)
+    # Its own broker key prefix, for this process and the workers it starts.
+    setup_django(DEFAULT_DATABASE_URL, CC_TEST_PREFIX=prefix)
     from django.conf import settings
     from django.db import connection
 
-    from bench.audit_overhead import ensure_database, migrate
     from tests.stubs.twilio_stub import TwilioStub
 
     created = ensure_database()

@@ -30,11 +30,12 @@ from pathlib import Path
 # Run as a script from bench/: the project root is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import ensure_database, setup_django
 from bench.inbox_timeline import (
+    DEFAULT_DATABASE_URL,
     follow,
     percentile,
     seed_or_reuse,
-    setup_django,
     vacuum_analyze,
 )
 
@@ -82,11 +83,10 @@ def fhir_follow(client, url, pages):
 
 def main():
     args = parse_args()
-    setup_django()
+    setup_django(DEFAULT_DATABASE_URL)
     from django.core.management import call_command
     from django.test import Client
 
-    from bench.audit_overhead import ensure_database
     from tests.factories import make_api_key
 
     ensure_database()

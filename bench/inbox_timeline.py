@@ -33,6 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from bench/: the project root is not on sys.path by itself.
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, raw_connection, setup_django  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_inbox"
 SCRATCH_AUDIT_TABLE = "bench_floor_auditevent"
 TWO_TEAM_AGENT = "bench-two-team-agent"
@@ -122,32 +127,6 @@ def parse_args():
         "--orm-rounds", type=int, default=200, help="timed rounds of the ORM baseline"
     )
     return parser.parse_args()
-
-
-def setup_django():
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
-    # The script lives in bench/, so the project root is not on sys.path by itself.
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def raw_connection(**kwargs):
-    """A psycopg connection of its own to the bench database, outside Django."""
-    import psycopg
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    params = {
-        "dbname": db["NAME"],
-        "host": db.get("HOST") or None,
-        "port": db.get("PORT") or None,
-        "user": db.get("USER") or None,
-        "password": db.get("PASSWORD") or None,
-    }
-    return psycopg.connect(**{k: v for k, v in params.items() if v}, **kwargs)
 
 
 def seed_or_reuse(args):
@@ -708,13 +687,12 @@ def table_counts():
 def main():
     args = parse_args()
     wall_started = time.perf_counter()
-    setup_django()
+    setup_django(DEFAULT_DATABASE_URL)
 
     from django.conf import settings
     from django.contrib.auth.models import Permission
     from django.core.management import call_command
 
-    from bench.audit_overhead import ensure_database
     from bench.orm_baseline import compare as compare_with_orm
 
     rng = random.Random(args.seed)

@@ -30,7 +30,6 @@ days plus that day computed live.
 """
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -39,6 +38,11 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from bench/: the project root is not on sys.path by itself.
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, setup_django  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_kpi"
 TARGET_SECONDS = 0.5
 YEAR_DAYS = 365
@@ -53,15 +57,6 @@ def parse_args():
     parser.add_argument("--live-runs", type=int, default=2, help="timed live reports")
     parser.add_argument("--seed", type=int, default=20250301)
     return parser.parse_args()
-
-
-def setup_django():
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def seed(args):
@@ -291,12 +286,11 @@ def vacuum_rollups():
 
 def main():
     args = parse_args()
-    setup_django()
+    setup_django(DEFAULT_DATABASE_URL)
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
 
-    from bench.audit_overhead import ensure_database
     from contactcenter import roles
     from contactcenter.models import Team
     from contactcenter.services import staff_create, token_issue

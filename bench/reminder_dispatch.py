@@ -33,6 +33,11 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from bench/: the project root is not on sys.path by itself.
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, setup_django  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_reminders"
 PRACTICE_NUMBER = "+15005550006"
 SEED_BATCH = 1000
@@ -48,15 +53,6 @@ def parse_args():
     parser.add_argument("--noop", type=int, default=None, help="no-op tasks (default: same)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per phase")
     return parser.parse_args()
-
-
-def setup_django():
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def daytime_zone():
@@ -241,12 +237,11 @@ def run_reminders(team, count, timeout):
 def main():
     args = parse_args()
     noop_count = args.noop or args.reminders
-    setup_django()
+    setup_django(DEFAULT_DATABASE_URL)
     from celery.contrib.testing.worker import start_worker
     from django.conf import settings
     from django.core.management import call_command
 
-    from bench.audit_overhead import ensure_database
     from contactcenter.celery import app as celery_app
     from tests.stubs.twilio_stub import TwilioStub
 
