@@ -1367,10 +1367,12 @@ def callback_dialled(*, callback, provider_call_sid):
             metadata={"callback": str(callback.pk)},
         )
         _touch_conversation(conversation, interaction)
+        _publish_message(interaction, conversation)
         if not Callback.objects.filter(
             conversation_id=conversation.pk, status=Callback.Status.PENDING
         ).exists():
             Conversation.objects.filter(pk=conversation.pk).update(callback_due_at=None)
+            _publish_conversation(conversation)
     return callback
 
 

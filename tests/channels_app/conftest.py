@@ -1,4 +1,7 @@
+import json
+
 import pytest
+import redis
 from django.conf import settings
 from twilio.request_validator import RequestValidator
 
@@ -56,3 +59,24 @@ def sms_params(body, *, sid="SM" + "0" * 32, sender="+14155550100", to=PRACTICE_
         "Body": body,
         "NumMedia": "0",
     }
+
+
+@pytest.fixture
+def live_events():
+    """The live events published on the real Redis of this test run."""
+    client = redis.Redis.from_url(settings.LIVE_REDIS_URL)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(settings.LIVE_CHANNEL)
+    pubsub.get_message(timeout=1)  # the subscription confirmation
+
+    def drain():
+        messages = []
+        while (message := pubsub.get_message(timeout=0.5)) is not None:
+            event = json.loads(message["data"])
+            event.pop("at")  # the publishing time
+            messages.append(event)
+        return messages
+
+    yield drain
+    pubsub.close()
+    client.close()

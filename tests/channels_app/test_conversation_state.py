@@ -3,13 +3,10 @@ its change once (timeline event, audit row, signal, live event), and no other ap
 writes the columns itself."""
 
 import ast
-import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -227,27 +224,6 @@ def received():
     yield sent
     for kind, signal in signals.CONVERSATION_CHANGE_SIGNALS.items():
         signal.disconnect(handlers[kind])
-
-
-@pytest.fixture
-def live_events():
-    """The live events published on the real Redis of this test run."""
-    client = redis.Redis.from_url(settings.LIVE_REDIS_URL)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(settings.LIVE_CHANNEL)
-    pubsub.get_message(timeout=1)  # the subscription confirmation
-
-    def drain():
-        messages = []
-        while (message := pubsub.get_message(timeout=0.5)) is not None:
-            event = json.loads(message["data"])
-            event.pop("at")  # the publishing time
-            messages.append(event)
-        return messages
-
-    yield drain
-    pubsub.close()
-    client.close()
 
 
 def _change_records(conversation):

@@ -828,3 +828,30 @@ def test_two_calls_from_one_number_share_one_callback_at_the_earlier_place(clien
     assert callback.call.pk == first.call().pk
     assert says(goodbye)[0].startswith("Thank you. We will call you back at this number")
     assert second.call().queue_result == CallDetail.QueueResult.CALLBACK
+
+
+def test_a_callback_made_is_announced_live_to_open_pages(
+    client, line, teams, twilio_stub_settings, live_events, django_capture_on_commit_callbacks
+):
+    _caller, callback = _pending_callback(client)
+    services.callback_dial_request(callback=callback, agent=_agent(teams), agent_number=AGENT_PHONE)
+    live_events()  # what the requests before published
+
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.outbound_callback_dial(str(callback.pk))
+
+    callback.refresh_from_db()
+    outbound_call = Interaction.objects.get(provider_id=callback.provider_call_sid)
+    team = teams["appointments"].pk
+    conversation = str(callback.conversation_id)
+    # The channel is shared with every other test publishing at the same time.
+    mine = [event for event in live_events() if event["conversation"] == conversation]
+    assert mine == [
+        {
+            "kind": "message",
+            "conversation": conversation,
+            "team": team,
+            "interaction": str(outbound_call.pk),
+        },
+        {"kind": "conversation", "conversation": conversation, "team": team},
+    ]
