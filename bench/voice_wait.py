@@ -26,6 +26,11 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from bench/: the project root is not on sys.path by itself.
+sys.path.insert(0, str(ROOT))
+
+from bench.common import prepare_database, raw_connection, setup_django  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_voice"
 WAIT_PATH = "/webhooks/twilio/voice/wait/"
 PRACTICE_NUMBER = "+15005550006"
@@ -37,15 +42,6 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=300, help="timed requests per variant")
     parser.add_argument("--warmup", type=int, default=30, help="untimed requests per variant")
     return parser.parse_args()
-
-
-def setup_django():
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def seed_queue(length):
@@ -187,24 +183,14 @@ def floor_statements(cursor, call_sid, team_id):
 
 def main():
     args = parse_args()
-    setup_django()
-    from bench.audit_overhead import ensure_database, migrate
-
-    ensure_database()
-    migrate()
-    import psycopg
+    setup_django(DEFAULT_DATABASE_URL)
+    prepare_database()
     from django.conf import settings
     from django.db import connection
     from django.test import Client
     from twilio.request_validator import RequestValidator
 
-    db = settings.DATABASES["default"]
-    raw = psycopg.connect(
-        dbname=db["NAME"],
-        host=db.get("HOST") or None,
-        port=db.get("PORT") or None,
-        user=db.get("USER") or None,
-    )
+    raw = raw_connection()
     client = Client()
     validator = RequestValidator(settings.TWILIO_AUTH_TOKEN)
     statements = []
