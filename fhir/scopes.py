@@ -17,7 +17,6 @@ CLIENT_SCOPE_GRANTS = {
     ApiClient.Scope.PATIENTS_READ: {
         "Patient": "rs",
         "Appointment": "rs",
-        "Consent": "rs",
         "CommunicationRequest": "rs",
     },
     ApiClient.Scope.PATIENTS_WRITE: {"Patient": "cu"},
