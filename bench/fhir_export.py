@@ -19,7 +19,8 @@ from pathlib import Path
 # Run as a script from bench/: the project root is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.inbox_timeline import setup_django
+from bench.common import migrate, setup_django
+from bench.inbox_timeline import DEFAULT_DATABASE_URL
 
 
 def parse_args():
@@ -41,11 +42,10 @@ def reset_peak():
 
 def main():
     args = parse_args()
-    setup_django()
+    setup_django(DEFAULT_DATABASE_URL)
     import tempfile
 
     from django.conf import settings
-    from django.core.management import call_command
     from django.db.models import Count
 
     from contactcenter.models import Team
@@ -54,7 +54,7 @@ def main():
     from patients.models import Patient
     from tests.factories import make_api_key
 
-    call_command("migrate", verbosity=0, interactive=False)
+    migrate()
     if not Patient.objects.exists():
         sys.exit("No data: run bench/fhir_search.py (or bench/inbox_timeline.py) first.")
     settings.FHIR_EXPORT_DIR = tempfile.mkdtemp(prefix="fhir-export-bench-")
