@@ -37,7 +37,8 @@ def _simulate(*args):
 
 
 def test_the_scenario_plays_against_postgresql(demo_practice, celery_worker_real):
-    printed = _simulate("--scenario")
+    # The worker's steps are waited for; a loaded machine needs more than the default.
+    printed = _simulate("--scenario", "--timeout", "120")
 
     assert "The day is played." in printed
     assert Appointment.objects.filter(status=Appointment.Status.CONFIRMED).count() == 1
