@@ -587,6 +587,15 @@ def callback_waiting_for(*, account, phone_index):
     )
 
 
+def callback_pending_of(*, conversation_id):
+    """The conversation's callback waiting in its queue (the earliest), or None."""
+    return (
+        Callback.objects.filter(conversation_id=conversation_id, status=Callback.Status.PENDING)
+        .order_by("queued_at", "id")
+        .first()
+    )
+
+
 def callback_get_visible(*, user, callback_id):
     """A callback whose conversation the user may see, else None."""
     visible = conversations_visible_to(user).values("pk")

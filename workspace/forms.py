@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from channels_app import selectors
 from channels_app.models import Conversation
+from contactcenter.blind_index import normalise_phone
 from patients.models import Channel
 
 
@@ -97,6 +98,7 @@ class ActionForm(forms.Form):
                 "labels",
                 "escalate",
                 "acknowledge",
+                "call_back",
             )
         ]
     )
@@ -108,6 +110,7 @@ class ActionForm(forms.Form):
     labels = forms.CharField(max_length=300, required=False)
     reason = forms.CharField(max_length=500, required=False)
     escalation = forms.UUIDField(required=False)
+    agent_number = forms.CharField(max_length=32, required=False)
 
     def __init__(self, *args, teammates=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -128,6 +131,11 @@ class ActionForm(forms.Form):
             self.add_error("reason", "Say in a few words why this needs escalating.")
         elif action == "acknowledge" and not data.get("escalation"):
             self.add_error("escalation", "No escalation was named.")
+        elif action == "call_back":
+            try:
+                data["agent_number"] = normalise_phone(data.get("agent_number") or "")
+            except ValueError:
+                self.add_error("agent_number", "Give the phone number you will answer on.")
         return data
 
     def first_error(self):

@@ -336,6 +336,7 @@ def conversation_context(request, conversation):
             conversation.pk, []
         ),
         "teammates": selectors.teammates_of(conversation=conversation),
+        "callback": selectors.callback_pending_of(conversation_id=conversation.pk),
         "priorities": Conversation.Priority.choices,
         **thread_context(
             conversation, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE)
@@ -529,6 +530,8 @@ def act(request, conversation_id):
     try:
         if action in ("escalate", "acknowledge"):
             _escalation_action(request, found, form.cleaned_data)
+        elif action == "call_back":
+            _call_back(request, found, form.cleaned_data["agent_number"])
         else:
             services.conversation_change(
                 conversation=found,
@@ -536,7 +539,11 @@ def act(request, conversation_id):
                 actor_is_supervisor=roles.has_role(request.user, roles.SUPERVISOR),
                 changes=form.changes(user=request.user),
             )
-    except (services.ConversationChangeRefused, escalation_services.EscalationRefused) as refused:
+    except (
+        services.ConversationChangeRefused,
+        services.CallbackRefused,
+        escalation_services.EscalationRefused,
+    ) as refused:
         page_audit(request, outcome="error", http_status=409, **audit)
         return _notice(request, str(refused), status=409)
     page_audit(request, **audit)
@@ -549,6 +556,16 @@ def act(request, conversation_id):
     response = render(request, "workspace/_work.html", conversation_context(request, updated))
     response["HX-Trigger"] = "live-inbox"
     return response
+
+
+def _call_back(request, conversation, agent_number):
+    """The conversation's waiting callback: Twilio dials the patient, then the agent."""
+    callback = selectors.callback_pending_of(conversation_id=conversation.pk)
+    if callback is None:
+        raise services.CallbackRefused(
+            "No callback is waiting on this conversation.", code="callback_not_pending"
+        )
+    services.callback_dial_request(callback=callback, agent=request.user, agent_number=agent_number)
 
 
 def _escalation_action(request, conversation, data):
