@@ -151,8 +151,10 @@ class Appointment(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="appointments")
     starts_at = models.DateTimeField()
     duration_minutes = models.PositiveSmallIntegerField(default=30)
-    provider_name = models.CharField(max_length=200, blank=True, default="")
-    location = models.CharField(max_length=200, blank=True, default="")
+    # Who the patient sees and where tie the patient to their care (a cardiologist,
+    # an oncology suite): encrypted like every other PHI column.
+    provider_name = EncryptedCharField(max_length=200, blank=True, default="")
+    location = EncryptedCharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
     source = models.CharField(max_length=64, blank=True, default="")
     external_id = models.CharField(max_length=128, blank=True, default="")
