@@ -20,6 +20,7 @@ hashes, so the head hash that verification prints is worth recording elsewhere.
 """
 
 import hashlib
+import hmac
 import json
 import time
 from contextlib import closing
@@ -30,6 +31,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.models import AuditEvent
+from contactcenter import crypto
 
 GENESIS_HASH = "0" * 64
 
@@ -61,6 +63,12 @@ EDITED = "edited"
 DELETED = "deleted"
 REORDERED = "reordered"
 INSERTED = "inserted"
+# Anchoring (compliance.anchoring): a row the application did not write, a copy of
+# one it did, and a chain shorter than, or different from, its latest checkpoint.
+FORGED = "forged"
+COPIED = "copied"
+TRUNCATED = "truncated"
+REWRITTEN = "rewritten"
 
 # Longer than any transaction that writes audit rows is expected to stay open; a
 # row that joins the chain later than this after its own timestamp was backdated.
@@ -90,17 +98,40 @@ class VerificationResult:
     broken_position: int | None = None
     reason: str = ""
     detail: str = ""
+    unsigned: int = 0
 
 
-def canonical_content(content) -> bytes:
+def canonical_content(content, *, fields=HASHED_FIELDS) -> bytes:
     """The bytes hashed for one row: sorted keys, no spaces, UTC ISO timestamps."""
-    values = {name: content[name] for name in HASHED_FIELDS}
+    values = {name: content[name] for name in fields}
     values["recorded_at"] = values["recorded_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return json.dumps(values, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
 def event_hash(*, prev_hash: str, content) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + canonical_content(content)).hexdigest()
+
+
+# The row MAC covers what the hash covers except the id, which the database assigns
+# after the application has made the MAC (see compliance.anchoring).
+MAC_FIELDS = tuple(name for name in HASHED_FIELDS if name != "id")
+
+
+def _mac_digest(key, content):
+    return hmac.new(key, canonical_content(content, fields=MAC_FIELDS), hashlib.sha256).hexdigest()
+
+
+def row_mac(content) -> str:
+    """`<key id>:<hex HMAC-SHA256>` of a row's content under the first AUDIT_MAC_KEYS key."""
+    keys = crypto.audit_mac_keys()
+    key_id = next(iter(keys))
+    return f"{key_id}:{_mac_digest(keys[key_id], content)}"
+
+
+def row_mac_valid(content, mac) -> bool:
+    key_id, _, digest = (mac or "").partition(":")
+    key = crypto.audit_mac_keys().get(key_id)
+    return key is not None and hmac.compare_digest(_mac_digest(key, content), digest)
 
 
 def seal_pending(*, batch_size=1000) -> int:
@@ -145,12 +176,15 @@ def _seal_batch(*, batch_size):
 
 
 def verify_chain(
-    *, limit=None, time_budget_seconds=None, grace=DEFAULT_GRACE
+    *, limit=None, time_budget_seconds=None, grace=DEFAULT_GRACE, checkpoint=None
 ) -> VerificationResult:
     """Walk the sealed chain in position order, streaming, and report the first break.
 
-    `limit` and `time_budget_seconds` stop early with `complete=False`; rows not
-    reached are not judged.
+    Every row must carry a valid MAC of its own (rows older than the first one with
+    a MAC were written before MACs existed). With `checkpoint` (the latest one the
+    sealer published outside the database), a complete walk must reach its position
+    with its head hash. `limit` and `time_budget_seconds` stop early with
+    `complete=False`; rows not reached are not judged.
     """
     deadline = None if time_budget_seconds is None else time.monotonic() + time_budget_seconds
     walk = _ChainWalk(grace=grace)
@@ -161,7 +195,7 @@ def verify_chain(
         query = (
             AuditEvent.objects.filter(chain_position__isnull=False)
             .order_by("chain_position")
-            .values_list(*HASHED_FIELDS, "chain_position", "prev_hash", "hash")
+            .values_list(*HASHED_FIELDS, "mac", "chain_position", "prev_hash", "hash")
         )
         if limit is not None:
             query = query[:limit]
@@ -176,7 +210,7 @@ def verify_chain(
         if complete and limit is not None and walk.count == limit:
             complete = not AuditEvent.objects.filter(chain_position__gt=walk.head_position).exists()
         if complete:
-            broken = walk.check_unsealed()
+            broken = walk.check_unsealed() or walk.check_checkpoint(checkpoint)
             if broken:
                 return broken
     return walk.result(ok=True, complete=complete)
@@ -191,9 +225,12 @@ class _ChainWalk:
         self.head_hash = GENESIS_HASH
         self.head_position = None
         self.newest_recorded = None
+        self.unsigned = 0
+        self.macs_seen = set()
 
     def result(self, **kwargs):
         return VerificationResult(
+            unsigned=self.unsigned,
             count=self.count,
             head_hash=self.head_hash,
             head_position=self.head_position,
@@ -202,7 +239,7 @@ class _ChainWalk:
 
     def step(self, values):
         content = dict(zip(HASHED_FIELDS, values, strict=False))
-        position, prev_hash, stored_hash = values[-3:]
+        mac, position, prev_hash, stored_hash = values[-4:]
         reason, detail = _judge(
             content=content,
             position=position,
@@ -213,6 +250,8 @@ class _ChainWalk:
             newest_recorded=self.newest_recorded,
             grace=self.grace,
         )
+        if not reason:
+            reason, detail = self._judge_mac(content, mac)
         if reason:
             return self.result(
                 ok=False,
@@ -225,6 +264,62 @@ class _ChainWalk:
         self.head_hash, self.head_position = stored_hash, position
         if self.newest_recorded is None or content["recorded_at"] > self.newest_recorded:
             self.newest_recorded = content["recorded_at"]
+        return None
+
+    def _judge_mac(self, content, mac):
+        if not mac and not self.macs_seen:
+            self.unsigned += 1  # written before row MACs existed
+            return "", ""
+        if not row_mac_valid(content, mac):
+            return FORGED, (
+                "it has no valid MAC: it was not written by the application (a row "
+                "inserted or altered in SQL)"
+            )
+        # A 16-byte prefix of each MAC is enough to recognise a copy in memory.
+        fingerprint = mac.rpartition(":")[2][:32]
+        if fingerprint in self.macs_seen:
+            return COPIED, "its MAC is that of an earlier event: a genuine row copied in SQL"
+        self.macs_seen.add(fingerprint)
+        return "", ""
+
+    def check_checkpoint(self, checkpoint):
+        """The chain against the latest checkpoint published outside the database."""
+        if checkpoint is None:
+            return None
+        if not checkpoint.signature_valid():
+            return self.result(
+                ok=False,
+                reason=FORGED,
+                detail=f"the checkpoint at position {checkpoint.sequence} has no valid signature",
+            )
+        head = self.head_position or 0
+        if head < checkpoint.sequence:
+            return self.result(
+                ok=False,
+                broken_position=head + 1,
+                reason=TRUNCATED,
+                detail=(
+                    f"positions {head + 1} to {checkpoint.sequence} are missing: the checkpoint "
+                    f"of {checkpoint.at} published position {checkpoint.sequence}, the chain "
+                    f"ends at {head} (its tail was cut)"
+                ),
+            )
+        anchored = (
+            AuditEvent.objects.filter(chain_position=checkpoint.sequence)
+            .values_list("id", "hash")
+            .first()
+        )
+        if anchored[1] != checkpoint.head_hash:
+            return self.result(
+                ok=False,
+                broken_id=anchored[0],
+                broken_position=checkpoint.sequence,
+                reason=REWRITTEN,
+                detail=(
+                    f"its hash is not the head hash the checkpoint of {checkpoint.at} "
+                    "published: the chain up to it was rebuilt"
+                ),
+            )
         return None
 
     def check_unsealed(self):

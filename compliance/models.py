@@ -98,6 +98,12 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     sealed_at = models.DateTimeField(null=True, blank=True)
+    # "<key id>:<hex HMAC>" made by the application as it writes the row, with a key
+    # the database never holds (compliance.chain.row_mac); NULL on rows written
+    # before row MACs existed. Nullable without a default, so adding it is an
+    # ALTER TABLE ADD COLUMN on SQLite too, not a rebuild that would drop the
+    # append-only triggers.
+    mac = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
 
     objects = AuditEventQuerySet.as_manager()
 

@@ -24,6 +24,7 @@ from django.db import connection, connections, router, transaction
 from django.utils import timezone
 
 from compliance import retention, selectors
+from compliance.chain import MAC_FIELDS, row_mac
 from compliance.models import (
     AnomalyFinding,
     AuditEvent,
@@ -142,6 +143,7 @@ def _build_event(
         event.source_ip = _client_ip(request)
         event.user_agent = request.META.get("HTTP_USER_AGENT", "")[:_USER_AGENT_LENGTH]
         event.request_id = str(getattr(request, "request_id", ""))[:_REQUEST_ID_LENGTH]
+    event.mac = row_mac({name: getattr(event, name) for name in MAC_FIELDS})
     return event
 
 

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from celery import shared_task
 
-from compliance import services
+from compliance import anchoring, services
 from compliance.chain import seal_pending
 
 
@@ -11,9 +11,13 @@ def seal_audit_chain():
     """Seal the audit events committed since the last run (beat, every 5 seconds).
 
     Overlapping runs are harmless: sealers queue on their own lock, and a run that
-    finds nothing pending returns at once.
+    finds nothing pending returns at once. A run that sealed something publishes a
+    signed checkpoint of the new head outside the database (compliance.anchoring).
     """
-    return seal_pending()
+    sealed = seal_pending()
+    if sealed:
+        anchoring.checkpoint_publish_head()
+    return sealed
 
 
 @shared_task(name="compliance.tasks.nightly_anomaly_report", ignore_result=True)

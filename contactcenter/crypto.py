@@ -33,7 +33,7 @@ BLIND_INDEX_MIN_KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
 
-_KEY_SETTINGS = ("FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY")
+_KEY_SETTINGS = ("FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_MAC_KEYS")
 _cache = {}
 
 
@@ -77,12 +77,20 @@ class Keyring:
 def parse_keyring(raw):
     """Parse FIELD_ENCRYPTION_KEYS; raises ImproperlyConfigured naming the variable
     and the entry's position (or a valid key id), never the key text."""
-    name = "FIELD_ENCRYPTION_KEYS"
+    keys = parse_key_list(raw, name="FIELD_ENCRYPTION_KEYS")
+    return Keyring(
+        primary_id=next(iter(keys)), ciphers={key_id: AESGCM(key) for key_id, key in keys.items()}
+    )
+
+
+def parse_key_list(raw, *, name):
+    """A keyring variable, `id:base64key,...` of 32-byte keys, as {id: key} in the
+    order given (the first is the one that encrypts or signs)."""
     if not raw or not raw.strip():
         raise ImproperlyConfigured(
             f"{name} is not set: give at least one key as id:base64key (32 bytes)."
         )
-    ciphers = {}
+    keys = {}
     for position, entry in enumerate(raw.split(","), start=1):
         key_id, separator, encoded = entry.strip().partition(":")
         if not separator:
@@ -92,7 +100,7 @@ def parse_keyring(raw):
                 f"{name} entry {position} has an invalid key id: use 1 to 16 of "
                 "A-Z, a-z, 0-9, '_' and '-'."
             )
-        if key_id in ciphers:
+        if key_id in keys:
             raise ImproperlyConfigured(f"{name} lists the key id {key_id!r} twice.")
         key = _decode_key(encoded, name=name, what=f"key {key_id!r}")
         if len(key) != KEY_BYTES:
@@ -100,8 +108,8 @@ def parse_keyring(raw):
                 f"{name} key {key_id!r} is {len(key)} bytes after base64 decoding; "
                 f"it must be exactly {KEY_BYTES}."
             )
-        ciphers[key_id] = AESGCM(key)
-    return Keyring(primary_id=next(iter(ciphers)), ciphers=ciphers)
+        keys[key_id] = key
+    return keys
 
 
 def parse_blind_index_key(raw):
@@ -143,11 +151,21 @@ def blind_index_key():
     return key
 
 
+def audit_mac_keys():
+    """AUDIT_MAC_KEYS as {id: key}: the first signs new audit rows, all verify."""
+    keys = _cache.get("AUDIT_MAC_KEYS")
+    if keys is None:
+        keys = parse_key_list(getattr(settings, "AUDIT_MAC_KEYS", ""), name="AUDIT_MAC_KEYS")
+        _cache["AUDIT_MAC_KEYS"] = keys
+    return keys
+
+
 def validate_key_settings():
-    """Parse both keys now, so a bad key stops start-up rather than the first request
-    that touches PHI."""
+    """Parse every key now, so a bad key stops start-up rather than the first request
+    that touches PHI or writes an audit row."""
     field_keyring()
     blind_index_key()
+    audit_mac_keys()
 
 
 @receiver(setting_changed)

@@ -7,6 +7,15 @@ from contactcenter.celery import app as celery_app
 from tests.factories import make_api_key, make_patient, make_staff
 
 
+@pytest.fixture(autouse=True)
+def audit_checkpoints(settings, tmp_path):
+    """Each test's own checkpoint file: the database is emptied between tests, and
+    a checkpoint left by an earlier test would name a chain this one never had."""
+    path = tmp_path / "audit-checkpoints.jsonl"
+    settings.AUDIT_CHECKPOINT_SINK = f"file://{path}"
+    return path
+
+
 @pytest.fixture
 def celery_worker_real(transactional_db):
     """A real Celery worker, in this process, consuming every queue from the real

@@ -55,6 +55,9 @@ PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
 # --- Keys for PHI (parsed and validated by contactcenter.crypto at start-up) ---
 FIELD_ENCRYPTION_KEYS = env.str("FIELD_ENCRYPTION_KEYS", default="")
 BLIND_INDEX_KEY = env.str("BLIND_INDEX_KEY", default="")
+# Keyring of the audit trail's row MACs (compliance.anchoring), `id:base64key,...`:
+# the first signs, all verify. The database never holds it.
+AUDIT_MAC_KEYS = env.str("AUDIT_MAC_KEYS", default="")
 
 # --- Compliance -------------------------------------------------------------------
 # Calendar days and "after hours" in anomaly reports are the practice's, not UTC's.
@@ -65,6 +68,12 @@ except (zoneinfo.ZoneInfoNotFoundError, ValueError):
     raise ImproperlyConfigured(
         f"PRACTICE_TIME_ZONE is not a known time zone: {PRACTICE_TIME_ZONE!r}"
     ) from None
+# Where the audit sealer publishes its signed checkpoints, outside the database:
+# file:///absolute/path (appended to), syslog:// (the local /dev/log) or
+# syslog://host:port (UDP).
+AUDIT_CHECKPOINT_SINK = env.str(
+    "AUDIT_CHECKPOINT_SINK", default=f"file://{VAR_DIR / 'audit-checkpoints.jsonl'}"
+)
 BREAK_GLASS_MINUTES = env.int("BREAK_GLASS_MINUTES", default=60)
 if BREAK_GLASS_MINUTES <= 0:
     raise ImproperlyConfigured("BREAK_GLASS_MINUTES must be a positive number of minutes.")

@@ -13,6 +13,7 @@ required("ALLOWED_HOSTS")
 required("REDIS_URL")
 required("FIELD_ENCRYPTION_KEYS")
 required("BLIND_INDEX_KEY")
+required("AUDIT_MAC_KEYS")
 DEBUG = False
 # Email, SMS and calls must reach patients: no console mail, no local outbox.
 DEVELOPMENT_DELIVERY_ALLOWED = False

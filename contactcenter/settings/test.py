@@ -5,6 +5,7 @@ its own Redis key prefix so parallel workers never consume each other's tasks.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/contactcenter")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -12,6 +13,7 @@ os.environ.setdefault("CONTACTCENTER_READ_DEV_ENV", "false")
 # Fixed keys for the test suite only (32 bytes each, base64).
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test1:dGVzdC1maWVsZC1lbmNyeXB0aW9uLWtleS0wMDAwMDA=")
 os.environ.setdefault("BLIND_INDEX_KEY", "dGVzdC1ibGluZC1pbmRleC1rZXktMDAwMDAwMDAwMDA=")
+os.environ.setdefault("AUDIT_MAC_KEYS", "audit1:dGVzdC1hdWRpdC1tYWMta2V5LTAwMDAwMDAwMDAwMDA=")
 os.environ.setdefault("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000")
 os.environ.setdefault("TWILIO_AUTH_TOKEN", "test-twilio-auth-token-0000000000")
 os.environ.setdefault("EMAIL_WEBHOOK_SECRET", "test-email-webhook-secret")
@@ -41,5 +43,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE_FILENAME = "/dev/null"
 # Redis pub/sub channels ignore the database number: each run listens on its own.
 LIVE_CHANNEL = f"{TEST_RUN_PREFIX}live"
+# Audit checkpoints of this test run; each test gets its own file (tests/conftest.py).
+AUDIT_CHECKPOINT_SINK = f"file://{tempfile.gettempdir()}/{TEST_RUN_PREFIX}audit-checkpoints.jsonl"
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.fieldtestapp"]  # noqa: F405

@@ -269,11 +269,14 @@ def test_partial_sealing_update_is_rejected():
 
 def test_hash_and_sqlite_trigger_cover_every_content_column():
     # A column added to AuditEvent must be a deliberate decision for both.
+    # The row MAC is neither hashed nor a chain column; the trigger guards it too.
     triggers = importlib.import_module("compliance.migrations.0003_auditevent_append_only_triggers")
+    latest_triggers = importlib.import_module("compliance.migrations.0005_auditevent_mac")
     content = {field.column for field in AuditEvent._meta.concrete_fields} - CHAIN_COLUMNS
 
-    assert set(chain.HASHED_FIELDS) == content
-    assert set(triggers.CONTENT_COLUMNS) == content
+    assert set(chain.HASHED_FIELDS) == content - {"mac"}
+    assert set(chain.MAC_FIELDS) == content - {"mac", "id"}
+    assert set(latest_triggers.CONTENT_COLUMNS) == content
     assert set(triggers.CHAIN_COLUMNS) == CHAIN_COLUMNS
 
 

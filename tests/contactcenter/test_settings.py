@@ -75,6 +75,7 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "contact.example.org",
     "FIELD_ENCRYPTION_KEYS": "k2:" + "A" * 43 + "=",
     "BLIND_INDEX_KEY": "B" * 43 + "=",
+    "AUDIT_MAC_KEYS": "a1:" + "C" * 43 + "=",
     "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.org:587",
 }
 
