@@ -79,6 +79,7 @@ def _local_process(**env):
                 "FIELD_ENCRYPTION_KEYS", "k1:" + "A" * 43 + "="
             ),
             "BLIND_INDEX_KEY": os.environ.get("BLIND_INDEX_KEY", "B" * 43 + "="),
+            "AUDIT_MAC_KEYS": os.environ.get("AUDIT_MAC_KEYS", "a1:" + "C" * 43 + "="),
             "DATABASE_URL": "sqlite:////tmp/unused-by-this-test.sqlite3",
             **env,
         },
