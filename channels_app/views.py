@@ -1,5 +1,3 @@
-import functools
-
 import django_filters
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -42,6 +40,7 @@ from channels_app.serializers import (
 from compliance.mixins import AuditedViewMixin
 from contactcenter import roles
 from contactcenter.errors import ApiError
+from contactcenter.filters import MAX_ID, IdFilter, query_cleaned
 from contactcenter.keyset import KeysetPagination
 from contactcenter.permissions import role_permission
 from contactcenter.templating import render_template
@@ -138,7 +137,7 @@ class InboxFilter(django_filters.FilterSet):
         help_text="Repeatable; default open and pending.",
     )
     assignee = django_filters.CharFilter(method="noop", help_text='"me", "unassigned" or a user id')
-    team = django_filters.NumberFilter(method="noop")
+    team = IdFilter(method="noop")
     channel = django_filters.ChoiceFilter(choices=Channel.choices, method="noop")
     priority = django_filters.ChoiceFilter(choices=[(k, k) for k in _PRIORITIES], method="noop")
     patient = django_filters.UUIDFilter(method="noop")
@@ -165,21 +164,6 @@ def _visible_patient_ids(user, conversations):
     return set(patients_visible_to(user).filter(pk__in=patient_ids).values_list("pk", flat=True))
 
 
-@functools.cache
-def _filter_form_class(filterset_class, model):
-    # A FilterSet builds a new form class for every instance: once per process.
-    return filterset_class(queryset=model.objects.none()).get_form_class()
-
-
-def _cleaned(filterset_class, request, model):
-    """The query string, validated by the form of the view's FilterSet (which also
-    documents the filters in the schema); a bad value is a 400 naming the parameter."""
-    form = _filter_form_class(filterset_class, model)(data=request.query_params)
-    if not form.is_valid():
-        raise ValidationError(form.errors)
-    return form.cleaned_data
-
-
 class ConversationListView(AuditedViewMixin, generics.ListAPIView):
     """The unified inbox across every channel."""
 
@@ -192,9 +176,11 @@ class ConversationListView(AuditedViewMixin, generics.ListAPIView):
     permission_classes = [role_permission(*CARE_ROLES)]
 
     def list(self, request):
-        data = _cleaned(InboxFilter, request, Conversation)
+        data = query_cleaned(InboxFilter, request, Conversation)
         assignee = data.get("assignee") or None
-        if assignee not in (None, "me", "unassigned") and not assignee.isdigit():
+        if assignee not in (None, "me", "unassigned") and not (
+            assignee.isdecimal() and 0 < int(assignee) <= MAX_ID
+        ):
             raise ValidationError({"assignee": ['"me", "unassigned" or a user id.']})
         filters = selectors.InboxFilters(
             statuses=tuple(data.get("status") or Conversation.ACTIVE_STATUSES),
@@ -436,7 +422,7 @@ class PatientTimelineView(AuditedViewMixin, generics.ListAPIView):
         return [str(pk) for pk in existing.values_list("pk", flat=True)]
 
     def list(self, request, patient_id):
-        data = _cleaned(TimelineFilter, request, Interaction)
+        data = query_cleaned(TimelineFilter, request, Interaction)
         filters = selectors.TimelineFilters(
             channel=data.get("channel") or None,
             direction=data.get("direction") or None,

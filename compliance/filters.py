@@ -2,6 +2,7 @@ import django_filters
 from django import forms
 
 from compliance.models import AuditEvent, BreakGlassGrant
+from contactcenter.filters import IdFilter
 
 
 class IPAddressFilter(django_filters.Filter):
@@ -13,7 +14,7 @@ class IPAddressFilter(django_filters.Filter):
 class AuditEventFilter(django_filters.FilterSet):
     """The audit search; the CSV export takes the same parameters."""
 
-    actor = django_filters.NumberFilter(field_name="actor_user_id", help_text="Staff user id.")
+    actor = IdFilter(field_name="actor_user_id", help_text="Staff user id.")
     patient = django_filters.UUIDFilter(method="filter_patient", help_text="Patient id.")
     action = django_filters.ChoiceFilter(choices=AuditEvent.Action.choices)
     outcome = django_filters.ChoiceFilter(choices=AuditEvent.Outcome.choices)
@@ -21,7 +22,7 @@ class AuditEventFilter(django_filters.FilterSet):
     purpose = django_filters.ChoiceFilter(
         field_name="purpose_of_use", choices=AuditEvent.PurposeOfUse.choices
     )
-    api_client = django_filters.NumberFilter(field_name="api_client_id", help_text="API key id.")
+    api_client = IdFilter(field_name="api_client_id", help_text="API key id.")
     ip = IPAddressFilter(field_name="source_ip")
     since = django_filters.IsoDateTimeFilter(field_name="recorded_at", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="recorded_at", lookup_expr="lt")

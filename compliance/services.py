@@ -227,9 +227,9 @@ def disclosure_create(
     patient_id,
     disclosed_at,
     recipient_name,
-    recipient_address,
     description,
     purpose,
+    recipient_address="",
     created_by=None,
     api_client=None,
 ) -> Disclosure:

@@ -301,6 +301,12 @@ class PatientDisclosuresView(AuditedViewMixin, generics.ListCreateAPIView):
         self.audit(patient_ids=[patient_id])
         return selectors.disclosures_of_patient(patient_id=patient_id)
 
+    def create(self, request, *args, **kwargs):
+        # An unknown patient is a 404 whatever the body says.
+        if not selectors.patient_exists(patient_id=self.kwargs["patient_id"]):
+            raise NotFound()
+        return super().create(request, *args, **kwargs)
+
     def perform_create(self, serializer):
         try:
             serializer.instance = services.disclosure_create(

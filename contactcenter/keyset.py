@@ -15,26 +15,15 @@ import uuid
 from dataclasses import dataclass
 
 from django.utils.dateparse import parse_datetime
-from rest_framework import status
 from rest_framework.pagination import BasePagination
 from rest_framework.utils.urls import replace_query_param
 
 from contactcenter.errors import ApiError
+from contactcenter.pagination import CURSOR_PARAM, InvalidCursor
 
-CURSOR_PARAM = "cursor"
 PAGE_SIZE_PARAM = "page_size"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-
-
-class InvalidCursor(ApiError):
-    def __init__(self):
-        super().__init__(
-            "The cursor is not one this list handed out; start again from the first page.",
-            code="invalid_cursor",
-            status_code=status.HTTP_400_BAD_REQUEST,
-            details={CURSOR_PARAM: ["Invalid cursor."]},
-        )
 
 
 @dataclass(frozen=True)

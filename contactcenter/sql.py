@@ -46,7 +46,9 @@ def _converters(fields, vendor):
     for index, field in enumerate(fields):
         if field is None:
             continue
-        expression = field.cached_col
+        # get_col, as the ORM's compiler does: a foreign key's column converts as
+        # its target (a UUID comes back as a UUID on SQLite too, not as its hex).
+        expression = field.get_col(field.model._meta.db_table)
         functions = connection.ops.get_db_converters(expression) + expression.get_db_converters(
             connection
         )

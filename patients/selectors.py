@@ -28,24 +28,40 @@ def patient_visible_sql(user, *, patient_id):
     return visible_sql(patients_visible_to(user).filter(pk=patient_id))
 
 
+class LookupValueInvalid(ValueError):
+    """A lookup value that cannot be normalised (an impossible number); `field`
+    names the lookup."""
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field = field
+
+
+def _lookup_index(field, index, raw):
+    try:
+        return index(raw)
+    except ValueError as exc:
+        raise LookupValueInvalid(field, str(exc)) from None
+
+
 def patient_list(*, user, phone=None, email=None, mrn=None, team_id=None, flag=None):
     """The patient list with exact lookups through blind indexes. Raises
-    ValueError when a lookup value cannot be normalised (an impossible number)."""
+    LookupValueInvalid when a lookup value cannot be normalised."""
     queryset = patients_visible_to(user).filter(merged_into__isnull=True)
     if phone:
         queryset = queryset.filter(
             pk__in=ContactPoint.objects.filter(
-                kind=ContactPoint.Kind.PHONE, value_index=phone_index(phone)
+                kind=ContactPoint.Kind.PHONE, value_index=_lookup_index("phone", phone_index, phone)
             ).values("patient_id")
         )
     if email:
         queryset = queryset.filter(
             pk__in=ContactPoint.objects.filter(
-                kind=ContactPoint.Kind.EMAIL, value_index=email_index(email)
+                kind=ContactPoint.Kind.EMAIL, value_index=_lookup_index("email", email_index, email)
             ).values("patient_id")
         )
     if mrn:
-        queryset = queryset.filter(mrn_index=mrn_index(mrn))
+        queryset = queryset.filter(mrn_index=_lookup_index("mrn", mrn_index, mrn))
     if team_id:
         queryset = queryset.filter(team_id=team_id)
     if flag:

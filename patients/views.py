@@ -9,6 +9,7 @@ from compliance.mixins import AuditedViewMixin
 from contactcenter import roles
 from contactcenter.auth import api_client_of, staff_user_of
 from contactcenter.errors import Conflict
+from contactcenter.filters import IdFilter, query_cleaned
 from contactcenter.models import Team
 from contactcenter.permissions import role_permission
 from contactcenter.services import teams_of
@@ -30,7 +31,7 @@ class PatientFilter(django_filters.FilterSet):
     phone = django_filters.CharFilter(method="noop", help_text="Exact, any format of the number.")
     email = django_filters.CharFilter(method="noop", help_text="Exact, case-insensitive.")
     mrn = django_filters.CharFilter(method="noop", help_text="Exact.")
-    team = django_filters.NumberFilter(method="noop")
+    team = IdFilter(method="noop")
     flag = django_filters.ChoiceFilter(choices=PATIENT_FLAG_CHOICES, method="noop")
 
     def noop(self, queryset, name, value):
@@ -87,21 +88,18 @@ class PatientListCreateView(AuditedViewMixin, generics.ListCreateAPIView):
         return [*super().get_permissions(), role_permission(*CARE_ROLES, roles.INTEGRATION)()]
 
     def get_queryset(self):
-        params = self.request.query_params
+        data = query_cleaned(PatientFilter, self.request, Patient)
         try:
             return selectors.patient_list(
                 user=self.request.user,
-                phone=params.get("phone"),
-                email=params.get("email"),
-                mrn=params.get("mrn"),
-                team_id=params.get("team") or None,
-                flag=params.get("flag")
-                if params.get("flag") in dict(PATIENT_FLAG_CHOICES)
-                else None,
+                phone=data.get("phone") or None,
+                email=data.get("email") or None,
+                mrn=data.get("mrn") or None,
+                team_id=data.get("team"),
+                flag=data.get("flag") or None,
             )
-        except ValueError as exc:
-            field = next(k for k in ("phone", "email", "mrn") if params.get(k))
-            raise ValidationError({field: [str(exc)]}) from None
+        except selectors.LookupValueInvalid as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)

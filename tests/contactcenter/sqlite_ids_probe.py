@@ -1,0 +1,70 @@
+"""Run by test_ids_are_canonical_on_sqlite in a subprocess, with a SQLite
+DATABASE_URL (the database of `make run`): prints, as JSON, the ids the inbox and
+the timeline return and the status of the detail URLs built from them."""
+
+import json
+import os
+import sys
+
+import django
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
+os.environ["DATABASE_URL"] = f"sqlite:///{sys.argv[1]}"
+
+from contactcenter.settings import test as test_settings
+
+# The PostgreSQL session option of the test settings means nothing to SQLite.
+test_settings.DATABASES["default"]["OPTIONS"].pop("options", None)
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from channels_app.models import ChannelAccount  # noqa: E402
+from channels_app.services import inbound_record  # noqa: E402
+from contactcenter import roles  # noqa: E402
+from patients.models import Channel  # noqa: E402
+from tests.factories import TeamFactory, make_patient, make_staff, token_for  # noqa: E402
+
+call_command("migrate", verbosity=0)
+team = TeamFactory(name="North")
+agent = make_staff("agent", role=roles.AGENT, teams=[team])
+patient = make_patient(team=team, phones=("+14155550177",))
+account = ChannelAccount.objects.create(
+    kind=Channel.SMS, name="Main line", address="+15005550006", team=team
+)
+inbound_record(
+    channel=Channel.SMS,
+    account=account,
+    address="+14155550177",
+    body="Hello",
+    provider_id="SM" + "1" * 32,
+    occurred_at=timezone.now(),
+    source="twilio_sms",
+    raw_payload="{}",
+)
+client, headers = Client(), token_for(agent)
+inbox_row = client.get("/api/v1/conversations/", **headers).json()["results"][0]
+timeline_row = client.get(f"/api/v1/patients/{patient.pk}/timeline/", **headers).json()[
+    "results"
+][0]
+followed = {
+    "patient": client.get(f"/api/v1/patients/{inbox_row['patient']}/", **headers).status_code,
+    "conversation": client.get(
+        f"/api/v1/conversations/{timeline_row['conversation']}/", **headers
+    ).status_code,
+}
+print(
+    json.dumps(
+        {
+            "ids": [
+                inbox_row["id"],
+                inbox_row["patient"],
+                timeline_row["id"],
+                timeline_row["conversation"],
+            ],
+            "followed": followed,
+        }
+    )
+)
