@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -41,6 +41,7 @@ from compliance.mixins import AuditedViewMixin
 from contactcenter import roles
 from contactcenter.errors import ApiError
 from contactcenter.filters import MAX_ID, IdFilter, query_cleaned
+from contactcenter.idempotency import IdempotentCreateMixin
 from contactcenter.keyset import KeysetPagination
 from contactcenter.permissions import role_permission
 from contactcenter.templating import render_template
@@ -51,7 +52,7 @@ from patients.selectors import patients_visible_to
 CARE_ROLES = (roles.AGENT, roles.SUPERVISOR, roles.CLINICIAN)
 
 
-class PortalMessageView(AuditedViewMixin, generics.GenericAPIView):
+class PortalMessageView(IdempotentCreateMixin, AuditedViewMixin, generics.GenericAPIView):
     """A message a patient wrote in the portal, delivered by the portal system."""
 
     serializer_class = PortalMessageSerializer
@@ -296,7 +297,7 @@ def _render_canned(canned, conversation):
         raise ValidationError({"canned_response": [str(exc)]}) from None
 
 
-class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
+class ConversationMessagesView(IdempotentCreateMixin, AuditedViewMixin, generics.ListCreateAPIView):
     serializer_class = ConversationMessageSerializer
     queryset = Interaction.objects.none()
     audit_resource_type = "interaction"
@@ -327,13 +328,11 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
         request=ReplySerializer,
         responses={
             201: ConversationMessageSerializer,
-            200: ConversationMessageSerializer,
             409: OpenApiResponse(
                 description="`stale_reply`: the patient wrote after `last_seen_interaction`; "
                 "nothing was sent. `details.latest_interaction` is the newest inbound message."
             ),
         },
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
     )
     def post(self, request, pk):
         conversation = _conversation_or_404(request, pk)
@@ -348,14 +347,12 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
             if canned is None:
                 raise ValidationError({"canned_response": ["No such canned response."]})
             body = _render_canned(canned, conversation)
-        key = request.headers.get("Idempotency-Key", "").strip()[:128] or None
         try:
-            interaction, created = services.reply_create(
+            interaction, _created = services.reply_create(
                 conversation=conversation,
                 author=request.user,
                 body=body,
                 internal=data.validated_data["internal"],
-                idempotency_key=key,
                 last_seen_interaction_id=data.validated_data.get("last_seen_interaction"),
             )
         except services.ReplyStale as stale:
@@ -370,8 +367,7 @@ class ConversationMessagesView(AuditedViewMixin, generics.ListCreateAPIView):
             pk=interaction.pk
         )
         return Response(
-            ConversationMessageSerializer(interaction).data,
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+            ConversationMessageSerializer(interaction).data, status=status.HTTP_201_CREATED
         )
 
 

@@ -35,6 +35,7 @@ from compliance.serializers import (
 from contactcenter import roles
 from contactcenter.auth import api_client_of, staff_user_of
 from contactcenter.errors import Conflict
+from contactcenter.idempotency import IdempotentCreateMixin
 from contactcenter.permissions import ScopedAccess
 
 CARE_ROLES = (roles.AGENT, roles.SUPERVISOR, roles.CLINICIAN)
@@ -197,7 +198,7 @@ class PatientAccessReportView(ComplianceView, generics.ListAPIView):
         return self.list(request)
 
 
-class BreakGlassCreateView(AuditedViewMixin, generics.GenericAPIView):
+class BreakGlassCreateView(IdempotentCreateMixin, AuditedViewMixin, generics.GenericAPIView):
     """Emergency read access to a patient outside the caller's teams, for
     BREAK_GLASS_MINUTES, with a reason; every grant waits for a compliance review."""
 
@@ -279,7 +280,7 @@ class BreakGlassReviewView(ComplianceView):
         return Response(BreakGlassGrantSerializer(grant).data)
 
 
-class PatientDisclosuresView(AuditedViewMixin, generics.ListCreateAPIView):
+class PatientDisclosuresView(IdempotentCreateMixin, AuditedViewMixin, generics.ListCreateAPIView):
     """The accounting of disclosures of one patient (45 CFR 164.528): the last six
     years, newest first; POST records one (compliance officers, or an integration
     with the disclosures:write scope)."""

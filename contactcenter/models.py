@@ -1,9 +1,13 @@
 """Shared primitives: teams, staff profiles, staff tokens and integration API keys."""
 
+import uuid
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
+
+from contactcenter.fields import EncryptedTextField
 
 
 class Team(models.Model):
@@ -118,3 +122,37 @@ class ApiClient(models.Model):
 
     def has_scope(self, scope):
         return scope in self.scopes
+
+
+class IdempotentRequest(models.Model):
+    """A POST that created something, under the caller's `Idempotency-Key`: the
+    same key from the same caller within IDEMPOTENCY_SECONDS answers with the
+    stored result instead of creating again (contactcenter/idempotency.py).
+
+    The row is inserted, unfinished, before the view runs and in the request's
+    transaction, so a concurrent retry waits on the unique key and then finds
+    the result; a request that fails rolls its row back with everything else.
+    The stored answer can name a patient, so it is encrypted."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    principal = models.CharField(max_length=40, help_text="user:<id> or client:<id>")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(
+        max_length=64, help_text="HMAC of the method, path and body the key was first used with."
+    )
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = EncryptedTextField(blank=True, default="")
+    patient_ids = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Patients the first answer named, for the replay's audit row.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["principal", "key"], name="idempotent_request_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.principal} {self.key}"

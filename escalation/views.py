@@ -8,6 +8,7 @@ from channels_app.selectors import conversation_get_visible
 from compliance.mixins import AuditedViewMixin
 from contactcenter import roles
 from contactcenter.errors import ApiError
+from contactcenter.idempotency import IdempotentCreateMixin
 from contactcenter.models import StaffProfile, Team
 from contactcenter.permissions import role_permission
 from escalation import selectors, services
@@ -44,7 +45,9 @@ def _validation_error(exc):
     return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
 
 
-class EscalationRuleListCreateView(ConfigurationAuditMixin, generics.ListCreateAPIView):
+class EscalationRuleListCreateView(
+    IdempotentCreateMixin, ConfigurationAuditMixin, generics.ListCreateAPIView
+):
     """Escalation rules, in the order they run (admins only)."""
 
     serializer_class = EscalationRuleSerializer
@@ -126,7 +129,7 @@ class EscalationAcknowledgeView(AuditedViewMixin, generics.GenericAPIView):
         return Response(EscalationSerializer(escalation).data)
 
 
-class ConversationEscalateView(AuditedViewMixin, generics.GenericAPIView):
+class ConversationEscalateView(IdempotentCreateMixin, AuditedViewMixin, generics.GenericAPIView):
     """Escalate a conversation by hand, with a reason; optionally to another team
     (a team id, or "clinical") and at a higher priority."""
 

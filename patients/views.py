@@ -10,6 +10,7 @@ from contactcenter import roles
 from contactcenter.auth import api_client_of, staff_user_of
 from contactcenter.errors import Conflict
 from contactcenter.filters import IdFilter, query_cleaned
+from contactcenter.idempotency import IdempotentCreateMixin
 from contactcenter.models import Team
 from contactcenter.permissions import role_permission
 from contactcenter.services import teams_of
@@ -39,8 +40,12 @@ class PatientFilter(django_filters.FilterSet):
         return queryset
 
 
-def _duplicate_mrn_conflict(user, existing_id):
-    visible = selectors.patients_visible_to(user).filter(pk=existing_id).exists()
+def _duplicate_mrn_conflict(view, existing_id):
+    """A 409 that names the existing patient only to a caller who may see it; the
+    attempt is audited against that patient either way, so the compliance officer
+    sees who tried an MRN of a patient outside their teams."""
+    view.audit(patient_ids=[existing_id], reason="duplicate_mrn")
+    visible = selectors.patients_visible_to(view.request.user).filter(pk=existing_id).exists()
     return Conflict(
         "A patient with this MRN exists.",
         code="duplicate_mrn",
@@ -76,7 +81,7 @@ def _check_coordinator(data, team):
         raise ValidationError({"primary_coordinator": ["Must be a member of the patient's team."]})
 
 
-class PatientListCreateView(AuditedViewMixin, generics.ListCreateAPIView):
+class PatientListCreateView(IdempotentCreateMixin, AuditedViewMixin, generics.ListCreateAPIView):
     serializer_class = PatientSerializer
     filterset_class = PatientFilter
     queryset = Patient.objects.none()
@@ -110,7 +115,7 @@ class PatientListCreateView(AuditedViewMixin, generics.ListCreateAPIView):
         try:
             patient = services.patient_create(team=team, **data)
         except services.DuplicateMrn as dup:
-            raise _duplicate_mrn_conflict(request.user, dup.existing_id) from None
+            raise _duplicate_mrn_conflict(self, dup.existing_id) from None
         self.audit(patient_ids=[patient.pk], resource_id=patient.pk)
         patient = selectors.patient_get_visible(user=request.user, patient_id=patient.pk) or patient
         return Response(PatientSerializer(patient).data, status=status.HTTP_201_CREATED)
@@ -154,7 +159,7 @@ class PatientDetailView(AuditedViewMixin, generics.RetrieveUpdateAPIView):
         try:
             services.patient_update(patient=patient, team=team, **data)
         except services.DuplicateMrn as dup:
-            raise _duplicate_mrn_conflict(request.user, dup.existing_id) from None
+            raise _duplicate_mrn_conflict(self, dup.existing_id) from None
         patient = self.get_queryset().get(pk=patient.pk)
         return Response(PatientSerializer(patient).data)
 
@@ -200,7 +205,7 @@ def _visible_patient_or_404(request, patient_id):
     return patient
 
 
-class PatientAppointmentsView(AuditedViewMixin, generics.ListCreateAPIView):
+class PatientAppointmentsView(IdempotentCreateMixin, AuditedViewMixin, generics.ListCreateAPIView):
     serializer_class = AppointmentSerializer
     queryset = Appointment.objects.none()
     audit_resource_type = "appointment"

@@ -319,6 +319,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = env.str(
 # The beat schedule lives in code. Periodic tasks expire at their next run, so
 # they never pile up while no worker is running.
 CELERY_BEAT_SCHEDULE = {
+    "purge-idempotency-keys": {
+        "task": "contactcenter.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
     "dispatch-reminders": {
         "task": "reminders.tasks.dispatch_due_reminders",
         "schedule": 60.0,

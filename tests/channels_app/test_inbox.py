@@ -362,8 +362,9 @@ def test_reply_with_idempotency_key_sends_once(client, north, agent):
     first = client.post(url, {"body": "On my way"}, content_type="application/json", **headers)
     again = client.post(url, {"body": "On my way"}, content_type="application/json", **headers)
 
-    assert (first.status_code, again.status_code) == (201, 200)
-    assert first.json()["id"] == again.json()["id"]
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again["Idempotent-Replayed"] == "true"
+    assert first.json() == again.json()
     assert OutboundMessage.objects.count() == 1
     assert first.json()["delivery_status"] == "queued"
 

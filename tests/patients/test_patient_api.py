@@ -289,3 +289,16 @@ def test_list_query_count_is_constant_in_page_size_and_contact_points(client, no
 
     assert small == large
     assert large <= 8
+
+
+def test_duplicate_mrn_attempt_is_audited_against_the_existing_patient(client, patient, outsider):
+    response = client.post(
+        LIST, valid_payload(mrn=patient.mrn), content_type="application/json", **token_for(outsider)
+    )
+
+    assert response.status_code == 409
+    assert str(patient.pk) not in response.content.decode()
+    event = AuditEvent.objects.get(resource_type="patient", action="create")
+    assert event.outcome == "error"
+    assert event.patient_ids == [str(patient.pk)]
+    assert event.actor_username == "outsider"
