@@ -46,9 +46,9 @@ inbound_record(
 )
 client, headers = Client(), token_for(agent)
 inbox_row = client.get("/api/v1/conversations/", **headers).json()["results"][0]
-timeline_row = client.get(f"/api/v1/patients/{patient.pk}/timeline/", **headers).json()[
-    "results"
-][0]
+timeline_row = client.get(f"/api/v1/patients/{patient.pk}/timeline/", **headers).json()["results"][
+    0
+]
 followed = {
     "patient": client.get(f"/api/v1/patients/{inbox_row['patient']}/", **headers).status_code,
     "conversation": client.get(
