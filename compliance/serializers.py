@@ -61,9 +61,15 @@ class BreakGlassRequestSerializer(serializers.Serializer):
 class BreakGlassGrantSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
     reviewed_by_username = serializers.CharField(
-        source="reviewed_by.username", read_only=True, default=None
+        source="reviewed_by.username", read_only=True, default=None, allow_null=True
     )
     active = serializers.SerializerMethodField()
+    review_outcome = serializers.ChoiceField(
+        choices=BreakGlassGrant.ReviewOutcome.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Empty until the grant is reviewed.",
+    )
 
     class Meta:
         model = BreakGlassGrant
@@ -107,9 +113,11 @@ class BreakGlassReviewSerializer(serializers.Serializer):
 
 class DisclosureSerializer(serializers.ModelSerializer):
     created_by_username = serializers.CharField(
-        source="created_by.username", read_only=True, default=None
+        source="created_by.username", read_only=True, default=None, allow_null=True
     )
-    api_client_name = serializers.CharField(source="api_client.name", read_only=True, default=None)
+    api_client_name = serializers.CharField(
+        source="api_client.name", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = Disclosure

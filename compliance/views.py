@@ -185,7 +185,15 @@ class PatientAccessReportView(ComplianceView, generics.ListAPIView):
             self._validated_query = serializer.validated_data
         return self._validated_query
 
-    @extend_schema(parameters=[AccessReportQuerySerializer])
+    @extend_schema(
+        parameters=[AccessReportQuerySerializer],
+        responses={
+            (200, "application/json"): AccessReportRowSerializer(many=True),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="With format=csv: the same rows as CSV."
+            ),
+        },
+    )
     def get(self, request, patient_id):
         self.audit(patient_ids=[patient_id], resource_id=patient_id)
         if self._query()["format"] == "csv":

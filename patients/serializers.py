@@ -87,7 +87,7 @@ class PatientSerializer(serializers.Serializer):
     hearing_impaired = serializers.BooleanField(required=False)
     vip = serializers.BooleanField(required=False)
     active = serializers.BooleanField(required=False)
-    merged_into = serializers.UUIDField(source="merged_into_id", read_only=True)
+    merged_into = serializers.UUIDField(source="merged_into_id", read_only=True, allow_null=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 

@@ -36,11 +36,14 @@ def test_celery_settings_as_loaded():
 
 
 def test_rest_framework_settings_as_loaded():
+    from drf_spectacular.openapi import AutoSchema
     from rest_framework.settings import api_settings
 
     assert api_settings.DEFAULT_PAGINATION_CLASS.__name__ == "CursorPagination"
     assert api_settings.EXCEPTION_HANDLER.__name__ == "api_exception_handler"
-    assert api_settings.DEFAULT_SCHEMA_CLASS.__module__.startswith("drf_spectacular")
+    assert issubclass(api_settings.DEFAULT_SCHEMA_CLASS, AutoSchema)
+    assert api_settings.DEFAULT_SCHEMA_CLASS.__name__ == "ApiAutoSchema"
+    assert api_settings.DEFAULT_METADATA_CLASS.__name__ == "ApiMetadata"
     assert [p.__name__ for p in api_settings.DEFAULT_PERMISSION_CLASSES] == ["ScopedAccess"]
     assert [a.__name__ for a in api_settings.DEFAULT_AUTHENTICATION_CLASSES] == [
         "BearerAuthentication"
