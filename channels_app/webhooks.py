@@ -24,6 +24,7 @@ from channels_app.voice_prompts import CALLBACK_TEXT_KEYWORDS, text
 from contactcenter.blind_index import normalise_phone
 from contactcenter.errors import error_response
 from contactcenter.signals import security_event
+from contactcenter.throttling import address_throttled
 from patients.models import Channel, ContactPoint
 from patients.services import sms_opt_in, sms_opt_out
 
@@ -46,6 +47,9 @@ EMAIL_SIGNATURE_HEADER = "X-Contactcenter-Signature"
 
 
 def _deny(request, *, webhook, reason):
+    """403 for a request whose signature fails, or 429 once its address has failed
+    too often (only failed signatures are counted: provider traffic never is)."""
+    throttled = address_throttled(request, "webhook_bad_signature")
     security_event.send(
         sender=__name__,
         action="denied",
@@ -56,6 +60,8 @@ def _deny(request, *, webhook, reason):
         http_status=403,
         details={"reason": reason, "webhook": webhook},
     )
+    if throttled is not None:
+        return throttled
     return error_response(
         request, status=403, code="invalid_signature", message="The request signature is invalid."
     )

@@ -15,6 +15,7 @@ from contactcenter import roles
 from contactcenter.models import Team
 from contactcenter.permissions import role_permission
 from contactcenter.services import teams_of
+from contactcenter.throttling import address_throttled
 from reporting import selectors, services
 from reporting.forms import SurveyAnswerForm
 from reporting.renderers import KpiCsvRenderer
@@ -112,7 +113,11 @@ def survey_link_answer(request, token):
     """The page a survey link opens, without login. GET only shows the form:
     mail security scanners open the links in an email, and must not answer for
     the patient. POST records the answer. Nothing on the page is about the
-    patient or the conversation."""
+    patient or the conversation. Limited per source address: the tokens are long
+    and random, but nobody should try many of them."""
+    throttled = address_throttled(request, "survey")
+    if throttled is not None:
+        return throttled
     form = SurveyAnswerForm(request.POST) if request.method == "POST" else SurveyAnswerForm()
     try:
         if form.is_bound and form.is_valid():

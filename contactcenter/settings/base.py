@@ -6,6 +6,7 @@ django-environ's error, which names the variable. production.py only adds the
 rule that some variables must be set explicitly.
 """
 
+import re
 import zoneinfo
 from pathlib import Path
 
@@ -74,6 +75,24 @@ except (zoneinfo.ZoneInfoNotFoundError, ValueError):
 AUDIT_CHECKPOINT_SINK = env.str(
     "AUDIT_CHECKPOINT_SINK", default=f"file://{VAR_DIR / 'audit-checkpoints.jsonl'}"
 )
+# Rate limits (contactcenter/throttling.py), "N/second|minute|hour|day".
+_RATE_PATTERN = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+def _rate(name, default):
+    value = env.str(name, default=default).strip()
+    if not _RATE_PATTERN.fullmatch(value):
+        raise ImproperlyConfigured(f"{name} must look like 600/minute (got {value!r}).")
+    return value
+
+
+THROTTLE_RATES = {
+    "api_key": _rate("THROTTLE_API_KEY_RATE", "1200/minute"),
+    "staff_token": _rate("THROTTLE_STAFF_TOKEN_RATE", "600/minute"),
+    "survey": _rate("THROTTLE_SURVEY_RATE", "30/minute"),
+    "webhook_bad_signature": _rate("THROTTLE_WEBHOOK_BAD_SIGNATURE_RATE", "20/minute"),
+}
+
 BREAK_GLASS_MINUTES = env.int("BREAK_GLASS_MINUTES", default=60)
 if BREAK_GLASS_MINUTES <= 0:
     raise ImproperlyConfigured("BREAK_GLASS_MINUTES must be a positive number of minutes.")
@@ -430,6 +449,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "contactcenter.errors.api_exception_handler",
     "DEFAULT_METADATA_CLASS": "contactcenter.metadata.ApiMetadata",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "contactcenter.throttling.ApiKeyThrottle",
+        "contactcenter.throttling.StaffTokenThrottle",
+    ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
