@@ -467,6 +467,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ConversationStatusEnum": "channels_app.models.Conversation.Status",
         "AppointmentStatusEnum": "patients.models.Appointment.Status",
+        "DeliveryAttemptOutcomeEnum": "channels_app.models.DeliveryAttempt.Outcome",
+        "AuditEventOutcomeEnum": "compliance.models.AuditEvent.Outcome",
         "ChannelEnum": "patients.models.Channel",
     },
 }
