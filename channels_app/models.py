@@ -163,6 +163,10 @@ class Conversation(models.Model):
     last_preview = EncryptedCharField(max_length=160, blank=True, default="")
     sentiment_first = models.FloatField(null=True, blank=True)
     sentiment_latest = models.FloatField(null=True, blank=True)
+    # The patient's language as last detected from their messages (or their
+    # record's preferred language until a message says otherwise); replies,
+    # automated answers and routing follow it.
+    language = models.CharField(max_length=8, blank=True, default="")
     reply_token = models.CharField(max_length=32, unique=True, default=_reply_token)
     thread_key = models.CharField(
         max_length=128,

@@ -1579,3 +1579,37 @@ def channel_account_update(*, account, values):
     if mailbox_changed:
         ImapCursor.objects.filter(account=account).delete()
     return account
+
+
+def conversation_set_language(*, conversation_id, language):
+    """Remember the language the patient writes in (detected from a message)."""
+    return (
+        Conversation.objects.filter(pk=conversation_id)
+        .exclude(language=language)
+        .update(language=language, updated_at=timezone.now())
+    )
+
+
+def conversation_resolve_automated(*, conversation, reason):
+    """Resolve a conversation that an automated answer settled before any staff
+    member wrote in it; the reason goes on its timeline. Returns False (and changes
+    nothing) when staff wrote in it or it was resolved meanwhile."""
+    with transaction.atomic():
+        locked = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation.pk)
+            .exclude(status=Conversation.Status.RESOLVED)
+            .first()
+        )
+        if locked is None or (
+            Interaction.objects.filter(conversation=locked, author__isnull=False).exists()
+        ):
+            return False
+        now = timezone.now()
+        locked.status = Conversation.Status.RESOLVED
+        locked.resolved_at = now
+        locked.snoozed_until = None
+        locked.save(update_fields=["status", "resolved_at", "snoozed_until", "updated_at"])
+        event_record(conversation=locked, text=reason, metadata={"change": "resolved_automated"})
+    conversation.status, conversation.resolved_at = locked.status, locked.resolved_at
+    return True

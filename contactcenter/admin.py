@@ -52,7 +52,7 @@ class TeamAdmin(RoleRestrictedAdmin):
 
 @admin.register(StaffProfile)
 class StaffProfileAdmin(RoleRestrictedAdmin):
-    list_display = ["user", "availability", "capacity"]
+    list_display = ["user", "availability", "capacity", "languages"]
     list_filter = ["availability"]
     list_editable = ["availability", "capacity"]
     search_fields = ["user__username"]

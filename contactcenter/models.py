@@ -43,6 +43,12 @@ class StaffProfile(models.Model):
     capacity = models.PositiveSmallIntegerField(
         default=30, help_text="Most open conversations routing assigns to this person."
     )
+    languages = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Languages this person answers patients in, as codes: ["en", "es"]. '
+        "Routing prefers a teammate who speaks the conversation's language.",
+    )
 
     def __str__(self):
         return f"{self.user} ({self.availability})"

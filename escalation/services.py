@@ -32,6 +32,7 @@ from escalation import rules as rule_logic
 from escalation import selectors
 from escalation.models import Escalation, EscalationRule, EscalationRun, Notification
 from escalation.sentiment import score_text
+from escalation.signals import inbound_analysing, inbound_processed
 from patients.models import Channel
 
 logger = structlog.stdlib.get_logger(__name__)
@@ -115,16 +116,32 @@ def _try_assign(profile_pk):
         return "ok", load
 
 
+def conversation_language(conversation):
+    """The language the patient writes in: detected from their messages, else their
+    record's preferred language."""
+    if conversation.language:
+        return conversation.language
+    return conversation.patient.preferred_language if conversation.patient else ""
+
+
 def _pick_assignee(conversation, member_ids):
     """Continuity first (the patient's primary coordinator), then the least loaded
-    available member below capacity. Returns (user_id, how, load) or None."""
+    available member below capacity, preferring those who speak the conversation's
+    language. Returns (user_id, how, load) or None."""
     coordinator_id = conversation.patient.primary_coordinator_id if conversation.patient else None
+    language = conversation_language(conversation)
     for attempt in range(ROUTE_ATTEMPTS):
-        profiles = dict(
-            selectors.available_profiles(user_ids=member_ids).values_list("user_id", "pk")
+        rows = selectors.available_profiles(user_ids=member_ids).values_list(
+            "user_id", "pk", "languages"
         )
+        profiles = {user_id: pk for user_id, pk, _languages in rows}
+        speaks = {user_id for user_id, _pk, languages in rows if language in (languages or ())}
         loads = selectors.open_load(user_ids=list(profiles))
-        ordered = sorted(profiles, key=lambda user_id: (loads.get(user_id, 0), user_id))
+        # Among those who speak the patient's language, the least loaded first.
+        ordered = sorted(
+            profiles,
+            key=lambda user_id: (user_id not in speaks, loads.get(user_id, 0), user_id),
+        )
         if coordinator_id in profiles:
             ordered.remove(coordinator_id)
             ordered.insert(0, coordinator_id)
@@ -463,6 +480,17 @@ def interaction_process(*, interaction_id):
         return []
     # Scoring is pure CPU: done before the transaction, so no lock waits on it.
     sentiment = score_text(text) if has_text else None
+    if has_text:
+        for receiver, result in inbound_analysing.send_robust(
+            sender=Interaction, interaction=interaction
+        ):
+            if isinstance(result, Exception):
+                logger.error(
+                    "inbound_analysis_failed",
+                    interaction_id=str(interaction.pk),
+                    receiver=getattr(receiver, "__qualname__", str(receiver)),
+                    error=result.__class__.__name__,
+                )
     active_rules = list(EscalationRule.objects.filter(active=True))
     with transaction.atomic():
         conversation = _locked_conversation(interaction.conversation_id)
@@ -471,7 +499,29 @@ def interaction_process(*, interaction_id):
                 EscalationRun.objects.create(interaction_id=interaction.pk, stage=stage)
         except IntegrityError:
             return []  # processed by another worker meanwhile
-        return _process_locked(conversation, interaction, sentiment, text, active_rules)
+        escalations = _process_locked(conversation, interaction, sentiment, text, active_rules)
+        if has_text:
+            escalated = bool(escalations)
+            transaction.on_commit(
+                lambda: _announce_processed(interaction, conversation.pk, escalated)
+            )
+        return escalations
+
+
+def _announce_processed(interaction, conversation_id, escalated):
+    for receiver, result in inbound_processed.send_robust(
+        sender=Interaction,
+        interaction_id=interaction.pk,
+        conversation_id=conversation_id,
+        escalated=escalated,
+    ):
+        if isinstance(result, Exception):
+            logger.error(
+                "inbound_followup_failed",
+                interaction_id=str(interaction.pk),
+                receiver=getattr(receiver, "__qualname__", str(receiver)),
+                error=result.__class__.__name__,
+            )
 
 
 def interaction_processing_failed(*, interaction_id, error):

@@ -40,6 +40,84 @@ INTENTS = (
 # routed away from the clinical team.
 CLINICAL_INTENTS = frozenset({"clinical_question", "test_results", "refill"})
 EXPLANATION_WORDS = 3
+# Words that weigh in the model but explain nothing to a reader; an n-gram with one
+# of them is left out of the explanation.
+_FILLER = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "i",
+        "me",
+        "my",
+        "you",
+        "your",
+        "we",
+        "our",
+        "is",
+        "are",
+        "was",
+        "be",
+        "do",
+        "does",
+        "did",
+        "to",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "and",
+        "or",
+        "it",
+        "this",
+        "that",
+        "can",
+        "could",
+        "would",
+        "will",
+        "please",
+        "what",
+        "when",
+        "how",
+        "so",
+        "just",
+        "have",
+        "has",
+        "el",
+        "la",
+        "los",
+        "las",
+        "un",
+        "una",
+        "yo",
+        "mi",
+        "me",
+        "mis",
+        "tu",
+        "su",
+        "de",
+        "del",
+        "en",
+        "a",
+        "al",
+        "por",
+        "para",
+        "y",
+        "o",
+        "que",
+        "es",
+        "se",
+        "lo",
+        "le",
+        "con",
+        "como",
+        "cuando",
+        "puedo",
+        "pueden",
+        "favor",
+    ]
+)
 
 _lock = threading.Lock()
 _compiled = None
@@ -127,8 +205,11 @@ class CompiledModel:
             if weights[order] <= 0 or len(chosen) == EXPLANATION_WORDS:
                 break
             name = str(self.word_names[columns[order]])
+            parts = name.split()
+            if any(part in _FILLER for part in parts):
+                continue
             # A bigram adds nothing when one of its words is already named.
-            if not any(part in chosen for part in name.split()):
+            if not any(part in chosen for part in parts):
                 chosen.append(name)
         return tuple(chosen)
 

@@ -204,6 +204,7 @@ INSTALLED_APPS = [
     "fhir",
     "django_htmx",
     "workspace",
+    "understanding",
 ]
 
 MIDDLEWARE = [
@@ -473,8 +474,19 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Understanding messages (understanding/) -------------------------------------
+# An automated answer to a general-information question needs the model at least
+# this sure; the phone number patients are told to call for a person.
+SELF_SERVICE_MIN_CONFIDENCE = env.float("SELF_SERVICE_MIN_CONFIDENCE", default=0.8)
+PRACTICE_PHONE = env.str("PRACTICE_PHONE", default="")
+if not 0.0 <= SELF_SERVICE_MIN_CONFIDENCE <= 1.0:
+    raise ImproperlyConfigured("SELF_SERVICE_MIN_CONFIDENCE must be between 0 and 1")
+
 # --- Internationalisation and static files ------------------------------------
 LANGUAGE_CODE = "en-us"
+# The languages patients are written to in (templates, automated answers, surveys);
+# understanding/ detects these in inbound messages.
+LANGUAGES = [("en", "English"), ("es", "Spanish")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 # Our own catalogs (reminder date formats); Django's name the days and months.

@@ -1,0 +1,445 @@
+"""Writes for understanding: the intent and language of each inbound message, and
+what follows from them when no escalation rule took the message: routing by
+intent, a self-service answer to a general question, a refill intake, a hand-off
+to a person when the patient asks for one.
+
+Order in the escalation worker: `interaction_analyse` runs before the rules (the
+conversation's language is then known to routing); `interaction_follow_up` runs
+after the rules' transaction committed, so an escalation always comes first and a
+distressed or urgent message is never answered by a machine nor delayed by one.
+Conversations change only through channels_app's services and escalation's routing."""
+
+import re
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from channels_app.models import Conversation, Interaction
+from channels_app.services import (
+    conversation_resolve_automated,
+    conversation_set_language,
+    event_record,
+    outbound_create,
+)
+from escalation import selectors as escalation_selectors
+from escalation.services import conversation_language, conversation_route
+from patients.models import Channel
+from understanding import language as language_detection
+from understanding.classifier import CLINICAL_INTENTS, classify
+from understanding.features import normalise
+from understanding.models import (
+    IntentDecision,
+    IntentRoute,
+    RefillRequest,
+    SelfServiceAnswer,
+    SelfServiceResolution,
+)
+from understanding.routing import keeps_with_clinicians
+
+logger = structlog.stdlib.get_logger(__name__)
+
+# The whole message, in any case and punctuation, that asks for a person.
+AGENT_WORDS = frozenset(
+    {
+        "agent",
+        "agente",
+        "human",
+        "humano",
+        "person",
+        "persona",
+        "a person",
+        "una persona",
+        "representative",
+        "representante",
+        "operator",
+        "operador",
+        "operadora",
+    }
+)
+# A VADER compound score at or below this reads as distress: no automated answer
+# or intake, a person answers.
+DISTRESS_SENTIMENT = -0.5
+# A refill-intake answer that the model puts this surely on another intent (other
+# than refill or small talk) is not an answer: a person takes the conversation.
+OFF_TOPIC_CONFIDENCE = 0.7
+SAME_SENDER_WINDOW = timedelta(hours=24)
+_REPLYABLE = (Channel.SMS, Channel.EMAIL, Channel.PORTAL)
+_WORD = re.compile(r"[a-z0-9ñ]+")
+
+
+# --- Before the rules ------------------------------------------------------------------
+
+
+def interaction_analyse(*, interaction):
+    """Classify the message and detect its language; store the decision once per
+    interaction and remember the language on the conversation. Pure CPU apart from
+    two small writes; idempotent."""
+    if IntentDecision.objects.filter(interaction_id=interaction.pk).exists():
+        return None
+    text = interaction.body
+    classification = classify(text)
+    language, _probability = language_detection.detect(text)
+    decision, _created = IntentDecision.objects.get_or_create(
+        interaction_id=interaction.pk,
+        defaults={
+            "conversation_id": interaction.conversation_id,
+            "intent": classification.intent,
+            "confidence": classification.confidence,
+            "clinical_probability": classification.clinical_probability,
+            "language": language or "",
+            "explanation": list(classification.words),
+            "model_version": classification.model_version,
+        },
+    )
+    if language:
+        conversation_set_language(conversation_id=interaction.conversation_id, language=language)
+    return decision
+
+
+# --- After the rules ---------------------------------------------------------------
+
+
+def interaction_follow_up(*, interaction_id, conversation_id, escalated):
+    """Act on a classified message once (the decision is claimed by a conditional
+    update). Returns the decision with its action, or None."""
+    now = timezone.now()
+    claimed = IntentDecision.objects.filter(interaction_id=interaction_id, acted_at=None).update(
+        acted_at=now
+    )
+    if not claimed:
+        return None
+    decision = IntentDecision.objects.select_related("interaction").get(
+        interaction_id=interaction_id
+    )
+    conversation = Conversation.objects.select_related("team", "patient").get(pk=conversation_id)
+    previous = _recent_self_service(conversation, before=decision.interaction.occurred_at)
+    action, reason = _act(decision, conversation, escalated=escalated, previous=previous)
+    if previous is not None and action not in (
+        IntentDecision.Action.ANSWERED,
+        IntentDecision.Action.NONE,
+    ):
+        SelfServiceResolution.objects.filter(pk=previous.pk, came_back_at=None).update(
+            came_back_at=decision.interaction.occurred_at
+        )
+    IntentDecision.objects.filter(pk=decision.pk).update(action=action, action_reason=reason[:300])
+    decision.action, decision.action_reason = action, reason[:300]
+    logger.info(
+        "intent_decided",
+        interaction_id=str(interaction_id),
+        intent=decision.intent,
+        confidence=decision.confidence,
+        action=action,
+    )
+    return decision
+
+
+def _act(decision, conversation, *, escalated, previous):
+    interaction = decision.interaction
+    hold = _hold_reason(conversation, interaction, escalated=escalated)
+    if hold:
+        return IntentDecision.Action.HELD, hold
+    if is_agent_request(interaction.body):
+        return IntentDecision.Action.HANDED_OFF, _hand_off(
+            conversation, decision, why=_asked_for_person_text(previous)
+        )
+    dialog = RefillRequest.objects.filter(
+        conversation=conversation, state__in=RefillRequest.OPEN_STATES
+    ).first()
+    if dialog is not None:
+        return _refill_continue(dialog, conversation, decision)
+    if previous is not None:
+        # Never two automated answers in a row: the sender came back, a person answers.
+        return IntentDecision.Action.HANDED_OFF, _hand_off(
+            conversation,
+            decision,
+            why=f"wrote again {_ago(previous.resolved_at)} after an automated answer",
+        )
+    moved = _route_by_intent(conversation, decision)
+    if moved:
+        return IntentDecision.Action.ROUTED, moved
+    distress = _distress(interaction)
+    if distress:
+        return IntentDecision.Action.HELD, distress
+    staffed = staff_engaged(conversation)
+    if decision.intent == "general_info" and not staffed:
+        answered = _answer(conversation, decision)
+        if answered:
+            return IntentDecision.Action.ANSWERED, answered
+    if decision.intent == "refill" and not staffed:
+        started = _refill_start(conversation, decision)
+        if started:
+            return IntentDecision.Action.REFILL_ASKED, started
+    return IntentDecision.Action.NONE, ""
+
+
+def _hold_reason(conversation, interaction, *, escalated):
+    if escalated:
+        return "an escalation rule took this message"
+    if conversation.escalated:
+        return "the conversation is escalated"
+    if conversation.priority >= Conversation.Priority.HIGH:
+        return f"the conversation is {conversation.get_priority_display()}"
+    return ""
+
+
+def _distress(interaction):
+    """Why the message reads as distressed, or "": such a message is routed to a
+    person like any other but never answered by a machine."""
+    scores = Interaction.objects.filter(pk=interaction.pk).values_list("sentiment", flat=True)
+    score = scores[0] if scores else None
+    if score is not None and score <= DISTRESS_SENTIMENT:
+        return f"the message reads as distressed (sentiment {score:.2f})"
+    return ""
+
+
+def is_agent_request(text):
+    words = " ".join(_WORD.findall(normalise(text or "")))
+    return words in AGENT_WORDS
+
+
+def staff_engaged(conversation):
+    """A person is on the conversation once a staff member wrote in it or changed
+    it by hand (an automatic assignment by routing does not count)."""
+    return Interaction.objects.filter(conversation=conversation, author__isnull=False).exists()
+
+
+def _recent_self_service(conversation, *, before):
+    """The sender's latest conversation closed by an automated answer in the last
+    24 hours (this one or an earlier one on the same number or mailbox)."""
+    if not conversation.contact_index:
+        return None
+    return (
+        SelfServiceResolution.objects.filter(
+            account_id=conversation.account_id,
+            contact_index=conversation.contact_index,
+            resolved_at__gte=before - SAME_SENDER_WINDOW,
+            resolved_at__lte=before,
+        )
+        .order_by("-resolved_at")
+        .first()
+    )
+
+
+def _ago(moment):
+    minutes = int((timezone.now() - moment).total_seconds() // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
+
+
+def _asked_for_person_text(previous):
+    if previous is None:
+        return "asked for a person"
+    return f"asked for a person {_ago(previous.resolved_at)} after an automated answer"
+
+
+def decision_summary(decision):
+    words = ", ".join(decision.explanation) or "none"
+    return f"intent {decision.intent}, {decision.confidence:.2f}, words: {words}"
+
+
+def _hand_off(conversation, decision, *, why):
+    """Give the conversation to a person of its team at once, with what happened."""
+    with transaction.atomic():
+        RefillRequest.objects.filter(
+            conversation=conversation, state__in=RefillRequest.OPEN_STATES
+        ).update(state=RefillRequest.State.HANDED_OFF, updated_at=timezone.now())
+        text = (
+            f"handed to {conversation.team.name}: the patient {why} ({decision_summary(decision)})"
+        )
+        event_record(
+            conversation=conversation,
+            text=text,
+            metadata={"decision": "handoff", "intent_decision": str(decision.pk)},
+        )
+        conversation_route(conversation=conversation)
+    return text
+
+
+def _route_by_intent(conversation, decision):
+    route = (
+        IntentRoute.objects.select_related("team")
+        .filter(intent=decision.intent, active=True)
+        .first()
+    )
+    if route is None or route.team_id == conversation.team_id:
+        return ""
+    if decision.confidence < route.min_confidence:
+        return ""
+    if staff_engaged(conversation):
+        return ""
+    if not route.team.is_clinical and keeps_with_clinicians(decision):
+        return ""
+    text = f"routed to {route.team.name}: {decision_summary(decision)}"
+    with transaction.atomic():
+        event_record(
+            conversation=conversation,
+            text=text,
+            metadata={"decision": "intent_route", "intent_decision": str(decision.pk)},
+        )
+        conversation_route(conversation=conversation, team=route.team)
+    return text
+
+
+# --- Self-service --------------------------------------------------------------------
+
+
+def _keywords(answer):
+    return [normalise(word) for word in answer.keywords.split(",") if word.strip()]
+
+
+def self_service_answer_for(*, text, language):
+    """The configured answer in `language` with the most keywords in the text."""
+    padded = f" {normalise(text)} "
+    best, best_hits = None, 0
+    for answer in SelfServiceAnswer.objects.filter(active=True, language=language):
+        hits = sum(1 for word in _keywords(answer) if f" {word} " in padded)
+        if hits > best_hits:
+            best, best_hits = answer, hits
+    return best
+
+
+def closing_line(language):
+    with translation.override(language):
+        if settings.PRACTICE_PHONE:
+            return _("Reply AGENT to reach a person, or call %(phone)s.") % {
+                "phone": settings.PRACTICE_PHONE
+            }
+        return _("Reply AGENT to reach a person.")
+
+
+def _answer(conversation, decision):
+    if decision.confidence < settings.SELF_SERVICE_MIN_CONFIDENCE:
+        return ""
+    if decision.intent in CLINICAL_INTENTS or keeps_with_clinicians(decision):
+        return ""
+    if conversation.channel not in _REPLYABLE:
+        return ""
+    language = decision.language or conversation_language(conversation) or "en"
+    answer = self_service_answer_for(text=decision.interaction.body, language=language)
+    if answer is None:
+        return ""
+    body = f"{answer.body.strip()}\n{closing_line(language)}"
+    with transaction.atomic():
+        reply = outbound_create(
+            conversation=conversation,
+            body=body,
+            metadata={
+                "automated": True,
+                "self_service": answer.topic,
+                "intent_decision": str(decision.pk),
+            },
+        )
+        reason = (
+            f"answered automatically ({answer.topic}, {language}): {decision_summary(decision)}"
+        )
+        if not conversation_resolve_automated(conversation=conversation, reason=reason):
+            transaction.set_rollback(True)
+            return ""
+        SelfServiceResolution.objects.create(
+            conversation=conversation,
+            team=conversation.team,
+            channel=conversation.channel,
+            account_id=conversation.account_id,
+            contact_index=conversation.contact_index,
+            resolved_at=conversation.resolved_at,
+        )
+    logger.info("self_service_answered", interaction_id=str(reply.pk), topic=answer.topic)
+    return reason
+
+
+# --- Refill intake -------------------------------------------------------------------
+
+
+def _ask(conversation, text, decision, step):
+    return outbound_create(
+        conversation=conversation,
+        body=text,
+        metadata={"automated": True, "refill_intake": step, "intent_decision": str(decision.pk)},
+    )
+
+
+def _refill_start(conversation, decision):
+    if decision.confidence < settings.SELF_SERVICE_MIN_CONFIDENCE:
+        return ""
+    if conversation.channel not in _REPLYABLE:
+        return ""
+    language = decision.language or conversation_language(conversation) or "en"
+    with transaction.atomic(), translation.override(language):
+        RefillRequest.objects.create(
+            conversation=conversation,
+            state=RefillRequest.State.ASKING_MEDICATION,
+            details={"language": language, "request": decision.interaction.body},
+        )
+        _ask(conversation, _("Which medication do you need refilled?"), decision, "medication")
+    return f"refill intake: asked which medication ({decision_summary(decision)})"
+
+
+def _off_topic(decision):
+    return (
+        decision.intent not in ("refill", "other") and decision.confidence >= OFF_TOPIC_CONFIDENCE
+    ) or (keeps_with_clinicians(decision) and decision.intent != "refill")
+
+
+def _refill_continue(dialog, conversation, decision):
+    body = decision.interaction.body.strip()
+    if _off_topic(decision):
+        return IntentDecision.Action.HANDED_OFF, _hand_off(
+            conversation,
+            decision,
+            why="answered the refill questions with something else",
+        )
+    details = dict(dialog.details)
+    language = details.get("language", "en")
+    if dialog.state == RefillRequest.State.ASKING_MEDICATION:
+        details["medication"] = body
+        with transaction.atomic(), translation.override(language):
+            dialog.details = details
+            dialog.state = RefillRequest.State.ASKING_PHARMACY
+            dialog.save(update_fields=["details", "state", "updated_at"])
+            _ask(conversation, _("Which pharmacy should we send it to?"), decision, "pharmacy")
+        return IntentDecision.Action.REFILL_ASKED, "refill intake: asked which pharmacy"
+    details["pharmacy"] = body
+    return IntentDecision.Action.REFILL_REQUESTED, _refill_request(
+        dialog, conversation, decision, details
+    )
+
+
+def _refill_request(dialog, conversation, decision, details):
+    """One structured request in the conversation, and the conversation to the
+    clinical team (the route set for refills, else the practice's clinical team)."""
+    route = IntentRoute.objects.select_related("team").filter(intent="refill", active=True).first()
+    team = route.team if route else escalation_selectors.clinical_team() or conversation.team
+    language = details.get("language", "en")
+    with transaction.atomic():
+        dialog.details = details
+        dialog.state = RefillRequest.State.REQUESTED
+        dialog.save(update_fields=["details", "state", "updated_at"])
+        event_record(
+            conversation=conversation,
+            text=(
+                "Refill request\n"
+                f"Medication: {details['medication']}\n"
+                f"Pharmacy: {details['pharmacy']}\n"
+                f"Patient's words: {details.get('request', '')}\n"
+                f"Language: {language}"
+            ),
+            metadata={
+                "decision": "refill_request",
+                "refill_request": str(dialog.pk),
+                "intent_decision": str(decision.pk),
+            },
+        )
+        with translation.override(language):
+            _ask(
+                conversation,
+                _("Thank you. Your refill request is with our clinical team."),
+                decision,
+                "done",
+            )
+        conversation_route(
+            conversation=conversation, team=team if team.pk != conversation.team_id else None
+        )
+    return f"refill request sent to {team.name}"
