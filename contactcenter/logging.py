@@ -88,12 +88,35 @@ def render_foreign_message_safely(logger, method_name, event_dict):
     return event_dict
 
 
+# The free-text parts of a line: the message (a library's own, which can quote
+# input) and a formatted traceback (its source lines can hold literals).
+_FREE_TEXT_KEYS = ("event", "exception")
+
+
+def redact_free_text(logger, method_name, event_dict):
+    """A safety net under "no PHI in logs": phone numbers, e-mail addresses, dates,
+    MRNs, SSNs and card numbers in the free-text parts of a line are replaced by
+    placeholders (understanding/redaction.py). Structured fields are ids by rule
+    and are left alone."""
+    from understanding.redaction import redact
+
+    for key in _FREE_TEXT_KEYS:
+        value = event_dict.get(key)
+        if isinstance(value, str) and value:
+            try:
+                event_dict[key] = redact(value)
+            except Exception:
+                event_dict[key] = "[not logged: the text could not be redacted]"
+    return event_dict
+
+
 SHARED_PROCESSORS = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     format_exc_info_without_messages,
+    redact_free_text,
 ]
 
 FOREIGN_PRE_CHAIN = [render_foreign_message_safely, *SHARED_PROCESSORS]

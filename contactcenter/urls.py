@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("reminders.urls")),
     path("", include("compliance.urls")),
     path("", include("reporting.urls")),
+    path("", include("understanding.urls")),
 ]
 
 handler500 = "contactcenter.errors.server_error"

@@ -55,6 +55,10 @@ class KpiDailyRollup(models.Model):
     csat_satisfied = models.BigIntegerField(default=0)
     ces_responses = models.BigIntegerField(default=0)
     ces_score_sum = models.BigIntegerField(default=0)
+    # Conversations closed by an automated answer, and those of them whose sender
+    # reached a person within 24 hours (understanding/).
+    self_service_resolved = models.BigIntegerField(default=0)
+    self_service_came_back = models.BigIntegerField(default=0)
 
     first_response_samples = PackedIntegersField()
     resolution_samples = PackedIntegersField()

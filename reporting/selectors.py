@@ -50,8 +50,10 @@ from reporting.models import (
     SurveyRequest,
     SurveyResponse,
 )
+from understanding.models import SelfServiceResolution
 
 FCR_WINDOW = timedelta(days=7)
+SELF_SERVICE_RETURN_WINDOW = timedelta(hours=24)
 # What a patient does that counts as contact (notes and events are staff-side).
 CONTACT_KINDS = (Interaction.Kind.MESSAGE, Interaction.Kind.CALL, Interaction.Kind.VOICEMAIL)
 INTERVALS = ("day", "week")
@@ -415,6 +417,30 @@ def _add_surveys(groups, *, start, end, team_ids, channel, config):
         group["ces_score_sum"] += row["effort_sum"] or 0
 
 
+def _add_self_service(groups, *, start, end, team_ids, channel, config):
+    rows = (
+        _scoped(
+            SelfServiceResolution.objects.filter(resolved_at__gte=start, resolved_at__lt=end),
+            team_field="team_id",
+            team_ids=team_ids,
+            channel_field="channel",
+            channel=channel,
+        )
+        .annotate(day=TruncDate("resolved_at", tzinfo=config.time_zone))
+        .values("day", "team_id", "channel")
+        .annotate(
+            resolved=Count("pk"),
+            came_back=Count(
+                "pk", filter=Q(came_back_at__lte=F("resolved_at") + SELF_SERVICE_RETURN_WINDOW)
+            ),
+        )
+    )
+    for row in rows:
+        group = groups[(row["day"], row["team_id"], row["channel"])]
+        group["self_service_resolved"] += row["resolved"]
+        group["self_service_came_back"] += row["came_back"]
+
+
 @sql.analytic_statements()
 def kpi_groups_compute(*, first_day, last_day, team_ids=None, channel=None):
     """{(day, team id, channel): figures} for the local days first_day..last_day,
@@ -429,6 +455,7 @@ def kpi_groups_compute(*, first_day, last_day, team_ids=None, channel=None):
     _add_resolved(groups, **scope)
     _add_durations(groups, **scope)
     _add_surveys(groups, **scope)
+    _add_self_service(groups, **scope)
     for group in groups.values():
         for samples in group["samples"].values():
             samples.sort()
@@ -624,6 +651,11 @@ def _figures(sums, percentiles, key):
             "satisfied_share": _ratio(sums["csat_satisfied"], sums["csat_responses"]),
             "ces_responses": sums["ces_responses"],
             "ces_mean": _ratio(sums["ces_score_sum"], sums["ces_responses"], places=2),
+        },
+        "self_service": {
+            "resolved": sums["self_service_resolved"],
+            "came_back_within_24h": sums["self_service_came_back"],
+            "came_back_rate": _ratio(sums["self_service_came_back"], sums["self_service_resolved"]),
         },
     }
 

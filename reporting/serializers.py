@@ -82,6 +82,12 @@ class SentimentSerializer(serializers.Serializer):
     mean_delta = serializers.FloatField(allow_null=True)
 
 
+class SelfServiceSerializer(serializers.Serializer):
+    resolved = serializers.IntegerField()
+    came_back_within_24h = serializers.IntegerField()
+    came_back_rate = serializers.FloatField(allow_null=True)
+
+
 class CsatSerializer(serializers.Serializer):
     surveys_sent = serializers.IntegerField()
     responses = serializers.IntegerField()
@@ -99,6 +105,7 @@ class KpiFiguresSerializer(serializers.Serializer):
     conversations = ConversationsSerializer()
     sentiment = SentimentSerializer()
     csat = CsatSerializer()
+    self_service = SelfServiceSerializer()
 
 
 class KpiParametersSerializer(serializers.Serializer):

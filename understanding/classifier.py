@@ -254,3 +254,10 @@ def classify(text):
     """The most likely intent, its calibrated probability, the words of the message
     that pushed most towards it, and how likely the message is clinical."""
     return model().classify(text)
+
+
+def intent_probabilities(text):
+    """{intent: calibrated probability} of every intent for the text."""
+    compiled = model()
+    probabilities = compiled.probabilities(*compiled.features(text))
+    return {name: float(p) for name, p in zip(compiled.classes, probabilities, strict=True)}

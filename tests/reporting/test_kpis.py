@@ -24,6 +24,7 @@ from reporting.serializers import KpiReportSerializer
 from reporting.services import kpi_rollup_days, kpi_rollup_nightly
 from tests.factories import make_staff, token_for
 from tests.reporting.conftest import at, call, conversation, event, message, patient_with_phone
+from understanding.models import SelfServiceResolution
 
 pytestmark = pytest.mark.django_db
 
@@ -407,9 +408,43 @@ def test_report_runs_the_same_statements_whatever_the_volume(week, north, sms_li
     assert statements() == rolled
     # Live: the planner settings (once, though the computation nests in the
     # report), then calls, callbacks, opened, resolved, durations, business hours
-    # (in a savepoint), surveys sent and answered. Rolled up: the settings, the
-    # days, the sums, the samples.
-    assert (len(live), len(rolled)) == (11, 4)
+    # (in a savepoint), surveys sent and answered, self-service answers. Rolled up:
+    # the settings, the days, the sums, the samples.
+    assert (len(live), len(rolled)) == (12, 4)
+
+def test_self_service_counts_automated_resolutions_and_returns_within_a_day(north, south, sms_line):
+    def answered(team, when, came_back=None):
+        closed = conversation(
+            team, address="+14155550150", opened=when, resolved=when, account=sms_line
+        )
+        SelfServiceResolution.objects.create(
+            conversation=closed,
+            team=team,
+            channel=closed.channel,
+            account_id=sms_line.pk,
+            contact_index=closed.contact_index,
+            resolved_at=when,
+            came_back_at=came_back,
+        )
+
+    answered(north, at(3, 9), came_back=at(3, 15))
+    answered(north, at(4, 9), came_back=at(5, 15))  # 30 hours later: not counted
+    answered(north, at(5, 9))
+    answered(south, at(5, 9), came_back=at(5, 10))
+
+    live = north_report(north, use_rollups=False)
+    assert live["period"]["self_service"] == {
+        "resolved": 3,
+        "came_back_within_24h": 1,
+        "came_back_rate": 0.3333,
+    }
+    assert [day["self_service"]["resolved"] for day in live["intervals"]] == [1, 1, 1, 0, 0, 0, 0]
+    assert live["period"]["conversations"]["resolved"] == 3
+
+    kpi_rollup_days(first_day=date(2025, 3, 3), last_day=date(2025, 3, 9))
+    rolled = north_report(north)
+    assert rolled["sources"]["rolled_up_days"] == 7
+    assert rolled["period"]["self_service"] == live["period"]["self_service"]
 
 
 def test_rollup_is_an_idempotent_upsert(week, north):

@@ -1,5 +1,11 @@
 """The redactor on transcripts as patients write and say them."""
 
+import io
+import json
+import logging
+
+from structlog.stdlib import ProcessorFormatter
+
 from understanding.redaction import luhn_valid, redact
 
 
@@ -41,3 +47,29 @@ def test_text_without_phi_is_unchanged():
     text = "What time do you open on Saturday? 2 kids, 1 adult"
     assert redact(text) == text
     assert redact("") == ""
+
+
+def test_log_lines_lose_phi_shapes_in_their_message_and_traceback():
+    # The project's own formatter (settings.LOGGING), writing to a buffer.
+    [console] = [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler.formatter, ProcessorFormatter)
+    ]
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(console.formatter)
+    logger = logging.getLogger("tests.redaction")
+    logger.addHandler(handler)
+    try:
+        raise ValueError("no patient with phone 415-555-0134 born 03/14/1972")
+    except ValueError:
+        logger.exception("lookup failed for ana.ruiz@example.org")
+    finally:
+        logger.removeHandler(handler)
+    line = buffer.getvalue().strip()
+    record = json.loads(line)
+    assert record["event"] == "lookup failed for [email]"
+    assert "ValueError: no patient with phone [phone] born [date]" in record["exception"]
+    assert "415-555-0134" not in line
+    assert "ana.ruiz" not in line
