@@ -11,7 +11,8 @@ from django.core import signing
 from django.db import transaction
 from django.db.models import Max, Min, Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from channels_app.models import Conversation, Interaction
 from channels_app.services import conversation_resolve, outbound_create
@@ -150,31 +151,42 @@ def _comment_window():
     return timedelta(seconds=int(getattr(settings, "CSAT_COMMENT_WINDOW_SECONDS", 86400)))
 
 
+def _patient_language(conversation):
+    """The language survey questions go out in: the one the patient writes in
+    (detected by understanding/), else their record's preferred language."""
+    if conversation.language:
+        return conversation.language
+    if conversation.patient_id:
+        return conversation.patient.preferred_language
+    return settings.LANGUAGE_CODE
+
+
 def _question_text():
-    return getattr(
-        settings,
-        "CSAT_QUESTION_TEXT",
-        f"{settings.PRACTICE_NAME}: how satisfied are you with how we handled your "
-        "request? Reply 1 (very unsatisfied) to 5 (very satisfied). You are welcome to "
-        "add a comment in a second message.",
-    )
+    override = getattr(settings, "CSAT_QUESTION_TEXT", None)
+    if override:
+        return override
+    return _(
+        "%(practice)s: how satisfied are you with how we handled your request? Reply 1 "
+        "(very unsatisfied) to 5 (very satisfied). You are welcome to add a comment in a "
+        "second message."
+    ) % {"practice": settings.PRACTICE_NAME}
 
 
 def _link_question_text(link):
-    return (
-        f"{settings.PRACTICE_NAME}: how satisfied are you with how we handled your "
-        "request? Please tell us, from 1 (very unsatisfied) to 5 (very satisfied), "
-        f"and add a comment if you like, on this page:\n\n{link}\n\n"
-        "It takes a few seconds. Thank you!"
-    )
+    return _(
+        "%(practice)s: how satisfied are you with how we handled your request? Please "
+        "tell us, from 1 (very unsatisfied) to 5 (very satisfied), and add a comment if "
+        "you like, on this page:\n\n%(link)s\n\nIt takes a few seconds. Thank you!"
+    ) % {"practice": settings.PRACTICE_NAME, "link": link}
 
 
 def _effort_text():
-    return getattr(
-        settings,
-        "CSAT_EFFORT_TEXT",
+    override = getattr(settings, "CSAT_EFFORT_TEXT", None)
+    if override:
+        return override
+    return _(
         "Thank you! And how easy was it to get what you needed? "
-        "Reply 1 (very difficult) to 5 (very easy).",
+        "Reply 1 (very difficult) to 5 (very easy)."
     )
 
 
@@ -296,10 +308,11 @@ def _survey_send(survey, *, now):
     if reason:
         _skip(survey, reason)
         return
-    if survey.channel in LINK_SURVEY_CHANNELS:
-        body = _link_question_text(survey_link_url(survey))
-    else:
-        body = _question_text()
+    with translation.override(_patient_language(conversation)):
+        if survey.channel in LINK_SURVEY_CHANNELS:
+            body = _link_question_text(survey_link_url(survey))
+        else:
+            body = _question_text()
     question = outbound_create(
         conversation=conversation, body=body, metadata={"survey": survey.pk, "question": "csat"}
     )
@@ -459,9 +472,11 @@ def _record_score(survey, response, question, value, interaction):
     if response is None and question.pk == survey.question_id:
         response = _response_create(survey, score=value, received_at=interaction.occurred_at)
         if getattr(settings, "CSAT_ASK_EFFORT", False):
+            with translation.override(_patient_language(survey.conversation)):
+                effort = _effort_text()
             response.effort_question = outbound_create(
                 conversation=survey.conversation,
-                body=_effort_text(),
+                body=effort,
                 metadata={"survey": survey.pk, "question": "effort"},
             )
             response.save(update_fields=["effort_question"])

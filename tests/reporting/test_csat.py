@@ -451,3 +451,20 @@ def test_a_failing_survey_decision_does_not_fail_the_resolution(
     conv.refresh_from_db()
     assert conv.status == Conversation.Status.RESOLVED
     assert not SurveyRequest.objects.exists()
+
+
+def test_the_survey_goes_out_in_the_patients_language(
+    client, patient, sms_line, north_agent, django_capture_on_commit_callbacks
+):
+    patient.preferred_language = "es"
+    patient.save(update_fields=["preferred_language"])
+    conv = inbound(client, "Is Dr. Patel in on Monday?").conversation
+    resolve(conv, north_agent, django_capture_on_commit_callbacks)
+    make_due()
+
+    assert surveys_send_due() == 1
+
+    question = SurveyRequest.objects.get(conversation=conv).question
+    assert question.body.startswith(
+        "Demo Family Practice: ¿qué tan satisfecho está con cómo atendimos su solicitud?"
+    )
