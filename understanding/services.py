@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -76,27 +76,29 @@ _WORD = re.compile(r"[a-z0-9ñ]+")
 
 def interaction_analyse(*, interaction):
     """Classify the message and detect its language; store the decision once per
-    interaction and remember the language on the conversation. Pure CPU apart from
-    two small writes; idempotent."""
-    if IntentDecision.objects.filter(interaction_id=interaction.pk).exists():
-        return None
+    interaction and remember the language on the conversation, in one transaction
+    (one commit). Idempotent: a second run finds the decision and changes nothing."""
     text = interaction.body
     classification = classify(text)
     language, _probability = language_detection.detect(text)
-    decision, _created = IntentDecision.objects.get_or_create(
-        interaction_id=interaction.pk,
-        defaults={
-            "conversation_id": interaction.conversation_id,
-            "intent": classification.intent,
-            "confidence": classification.confidence,
-            "clinical_probability": classification.clinical_probability,
-            "language": language or "",
-            "explanation": list(classification.words),
-            "model_version": classification.model_version,
-        },
-    )
-    if language:
-        conversation_set_language(conversation_id=interaction.conversation_id, language=language)
+    try:
+        with transaction.atomic():
+            decision = IntentDecision.objects.create(
+                interaction_id=interaction.pk,
+                conversation_id=interaction.conversation_id,
+                intent=classification.intent,
+                confidence=classification.confidence,
+                clinical_probability=classification.clinical_probability,
+                language=language or "",
+                explanation=list(classification.words),
+                model_version=classification.model_version,
+            )
+            if language:
+                conversation_set_language(
+                    conversation_id=interaction.conversation_id, language=language
+                )
+    except IntegrityError:
+        return None  # analysed before (a retried task)
     return decision
 
 
@@ -106,27 +108,30 @@ def interaction_analyse(*, interaction):
 def interaction_follow_up(*, interaction_id, conversation_id, escalated):
     """Act on a classified message once (the decision is claimed by a conditional
     update). Returns the decision with its action, or None."""
-    now = timezone.now()
-    claimed = IntentDecision.objects.filter(interaction_id=interaction_id, acted_at=None).update(
-        acted_at=now
-    )
-    if not claimed:
-        return None
-    decision = IntentDecision.objects.select_related("interaction").get(
-        interaction_id=interaction_id
-    )
-    conversation = Conversation.objects.select_related("team", "patient").get(pk=conversation_id)
-    previous = _recent_self_service(conversation, before=decision.interaction.occurred_at)
-    action, reason = _act(decision, conversation, escalated=escalated, previous=previous)
-    if previous is not None and action not in (
-        IntentDecision.Action.ANSWERED,
-        IntentDecision.Action.NONE,
-    ):
-        SelfServiceResolution.objects.filter(pk=previous.pk, came_back_at=None).update(
-            came_back_at=decision.interaction.occurred_at
+    # One transaction: one commit for the claim, the action and its record.
+    with transaction.atomic():
+        claimed = IntentDecision.objects.filter(
+            interaction_id=interaction_id, acted_at=None
+        ).update(acted_at=timezone.now())
+        if not claimed:
+            return None
+        decision = IntentDecision.objects.select_related(
+            "interaction", "conversation__team", "conversation__patient"
+        ).get(interaction_id=interaction_id, conversation_id=conversation_id)
+        conversation = decision.conversation
+        previous = _recent_self_service(conversation, before=decision.interaction.occurred_at)
+        action, reason = _act(decision, conversation, escalated=escalated, previous=previous)
+        if previous is not None and action not in (
+            IntentDecision.Action.ANSWERED,
+            IntentDecision.Action.NONE,
+        ):
+            SelfServiceResolution.objects.filter(pk=previous.pk, came_back_at=None).update(
+                came_back_at=decision.interaction.occurred_at
+            )
+        IntentDecision.objects.filter(pk=decision.pk).update(
+            action=action, action_reason=reason[:300]
         )
-    IntentDecision.objects.filter(pk=decision.pk).update(action=action, action_reason=reason[:300])
-    decision.action, decision.action_reason = action, reason[:300]
+        decision.action, decision.action_reason = action, reason[:300]
     logger.info(
         "intent_decided",
         interaction_id=str(interaction_id),
