@@ -40,6 +40,23 @@ def setup_django():
     django.setup()
 
 
+# The practice's self-service answers in the run: topic, language, keywords.
+ANSWERS = [
+    ("hours", "en", "open, close, hours, saturday, sunday, holidays, evening, lunch"),
+    ("address", "en", "address, located, location, directions, entrance, floor, get to"),
+    ("parking", "en", "park, parking, garage"),
+    ("fax", "en", "fax"),
+    ("portal", "en", "portal, password, log in, login, account"),
+    ("phone", "en", "phone number, number do i call, call to reach"),
+    ("hours", "es", "abren, cierran, horario, sabado, domingo, festivo, noche"),
+    ("address", "es", "direccion, queda, llego, entrada, piso"),
+    ("parking", "es", "estaciono, estacionamiento, garaje"),
+    ("fax", "es", "fax"),
+    ("portal", "es", "portal, contrasena, cuenta"),
+    ("phone", "es", "telefono, numero llamo"),
+]
+
+
 def seed(count):
     from django.utils import timezone
 
@@ -52,19 +69,27 @@ def seed(count):
     run = secrets.token_hex(4)
     desk = TeamFactory(name=f"Desk {run}")
     billing = TeamFactory(name=f"Billing {run}")
+    clinical = TeamFactory(name=f"Clinical {run}", is_clinical=True)
     IntentRoute.objects.update_or_create(
         intent="billing", defaults={"team": billing, "min_confidence": 0.7}
     )
-    SelfServiceAnswer.objects.update_or_create(
-        topic="hours",
-        language="en",
-        defaults={"keywords": "open, close, hours", "body": "Open 8 to 6."},
-    )
+    for intent in ("clinical_question", "test_results", "refill"):
+        IntentRoute.objects.update_or_create(
+            intent=intent, defaults={"team": clinical, "min_confidence": 0.5}
+        )
+    for topic, language, keywords in ANSWERS:
+        SelfServiceAnswer.objects.update_or_create(
+            topic=topic,
+            language=language,
+            defaults={"keywords": keywords, "body": f"({topic} answer)"},
+        )
     account = ChannelAccount.objects.create(
         kind="sms", name=f"Line {run}", address=f"+1500555{run[:4]}", team=desk
     )
-    texts = [text for text, _intent, _lang in heldout_set()]
+    rows = heldout_set()
+    texts = [text for text, _intent, _lang in rows]
     interactions = []
+    truth = {}
     for n in range(count):
         address = f"+1415555{n:04d}"
         _normalised, index = normalise_address("sms", address)
@@ -76,7 +101,7 @@ def seed(count):
             contact_index=index,
             occurred_at=timezone.now(),
         )
-        interactions.append(
+        interaction = (
             inbound_record(
                 channel="sms",
                 account=account,
@@ -87,9 +112,53 @@ def seed(count):
                 source="bench",
                 raw_payload={},
                 conversation=conversation,
-            ).interaction.pk
+            )
+        ).interaction
+        interactions.append(interaction.pk)
+        truth[interaction.pk] = rows[n % len(rows)][1]
+    return interactions, truth, clinical
+
+
+def outcomes(interaction_ids, truth, clinical):
+    """What was done with the messages processed with understanding, against their
+    true intents (the held-out labels)."""
+    from collections import Counter
+
+    from channels_app.models import Conversation
+    from understanding.classifier import CLINICAL_INTENTS
+    from understanding.models import IntentDecision
+
+    decisions = list(IntentDecision.objects.filter(interaction_id__in=interaction_ids))
+    teams = dict(
+        Conversation.objects.filter(pk__in=[d.conversation_id for d in decisions]).values_list(
+            "pk", "team__is_clinical"
         )
-    return interactions
+    )
+    actions = Counter(d.action for d in decisions)
+    routed = [d for d in decisions if d.action == IntentDecision.Action.ROUTED]
+    routed_right = sum(1 for d in routed if truth[d.interaction_id] == d.intent)
+    answered = [d for d in decisions if d.action == IntentDecision.Action.ANSWERED]
+    answered_right = sum(1 for d in answered if truth[d.interaction_id] == "general_info")
+    clinical_truth = [d for d in decisions if truth[d.interaction_id] in CLINICAL_INTENTS]
+    clinical_answered = sum(1 for d in clinical_truth if d.action == IntentDecision.Action.ANSWERED)
+    clinical_elsewhere = sum(
+        1
+        for d in clinical_truth
+        if d.action == IntentDecision.Action.ROUTED and not teams[d.conversation_id]
+    )
+    clinical_in_clinical = sum(1 for d in clinical_truth if teams[d.conversation_id])
+    general = sum(1 for d in decisions if truth[d.interaction_id] == "general_info")
+    return (
+        f"actions on {len(decisions)} held-out messages: "
+        + ", ".join(f"{name or 'pending'} {n}" for name, n in sorted(actions.items()))
+        + f"\nrouted by intent: {len(routed)}, of the intent it was routed for "
+        f"{routed_right}\nanswered automatically: {len(answered)} "
+        f"(of {general} general-information messages); truly general information "
+        f"{answered_right}\nclinical messages (clinical question, results, refill): "
+        f"{len(clinical_truth)}; now with the clinical team {clinical_in_clinical}; "
+        f"answered automatically {clinical_answered}; routed to a non-clinical team "
+        f"{clinical_elsewhere}\n"
+    )
 
 
 def main():
@@ -111,7 +180,7 @@ def main():
     from understanding.language import detect
     from understanding.training.dataset import heldout_set
 
-    interactions = seed(args.messages * 2)
+    interactions, truth, clinical = seed(args.messages * 2)
     classify("warm up")  # the model loads once per worker process
     interaction_process(interaction_id=interactions.pop())
     with_understanding, without = [], []
@@ -139,6 +208,7 @@ def main():
         model.append((middle - started) * 1000)
         classification.append((ended - started) * 1000)
 
+    actions = outcomes(interactions[::2], truth, clinical)
     a, b = statistics.median(with_understanding), statistics.median(without)
     out = sys.stdout
     out.write(f"messages per side: {len(with_understanding)} / {len(without)}\n")
@@ -154,6 +224,7 @@ def main():
         "the rest of the difference is understanding's database work: storing the "
         "decision and the language, then the follow-up's reads and its action\n"
     )
+    out.write(actions)
 
 
 if __name__ == "__main__":

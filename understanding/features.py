@@ -6,9 +6,6 @@ character n-grams. Character n-grams keep a misspelt word close to its spelling.
 import re
 import unicodedata
 
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
-
 # Shorthand patients type, in English and Spanish, mapped to the word it stands for.
 # Only whole tokens are replaced ("u" alone, never the u inside "bus").
 SHORTHAND = {
@@ -121,6 +118,11 @@ def build_features():
     """Word unigrams and bigrams (what a person reads as the reason) and character
     2- to 5-grams inside word boundaries (robust to typos), TF-IDF weighted with
     sublinear counts so a repeated word does not shout."""
+    # Imported here: only training builds features; serving unpickles them, so
+    # processes that never classify (web, beat, commands) do not load scikit-learn.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
     return FeatureUnion(
         [
             (

@@ -7,7 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from channels_app.models import Conversation, Interaction
-from contactcenter.fields import EncryptedJSONField
+from contactcenter.fields import EncryptedCharField, EncryptedJSONField
 from contactcenter.models import Team
 from understanding.classifier import INTENTS
 
@@ -42,7 +42,8 @@ class IntentDecision(models.Model):
     explanation = EncryptedJSONField(default=list)
     model_version = models.CharField(max_length=16)
     action = models.CharField(max_length=20, choices=Action.choices, blank=True, default="")
-    action_reason = models.CharField(max_length=300, blank=True, default="")
+    # Names the words that weighed most: encrypted like the explanation.
+    action_reason = EncryptedCharField(max_length=300, blank=True, default="")
     acted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

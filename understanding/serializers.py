@@ -6,6 +6,10 @@ from understanding.models import IntentDecision
 class IntentDecisionSerializer(serializers.ModelSerializer):
     words = serializers.ListField(source="explanation", child=serializers.CharField())
     interaction = serializers.UUIDField(source="interaction_id")
+    action = serializers.CharField(
+        help_text="What understanding did: none, held, routed, answered, handed_off, "
+        "refill_asked, refill_requested (empty while the rules run)."
+    )
 
     class Meta:
         model = IntentDecision

@@ -128,10 +128,8 @@ def interaction_follow_up(*, interaction_id, conversation_id, escalated):
             SelfServiceResolution.objects.filter(pk=previous.pk, came_back_at=None).update(
                 came_back_at=decision.interaction.occurred_at
             )
-        IntentDecision.objects.filter(pk=decision.pk).update(
-            action=action, action_reason=reason[:300]
-        )
         decision.action, decision.action_reason = action, reason[:300]
+        decision.save(update_fields=["action", "action_reason"])
     logger.info(
         "intent_decided",
         interaction_id=str(interaction_id),

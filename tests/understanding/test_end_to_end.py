@@ -4,6 +4,7 @@ decision acts: routing by intent, automated answers (sent through the official
 Twilio client to a loopback stub), AGENT hand-offs and the refill intake."""
 
 import pytest
+from django.db import connection
 
 from channels_app.models import Conversation, Interaction, OutboundMessage
 from escalation.models import Escalation
@@ -57,6 +58,12 @@ def test_billing_text_is_routed_to_billing_with_its_reason(
         "words: bill, insurance, charged"
     )
     assert decision.explanation == ["bill", "insurance", "charged"]
+    assert decision.action_reason == reason
+    # The words quote the message: stored encrypted, like it.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT explanation, action_reason FROM understanding_intentdecision")
+        stored = " ".join(cursor.fetchone())
+    assert "insurance" not in stored
     assert OutboundMessage.objects.count() == 0
 
 

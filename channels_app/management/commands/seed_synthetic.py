@@ -381,6 +381,7 @@ CONVERSATION_COLUMNS = (
     "last_preview",
     "sentiment_first",
     "sentiment_latest",
+    "language",
     "reply_token",
     "thread_key",
     "created_at",
@@ -999,6 +1000,7 @@ class _Batch:
                 _CONVERSATION_FIELDS["last_preview"].encrypt_value(last_preview, pk=pk),
                 sentiments[0] if sentiments else None,
                 sentiments[-1] if sentiments else None,
+                "",  # language: nothing detected yet
                 base64.urlsafe_b64encode(rng.randbytes(18)).decode(),
                 f"thread-{rng.getrandbits(64):016x}" if channel == PORTAL else "",
                 times[0],
