@@ -412,6 +412,7 @@ def test_report_runs_the_same_statements_whatever_the_volume(week, north, sms_li
     # the settings, the days, the sums, the samples.
     assert (len(live), len(rolled)) == (12, 4)
 
+
 def test_self_service_counts_automated_resolutions_and_returns_within_a_day(north, south, sms_line):
     def answered(team, when, came_back=None):
         closed = conversation(
