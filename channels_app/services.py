@@ -1590,26 +1590,36 @@ def conversation_set_language(*, conversation_id, language):
     )
 
 
+@transaction.atomic
 def conversation_resolve_automated(*, conversation, reason):
     """Resolve a conversation that an automated answer settled before any staff
-    member wrote in it; the reason goes on its timeline. Returns False (and changes
-    nothing) when staff wrote in it or it was resolved meanwhile."""
-    with transaction.atomic():
-        locked = (
-            Conversation.objects.select_for_update()
-            .filter(pk=conversation.pk)
-            .exclude(status=Conversation.Status.RESOLVED)
-            .first()
-        )
-        if locked is None or (
-            Interaction.objects.filter(conversation=locked, author__isnull=False).exists()
-        ):
-            return False
-        now = timezone.now()
-        locked.status = Conversation.Status.RESOLVED
-        locked.resolved_at = now
-        locked.snoozed_until = None
-        locked.save(update_fields=["status", "resolved_at", "snoozed_until", "updated_at"])
-        event_record(conversation=locked, text=reason, metadata={"change": "resolved_automated"})
-    conversation.status, conversation.resolved_at = locked.status, locked.resolved_at
+    member wrote in it, with the reason on its timeline, an audit row and a live
+    event like every change. Unlike conversation_resolve it sends no
+    conversation_resolved: an automated answer is not surveyed (the patient's next
+    message would be read as a reply to the survey). Returns False, changing
+    nothing, when staff wrote in it or it was resolved meanwhile."""
+    _lock_columns(conversation, _STATUS_COLUMNS)
+    if conversation.status == Conversation.Status.RESOLVED:
+        return False
+    if Interaction.objects.filter(conversation=conversation, author__isnull=False).exists():
+        return False
+    conversation.status = Conversation.Status.RESOLVED
+    conversation.snoozed_until = None
+    conversation.resolved_at = timezone.now()
+    conversation.save(update_fields=[*_STATUS_COLUMNS, "updated_at"])
+    event_record(conversation=conversation, text=reason, metadata={"change": "resolved_automated"})
+    audit_record(
+        action=AuditEvent.Action.UPDATE,
+        resource_type="conversation",
+        resource_id=conversation.pk,
+        patient_ids=[conversation.patient_id] if conversation.patient_id else [],
+        purpose_of_use=AuditEvent.PurposeOfUse.HOPERAT,
+        details={"change": "resolved_automated"},
+    )
+    live.publish_on_commit(
+        kind=live.CONVERSATION,
+        conversation_id=conversation.pk,
+        team_id=conversation.team_id,
+        change="resolved_automated",
+    )
     return True
