@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('channels_app', '0011_conversation_language'),
+        ('channels_app', '0012_conversation_language'),
         ('contactcenter', '0003_staffprofile_languages'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels_app', '0010_webhook_signature_use'),
+        ('channels_app', '0011_delivery_attempts'),
     ]
 
     operations = [
