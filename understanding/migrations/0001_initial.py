@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('channels_app', '0012_conversation_language'),
-        ('contactcenter', '0003_staffprofile_languages'),
+        ('contactcenter', '0004_staffprofile_languages'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contactcenter', '0002_token_role'),
+        ('contactcenter', '0003_idempotent_request'),
     ]
 
     operations = [
