@@ -81,6 +81,8 @@ def _insert(event):
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         event.pk = cursor.fetchone()[0]
+    # What Model.save() would have set (Django's internal state): the instance
+    # now stands for a stored row, so a later save() updates instead of inserting.
     event._state.adding = False
     event._state.db = connection.alias
 

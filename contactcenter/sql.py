@@ -42,6 +42,11 @@ def param(field, value):
 
 @lru_cache(maxsize=64)
 def _converters(fields, vendor):
+    # A reach into Django's internals (Field.cached_col, the backend's
+    # get_db_converters): the same converter list the SQL compiler builds for a
+    # QuerySet column, so a hand-written row comes back exactly as the ORM's would
+    # (booleans on SQLite, JSON, aware datetimes). Cached per field tuple and
+    # database vendor, since the list depends on both.
     converters = []
     for index, field in enumerate(fields):
         if field is None:
