@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from faker import Faker
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import BaseCommand, CommandError
@@ -117,90 +118,6 @@ MESSAGE, CALL, VOICEMAIL, NOTE, EVENT = (
     Interaction.Kind.EVENT.value,
 )
 
-GIVEN_NAMES = [
-    "Ada",
-    "Grace",
-    "Alan",
-    "Maria",
-    "José",
-    "Wei",
-    "Fatima",
-    "Olga",
-    "Kwame",
-    "Priya",
-    "Liam",
-    "Noah",
-    "Emma",
-    "Olivia",
-    "Ava",
-    "Sofia",
-    "Mateo",
-    "Lucas",
-    "Amara",
-    "Chen",
-    "Hiroshi",
-    "Aisha",
-    "Omar",
-    "Elena",
-    "Ivan",
-    "Sara",
-    "Diego",
-    "Lina",
-    "Tomás",
-    "Nia",
-    "Yusuf",
-    "Ingrid",
-    "Rosa",
-    "Pedro",
-    "Mei",
-    "Ravi",
-    "Anya",
-    "Kofi",
-    "Leila",
-    "Hannah",
-]
-FAMILY_NAMES = [
-    "Lovelace",
-    "Hopper",
-    "Turing",
-    "Garcia",
-    "Martinez",
-    "Nguyen",
-    "Smith",
-    "Johnson",
-    "Williams",
-    "Brown",
-    "Jones",
-    "Miller",
-    "Davis",
-    "Rodriguez",
-    "Wilson",
-    "Anderson",
-    "Thomas",
-    "Taylor",
-    "Moore",
-    "Jackson",
-    "Lee",
-    "Perez",
-    "Thompson",
-    "White",
-    "Harris",
-    "Clark",
-    "Lewis",
-    "Robinson",
-    "Walker",
-    "Young",
-    "Allen",
-    "King",
-    "Wright",
-    "Scott",
-    "Hill",
-    "Green",
-    "Adams",
-    "Baker",
-    "Okafor",
-    "Kowalski",
-]
 STREETS = [
     "Main",
     "Oak",
@@ -617,7 +534,9 @@ def _start_pool_worker(context):
 
 
 def _ascii(text):
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """Letters and digits of a name for an email address ("O'Brien-Núñez" -> "OBrienNunez")."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(character for character in plain if character.isalnum())
 
 
 class _Batch:
@@ -629,6 +548,10 @@ class _Batch:
         # run draws new ids); nothing secret comes from it: nonces and keys are
         # os.urandom's, in crypto.encrypt.
         self.rng = random.Random(f"{context.seed}:{context.mrn_offset}:{number}")  # noqa: S311
+        # Names from Faker (the practice's patients in English and Spanish),
+        # seeded the same way, so the same --seed gives the same names.
+        self.faker = Faker(["en_US", "es_MX"])
+        self.faker.seed_instance(f"{context.seed}:{context.mrn_offset}:{number}")
         self.now = datetime.fromtimestamp(context.now_ts, tz=UTC)
         self.start = self.now - SPAN
         self.rows = {
@@ -656,7 +579,7 @@ class _Batch:
     def add_patient(self, index, team, plans):
         rng, context = self.rng, self.context
         pk = self.uuid()
-        first, last = rng.choice(GIVEN_NAMES), rng.choice(FAMILY_NAMES)
+        first, last = self.faker.first_name(), self.faker.last_name()
         mrn = f"SYN{context.mrn_offset + index:08d}"
         city, state, time_zone = rng.choice(CITIES)
         phones = [self.phone()] if rng.random() < 0.95 else []
