@@ -243,8 +243,13 @@ class WorkerProcess:
 
     def tasks_run(self):
         """Tasks this worker has run (or is running), by name, from its stats."""
-        replies = celery_app.control.inspect([self.hostname], timeout=1.0).stats() or {}
-        return replies.get(self.hostname, {}).get("total", {})
+        # A broadcast reply can miss its one-second window (a worker busy with its
+        # first task, a broker that just came back): ask again until it answers.
+        deadline = time.monotonic() + 15
+        while True:
+            replies = celery_app.control.inspect([self.hostname], timeout=1.0).stats() or {}
+            if self.hostname in replies or time.monotonic() >= deadline:
+                return replies.get(self.hostname, {}).get("total", {})
 
     def kill(self):
         """SIGKILL: no shutdown, no acknowledgement, no cleanup."""

@@ -13,9 +13,9 @@ README = (ROOT / "README.md").read_text()
 
 # A read of one variable, in Python: env.str("X"...), env.bool(...), os.environ.get("X"),
 # os.environ["X"], os.getenv("X"), os.environ.setdefault("X", ...) and the settings'
-# helpers that take the name (required("X"), provider("X", ...)).
+# helpers that take the name (required("X"), provider("X", ...), _rate("X", ...)).
 _PYTHON_READS = re.compile(
-    r"""(?:\benv\.\w+|\brequired|\bprovider|os\.environ\.get|os\.getenv|"""
+    r"""(?:\benv\.\w+|\brequired|\bprovider|\b_rate|os\.environ\.get|os\.getenv|"""
     r"""os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
     r"""|os\.environ\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]"""
 )

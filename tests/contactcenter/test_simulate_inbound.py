@@ -19,6 +19,7 @@ from channels_app.simulation import InboundSimulator, SimulationError
 from contactcenter.models import ApiClient, Team
 from escalation.models import Escalation
 from patients.models import Appointment, Channel
+from understanding.models import RefillRequest
 
 
 @pytest.fixture
@@ -48,7 +49,11 @@ def test_the_scenario_plays_against_postgresql(demo_practice, celery_worker_real
     assert Conversation.objects.filter(channel=Channel.EMAIL, patient__isnull=False).count() == 1
     voicemail = Interaction.objects.get(channel=Channel.VOICE)
     assert voicemail.kind == Interaction.Kind.VOICEMAIL and voicemail.conversation.patient is None
-    assert LocalOutboxMessage.objects.filter(reported_at__isnull=False).count() == 2
+    # Delivered locally: the reminder, the emergency rule's auto-reply, and the refill
+    # intake's first question to the demo data's "Is my prescription ready" text.
+    delivered = LocalOutboxMessage.objects.filter(reported_at__isnull=False)
+    assert delivered.count() == 3
+    assert RefillRequest.objects.get().conversation.channel == Channel.SMS
     # Ids and outcomes only: no message text on the terminal.
     assert "chest pain" not in printed and "insurance" not in printed
 
