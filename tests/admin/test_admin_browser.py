@@ -2,14 +2,11 @@
 against a live test server, logging in with password and TOTP. Screenshots of
 every page land in test-artifacts/admin_browser/."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -21,38 +18,20 @@ from contactcenter.models import Team
 from escalation.models import EscalationRule
 from patients.models import Channel
 from reminders.models import ReminderPolicy
+from tests.chromium import chromium_driver, needs_chromium
 from tests.factories import TeamFactory, current_totp, make_patient, make_staff
 
 SCREENSHOTS = Path(django_settings.BASE_DIR) / "test-artifacts" / "admin_browser"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not Path(CHROMEDRIVER).exists(),
-        reason="Debian's chromium-driver is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
 ]
 
 
 @pytest.fixture
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chromium_driver()
     driver.implicitly_wait(5)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver

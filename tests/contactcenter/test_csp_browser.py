@@ -3,16 +3,11 @@ admin, Swagger UI and the CSAT survey page load under the strict policy without 
 single violation in the browser's console, and each still works (the admin's
 script runs, Swagger UI renders the schema, the survey form records an answer)."""
 
-import shutil
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -21,39 +16,18 @@ from contactcenter import roles
 from patients.models import Channel
 from reporting.models import SurveyRequest, SurveyResponse
 from reporting.services import survey_link_url
+from tests.chromium import chromium_driver, needs_chromium
 from tests.factories import DEFAULT_PASSWORD, TeamFactory, make_patient, make_staff
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not Path(CHROMEDRIVER).exists(),
-        reason="Debian's chromium-driver is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
 ]
 
 
 @pytest.fixture
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    # The console, where Chromium reports every Content-Security-Policy violation.
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chromium_driver(console_log=True)
     yield driver
     driver.quit()
 

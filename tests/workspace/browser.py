@@ -4,56 +4,22 @@ widths. Screenshots go to test-artifacts/workspace_browser/ (ignored by git, so 
 test run leaves the work tree clean); the README's are copies in docs/screenshots/.
 Every wait is for a condition on the page, never for a fixed time."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.chromium import chromium_driver
 from tests.factories import current_totp
 
 SCREENSHOTS = Path(django_settings.BASE_DIR) / "test-artifacts" / "workspace_browser"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
 # Live updates are promised within 2 seconds; the waits allow for a loaded CI machine.
 WAIT_SECONDS = 30
-
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMEDRIVER).exists(),
-    reason="Debian's chromium-driver is not installed (.ci/run installs it)",
-)
-
-
-def _driver(size):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--window-size={size[0]},{size[1]}",
-    ):
-        options.add_argument(flag)
-    if size[0] < 500:
-        # Headless Chromium keeps windows at least 500 px wide: a phone is emulated.
-        options.add_experimental_option(
-            "mobileEmulation",
-            {"deviceMetrics": {"width": size[0], "height": size[1], "pixelRatio": 1}},
-        )
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
 @pytest.fixture
@@ -62,7 +28,7 @@ def open_browser():
     drivers = []
 
     def start(size=DESKTOP):
-        driver = _driver(size)
+        driver = chromium_driver(size)
         drivers.append(driver)
         return driver
 

@@ -11,10 +11,10 @@ from selenium.webdriver.support import expected_conditions
 from channels_app.models import Conversation, Interaction, OutboundMessage
 from compliance.models import AuditEvent
 from contactcenter import roles
+from tests.chromium import needs_chromium
 from tests.factories import make_staff
 from tests.workspace.browser import (
     PHONE,
-    needs_chromium,
     shot,
     sign_in,
     wait,
