@@ -37,6 +37,7 @@ def _simulate(*args):
     return out.getvalue()
 
 
+@pytest.mark.own_process
 def test_the_scenario_plays_against_postgresql(demo_practice, celery_worker_real):
     # The worker's steps are waited for; a loaded machine needs more than the default.
     printed = _simulate("--scenario", "--timeout", "120")
