@@ -416,6 +416,83 @@ def conversation_messages_page(*, conversation, page: PageRequest, filters=None)
     )
 
 
+@dataclass
+class InteractionDetails:
+    """What a thread shows besides the text: an email's quoted text and
+    attachments (never their bytes), a call's direction, wait, duration,
+    recording and transcript."""
+
+    quoted_text: str = ""
+    attachments: list = None
+    call: CallDetail | None = None
+
+
+def interaction_details(*, rows):
+    """{interaction id: InteractionDetails} for the rows of a thread page (their
+    access already checked): one query per kind present on the page (email
+    details, attachments, calls), never one per row."""
+    from channels_app.models import Attachment, EmailDetail
+
+    email_ids = [r["id"] for r in rows if r["channel"] == "email" and r["kind"] == "message"]
+    call_ids = [r["id"] for r in rows if r["kind"] in ("call", "voicemail")]
+    details = {}
+    if email_ids:
+        for email in EmailDetail.objects.filter(interaction_id__in=email_ids).only(
+            "interaction_id", "quoted_text"
+        ):
+            found = details.setdefault(email.interaction_id, InteractionDetails())
+            found.quoted_text = email.quoted_text
+        for attachment in (
+            Attachment.objects.filter(interaction_id__in=email_ids)
+            .defer("content")
+            .order_by("interaction_id", "filename", "id")
+        ):
+            found = details.setdefault(attachment.interaction_id, InteractionDetails())
+            if found.attachments is None:
+                found.attachments = []
+            found.attachments.append(attachment)
+    if call_ids:
+        for call in CallDetail.objects.filter(interaction_id__in=call_ids).only(
+            "interaction_id",
+            "status",
+            "queue_result",
+            "queue_wait_seconds",
+            "duration_seconds",
+            "recording_sid",
+            "recording_url",
+            "transcript",
+        ):
+            details.setdefault(call.interaction_id, InteractionDetails()).call = call
+    return details
+
+
+def attachment_get_visible(*, user, attachment_id):
+    """An attachment with its bytes when the caller may see its conversation;
+    else None."""
+    from channels_app.models import Attachment
+
+    return (
+        Attachment.objects.filter(
+            pk=attachment_id,
+            interaction__conversation__in=conversations_visible_to(user),
+        )
+        .select_related("interaction")
+        .first()
+    )
+
+
+def call_get_visible(*, user, interaction_id):
+    """A call's details when the caller may see its conversation; else None."""
+    return (
+        CallDetail.objects.filter(
+            interaction_id=interaction_id,
+            interaction__conversation__in=conversations_visible_to(user),
+        )
+        .select_related("interaction")
+        .first()
+    )
+
+
 def delivery_attempts_by_interaction(*, interaction_ids):
     """Every delivery attempt of these interactions' deliveries, oldest first, in
     one query: {interaction id: [attempt, ...]}."""

@@ -22,6 +22,12 @@ urlpatterns = [
     path("conversations/<uuid:conversation_id>/reply/", views.reply, name="reply"),
     path("conversations/<uuid:conversation_id>/act/", views.act, name="act"),
     path("conversations/<uuid:conversation_id>/presence/", views.presence, name="presence"),
+    path(
+        "attachments/<uuid:attachment_id>/",
+        views.attachment_download,
+        name="attachment",
+    ),
+    path("calls/<uuid:interaction_id>/recording/", views.call_recording, name="recording"),
     path("patients/<uuid:patient_id>/timeline/", views.patient_timeline, name="timeline"),
     path("patients/<uuid:patient_id>/break-glass/", views.break_glass, name="break-glass"),
 ]

@@ -2,21 +2,23 @@
 the actions on it. Views parse input, call the selectors and services the API
 calls, audit what they show, and render."""
 
+import base64
 import uuid
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import login, logout
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_otp import login as otp_login
 
 from channels_app import live, selectors, services
 from channels_app.models import Conversation, Interaction
+from channels_app.recordings import RecordingUnavailable, recording_open
 from channels_app.serializers import ReplySerializer, inbox_row
 from compliance import services as compliance_services
 from contactcenter import roles, signin
@@ -254,6 +256,7 @@ def _denied(request, conversation_id):
 def thread_context(conversation, *, page_request):
     page = selectors.conversation_messages_page(conversation=conversation, page=page_request)
     messages = list(reversed(page.rows))
+    _with_details(messages)
     last_inbound = next(
         (m for m in reversed(messages) if m["direction"] == Interaction.Direction.INBOUND), None
     )
@@ -263,6 +266,15 @@ def thread_context(conversation, *, page_request):
         "last_seen": str(messages[-1]["id"]) if messages else "",
         "last_inbound": last_inbound,
     }
+
+
+def _with_details(messages):
+    """Each message dict gets its email, attachment and call details (one query
+    per kind on the page)."""
+    details = selectors.interaction_details(rows=messages)
+    for m in messages:
+        m["details"] = details.get(m["id"])
+    return messages
 
 
 def _reply_target(conversation):
@@ -669,3 +681,94 @@ def patient_timeline(request, patient_id):
             "next_query": urlencode({"cursor": page.next.encode()}) if page.next else "",
         },
     )
+
+
+# --- Attachments and recordings ------------------------------------------------------
+
+
+def _denied_interaction(request, *, resource_type, resource_id, interaction_filter):
+    patient_ids = (
+        Interaction.objects.filter(**interaction_filter)
+        .exclude(patient=None)
+        .values_list("patient_id", flat=True)
+    )
+    return not_found(
+        request,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        patient_ids=list(patient_ids),
+    )
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def attachment_download(request, attachment_id):
+    """An email's attachment, for staff who may see its conversation: sent as a
+    download (never shown inline), audited against its patient; anyone else gets
+    the 404 page and a denied row."""
+    attachment = selectors.attachment_get_visible(user=request.user, attachment_id=attachment_id)
+    if attachment is None:
+        return _denied_interaction(
+            request,
+            resource_type="attachment",
+            resource_id=attachment_id,
+            interaction_filter={"attachments__pk": attachment_id},
+        )
+    audit = {
+        "resource_type": "attachment",
+        "resource_id": attachment.pk,
+        "patient_ids": [attachment.interaction.patient_id],
+    }
+    if attachment.content is None:
+        page_audit(request, outcome="error", http_status=410, **audit)
+        return render(
+            request,
+            "workspace/gone.html",
+            {"what": "This attachment was not stored", "why": attachment.rejected_reason},
+            status=410,
+        )
+    page_audit(request, **audit)
+    response = HttpResponse(
+        base64.b64decode(attachment.content), content_type="application/octet-stream"
+    )
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=attachment.filename or f"attachment-{attachment.pk}"
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def call_recording(request, interaction_id):
+    """A call's or voicemail's recording, streamed from Twilio through this view
+    (the browser never sees Twilio's URL or credentials), audited per request."""
+    call = selectors.call_get_visible(user=request.user, interaction_id=interaction_id)
+    if call is None:
+        return _denied_interaction(
+            request,
+            resource_type="recording",
+            resource_id=interaction_id,
+            interaction_filter={"pk": interaction_id},
+        )
+    audit = {
+        "resource_type": "recording",
+        "resource_id": interaction_id,
+        "patient_ids": [call.interaction.patient_id],
+    }
+    try:
+        content_type, chunks = recording_open(call)
+    except RecordingUnavailable as unavailable:
+        page_audit(request, outcome="error", http_status=502, **audit)
+        return render(
+            request,
+            "workspace/gone.html",
+            {"what": "The recording cannot be played now", "why": str(unavailable)},
+            status=502,
+        )
+    page_audit(request, **audit)
+    response = StreamingHttpResponse(chunks, content_type=content_type)
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

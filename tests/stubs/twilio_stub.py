@@ -36,6 +36,10 @@ or its path (401, 404) does not use up a scripted answer.
 StatusCallback) answers 201 with a call resource (sid ``CA`` + 32 hex, status ``queued``),
 kept in ``created_calls``; missing fields get 21201 To, 21213 From, 21205 Url. The same
 auth, recording and script apply.
+
+``GET /2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}.mp3`` answers the
+bytes a test stored with ``add_recording(sid, audio)`` as ``audio/mpeg`` (404 for
+another sid), with the same auth; it uses no scripted answer.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ API_VERSION = "2010-04-01"
 
 _RESOURCE_PATH = re.compile(
     rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/(?P<resource>Messages|Calls)\.json$"
+)
+_RECORDING_PATH = re.compile(
+    rf"^/{API_VERSION}/Accounts/(?P<sid>[^/]+)/Recordings/(?P<recording>RE[0-9a-f]+)\.mp3$"
 )
 _STANDARD_ERRORS = {
     401: (20003, "Authenticate"),
@@ -124,6 +131,7 @@ class TwilioStub:
         self._created: list[dict] = []
         self._calls: list[dict] = []
         self._script: deque[_Scripted] = deque()
+        self._recordings: dict[str, bytes] = {}
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -234,6 +242,26 @@ class TwilioStub:
         self.respond_next(delay=seconds)
 
     # Request handling (called from server threads) -------------------------------------
+
+    def add_recording(self, recording_sid: str, audio: bytes) -> str:
+        """Serve these bytes as the recording's MP3; returns its Twilio URL."""
+        with self._lock:
+            self._recordings[recording_sid] = audio
+        return (
+            f"https://api.twilio.com/{API_VERSION}/Accounts/{self.account_sid}/Recordings/"
+            f"{recording_sid}"
+        )
+
+    def _recording(self, request: RecordedRequest) -> tuple[int, bytes] | None:
+        """(status, audio) for a recording's GET, or None for any other request."""
+        route = _RECORDING_PATH.match(request.path)
+        if request.method != "GET" or not route:
+            return None
+        if not self._authorised(request.auth) or route["sid"] != self.account_sid:
+            return 401, b""
+        with self._lock:
+            audio = self._recordings.get(route["recording"])
+        return (200, audio) if audio is not None else (404, b"")
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -373,6 +401,10 @@ class _Handler(BaseHTTPRequestHandler):
             auth=_basic_auth(self.headers.get("Authorization")),
         )
         self.stub._record(request)
+        recording = self.stub._recording(request)
+        if recording is not None:
+            self._send_audio(*recording)
+            return
         status, body, headers, delay = self.stub._answer(request)
         if delay:
             self.stub._wait(delay)
@@ -388,6 +420,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up first (a timeout test); nothing is left to answer.
+            self.close_connection = True
+
+    def _send_audio(self, status: int, audio: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "audio/mpeg")
+            self.send_header("Content-Length", str(len(audio)))
+            self.end_headers()
+            self.wfile.write(audio)
+        except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
     def log_message(self, format: str, *args) -> None:

@@ -108,3 +108,33 @@ def channel_badge(channel):
         f'stroke="currentColor" stroke-width="1.5">{_CHANNEL_ICONS.get(channel, "")}</svg>'
         f"{escape(_CHANNEL_LABELS.get(channel, channel))}</span>"
     )
+
+
+def _seconds_words(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    if not minutes:
+        return f"{seconds} s"
+    return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+
+
+CALL_OUTCOMES = {
+    "in_progress": "in progress",
+    "answered": "answered",
+    "abandoned": "hung up while waiting",
+    "voicemail": "went to voicemail",
+    "missed": "missed",
+    "callback": "asked to be called back",
+}
+
+
+@register.simple_tag
+def call_facts(call):
+    """ " · answered · waited 1 min 5 s · lasted 4 min": what happened to a call."""
+    parts = []
+    if call.queue_result in CALL_OUTCOMES and call.queue_result != "voicemail":
+        parts.append(CALL_OUTCOMES[call.queue_result])
+    if call.queue_wait_seconds is not None:
+        parts.append(f"waited {_seconds_words(call.queue_wait_seconds)}")
+    if call.duration_seconds is not None:
+        parts.append(f"lasted {_seconds_words(call.duration_seconds)}")
+    return "".join(f" · {part}" for part in parts)
