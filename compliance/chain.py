@@ -176,7 +176,7 @@ def _seal_batch(*, batch_size):
 
 
 def verify_chain(
-    *, limit=None, time_budget_seconds=None, grace=DEFAULT_GRACE, checkpoint=None
+    *, limit=None, time_budget_seconds=None, grace=DEFAULT_GRACE, checkpoint=None, progress=None
 ) -> VerificationResult:
     """Walk the sealed chain in position order, streaming, and report the first break.
 
@@ -184,7 +184,8 @@ def verify_chain(
     a MAC were written before MACs existed). With `checkpoint` (the latest one the
     sealer published outside the database), a complete walk must reach its position
     with its head hash. `limit` and `time_budget_seconds` stop early with
-    `complete=False`; rows not reached are not judged.
+    `complete=False`; rows not reached are not judged. `progress`, when given, is
+    called with the count of rows verified so far after each chunk of rows.
     """
     deadline = None if time_budget_seconds is None else time.monotonic() + time_budget_seconds
     walk = _ChainWalk(grace=grace)
@@ -204,6 +205,8 @@ def verify_chain(
                 broken = walk.step(values)
                 if broken:
                     return broken
+                if progress is not None and walk.count % _VERIFY_CHUNK_SIZE == 0:
+                    progress(walk.count)
                 if deadline is not None and time.monotonic() > deadline:
                     complete = False
                     break

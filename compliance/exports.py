@@ -55,16 +55,20 @@ def _cell(value):
     return value
 
 
-def stream_csv(queryset, columns, *, chunk_size=CHUNK_SIZE):
-    """Yield the CSV of `queryset` (its columns `columns`) in chunks of bytes."""
+def stream_csv(queryset, columns, *, chunk_size=CHUNK_SIZE, header=None, transform=None):
+    """Yield the CSV of `queryset` (its columns `columns`) in chunks of bytes.
+    `header` names the columns in the first line when it differs from `columns`;
+    `transform` maps each row (a tuple of `columns`) before it is written."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(columns)
+    writer.writerow(header or columns)
     with transaction.atomic(using=queryset.db):
         rows = queryset.values_list(*columns).iterator(chunk_size=chunk_size)
         with closing(rows):
             written = 0
             for row in rows:
+                if transform is not None:
+                    row = transform(row)
                 writer.writerow([_cell(value) for value in row])
                 written += 1
                 if written == chunk_size:

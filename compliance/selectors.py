@@ -6,7 +6,11 @@ ids, staff names, codes and times, never message bodies or clinical content.
 
 from datetime import datetime
 
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection
+from django.db.models import CharField, Count, F, OuterRef, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, JSONArray, JSONObject
 from django.utils import timezone
 
 from compliance.chain import VerificationResult, verify_chain
@@ -76,3 +80,103 @@ def audit_chain_verify() -> VerificationResult:
     """The chain verification, bounded in time so that a request never runs long;
     a result with complete=False verified the chain up to its head position."""
     return verify_chain(time_budget_seconds=VERIFY_TIME_BUDGET_SECONDS)
+
+
+def access_report_rows(*, patient_id, since=None, until=None):
+    """The patient access report (patient_access_report) with, per row, the path
+    and channel the access came through (the request path and `via` its audit row
+    recorded) and, for an access under a break-glass grant of the patient, that
+    grant's id (`break_glass_grant_id`; break_glass_reasons gives the reasons):
+    one query, the grant looked up per row by the break-glass access index."""
+    grant = BreakGlassGrant.objects.filter(
+        user_id=OuterRef("actor_user_id"),
+        patient_id=patient_id,
+        granted_at__lte=OuterRef("recorded_at"),
+        expires_at__gt=OuterRef("recorded_at"),
+    ).order_by("-granted_at")
+    return patient_access_report(patient_id=patient_id, since=since, until=until).annotate(
+        path=KT("details__path"),
+        via=KT("details__via"),
+        break_glass_grant_id=Subquery(grant.values("id")[:1]),
+    )
+
+
+def break_glass_reasons(*, patient_id):
+    """{grant id: reason} of the patient's break-glass grants (decrypted: the
+    reason is encrypted with its row's key, so it is read through the model)."""
+    return {
+        grant.pk: grant.reason
+        for grant in BreakGlassGrant.objects.filter(patient_id=patient_id).only("id", "reason")
+    }
+
+
+BREAK_GLASS_ACTIVITY_SHOWN = 10
+
+
+def _grant_window_events():
+    """The audit rows of a grant's holder naming its patient within its window,
+    as a subquery of a grant (OuterRef)."""
+    return AuditEvent.objects.filter(
+        actor_user_id=OuterRef("user_id"),
+        recorded_at__gte=OuterRef("granted_at"),
+        recorded_at__lt=OuterRef("expires_at"),
+        # `patient_ids @> [the grant's patient id]`, answered by the GIN index.
+        patient_ids__contains=JSONArray(Cast(OuterRef("patient_id"), CharField())),
+    )
+
+
+def break_glass_queue(*, reviewed=None):
+    """break_glass_grants() with what was viewed during each grant: the first
+    BREAK_GLASS_ACTIVITY_SHOWN audit rows of its holder naming its patient
+    within its window (`viewed`, oldest first) and their count (`viewed_count`),
+    as subqueries of the one query (PostgreSQL; per grant elsewhere)."""
+    grants = break_glass_grants(reviewed=reviewed)
+    if connection.vendor != "postgresql":
+        return grants
+    window = _grant_window_events()
+    shown = window.order_by("recorded_at", "id").values(
+        json=JSONObject(
+            id=F("id"),
+            recorded_at=F("recorded_at"),
+            action=F("action"),
+            resource_type=F("resource_type"),
+            resource_id=F("resource_id"),
+            outcome=F("outcome"),
+            path=KT("details__path"),
+        )
+    )[:BREAK_GLASS_ACTIVITY_SHOWN]
+    count = window.order_by().values("actor_user_id").annotate(n=Count("id")).values("n")
+    return grants.annotate(viewed=ArraySubquery(shown), viewed_count=Subquery(count))
+
+
+def break_glass_window_events(grant):
+    """The audit rows of one grant's window (the development database's form of
+    break_glass_queue's subqueries), oldest first."""
+    return AuditEvent.objects.filter(
+        actor_user_id=grant.user_id,
+        recorded_at__gte=grant.granted_at,
+        recorded_at__lt=grant.expires_at,
+    ).order_by("recorded_at", "id")
+
+
+def chain_last_verification():
+    """The newest verification of the audit chain, from its own audit row (the
+    API's bounded verification and the worker's full one both leave one)."""
+    return (
+        AuditEvent.objects.filter(
+            resource_type="audit_chain", action=AuditEvent.Action.EXECUTE, outcome="success"
+        )
+        .order_by("-recorded_at", "-id")
+        .values("recorded_at", "actor_username", "details")
+        .first()
+    )
+
+
+def chain_head():
+    """(position, hash) of the sealed chain's head, or None."""
+    return (
+        AuditEvent.objects.filter(chain_position__isnull=False)
+        .order_by("-chain_position")
+        .values_list("chain_position", "hash")
+        .first()
+    )

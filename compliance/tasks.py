@@ -40,3 +40,13 @@ def nightly_retention_purge():
     """Purge what is past retention; the purge leaves its own audit row."""
     counts = services.retention_purge()
     return {count.kind: count.count for count in counts}
+
+
+@shared_task(name="compliance.tasks.verify_audit_chain", ignore_result=True)
+def verify_audit_chain(run_id, user_id):
+    """The compliance desk's "verify now": the whole chain, progress in the cache
+    (compliance.verification)."""
+    from compliance.verification import verification_run
+
+    result = verification_run(run_id=run_id, user_id=user_id)
+    return result.ok

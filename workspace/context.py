@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
+from contactcenter import roles
 from contactcenter.models import StaffProfile
 
 
@@ -19,4 +20,6 @@ def workspace(request):
         "practice_name": settings.PRACTICE_NAME,
         "availability": SimpleLazyObject(lambda: _availability(user)) if user else "",
         "availability_choices": StaffProfile.Availability.choices,
+        # Which tools the top bar offers (read only when a template asks).
+        "staff_role": SimpleLazyObject(lambda: roles.role_of(user)) if user else "",
     }

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from workspace import compliance_desk as desk
 from workspace import stream, views
 
 app_name = "workspace"
@@ -30,4 +31,30 @@ urlpatterns = [
     path("calls/<uuid:interaction_id>/recording/", views.call_recording, name="recording"),
     path("patients/<uuid:patient_id>/timeline/", views.patient_timeline, name="timeline"),
     path("patients/<uuid:patient_id>/break-glass/", views.break_glass, name="break-glass"),
+    # The compliance officer's desk (workspace.compliance_desk).
+    path("compliance/", desk.desk, name="compliance"),
+    path("compliance/audit/", desk.audit_search, name="compliance-audit"),
+    path("compliance/audit/export.csv", desk.audit_export, name="compliance-audit-export"),
+    path("compliance/access-report/", desk.access_report, name="compliance-access"),
+    path(
+        "compliance/access-report/export.csv",
+        desk.access_report_csv,
+        name="compliance-access-csv",
+    ),
+    path(
+        "compliance/access-report/export.pdf",
+        desk.access_report_pdf,
+        name="compliance-access-pdf",
+    ),
+    path("compliance/break-glass/", desk.break_glass_queue, name="compliance-break-glass"),
+    path(
+        "compliance/break-glass/<uuid:grant_id>/review/",
+        desk.break_glass_review,
+        name="compliance-break-glass-review",
+    ),
+    path("compliance/disclosures/", desk.disclosures, name="compliance-disclosures"),
+    path("compliance/chain/", desk.chain_status, name="compliance-chain"),
+    path("compliance/chain/verify/", desk.chain_verify, name="compliance-chain-verify"),
+    path("compliance/chain/runs/<str:run_id>/", desk.chain_run, name="compliance-chain-run"),
+    path("compliance/anomalies/", desk.anomalies, name="compliance-anomalies"),
 ]

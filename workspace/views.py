@@ -114,6 +114,8 @@ def availability(request):
 
 
 def home(request):
+    if roles.has_role(request.user, roles.COMPLIANCE):
+        return redirect("workspace:compliance")
     return redirect("workspace:inbox")
 
 

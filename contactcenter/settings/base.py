@@ -96,6 +96,10 @@ THROTTLE_RATES = {
 BREAK_GLASS_MINUTES = env.int("BREAK_GLASS_MINUTES", default=60)
 if BREAK_GLASS_MINUTES <= 0:
     raise ImproperlyConfigured("BREAK_GLASS_MINUTES must be a positive number of minutes.")
+# A break-glass grant's compliance review is overdue this long after the grant.
+BREAK_GLASS_REVIEW_HOURS = env.int("BREAK_GLASS_REVIEW_HOURS", default=72)
+if BREAK_GLASS_REVIEW_HOURS <= 0:
+    raise ImproperlyConfigured("BREAK_GLASS_REVIEW_HOURS must be a positive number of hours.")
 # Days each kind of data is kept, e.g. "messages=2555,recordings=365,raw_events=90";
 # kinds not named keep these defaults. Audit rows are not a kind: the application
 # never purges them. Messages are part of the record HIPAA keeps for six years, and

@@ -57,3 +57,4 @@ def make_sms_conversation(north, sms_account):
 
 
 from tests.workspace.browser import open_browser  # noqa: E402, F401
+from tests.workspace.compliance_fixtures import desk_data  # noqa: E402, F401

@@ -314,8 +314,8 @@
         break;
       case "e": clickShortcut("e"); break;
       case "a": clickShortcut("a"); break;
-      case "/": $("#search-label").focus(); break;
-      case "?": $("#shortcuts").showModal(); break;
+      case "/": if (!$("#search-label")) return; $("#search-label").focus(); break;
+      case "?": if (!$("#shortcuts")) return; $("#shortcuts").showModal(); break;
       default: return;
     }
     event.preventDefault();
