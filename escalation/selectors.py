@@ -11,6 +11,7 @@ from channels_app.models import Conversation, Interaction
 from channels_app.selectors import conversations_visible_to, team_ids_of
 from contactcenter import roles
 from contactcenter.models import StaffProfile, Team
+from escalation import rules as rule_logic
 from escalation.models import BusinessHours, Escalation, SlaPolicy
 from patients.models import Appointment
 
@@ -109,6 +110,22 @@ def inbound_contacts_since_resolution(*, conversation, days, now=None):
     return interactions.filter(
         direction=Interaction.Direction.INBOUND, occurred_at__gt=since, occurred_at__lte=now
     ).count()
+
+
+def message_facts(*, conversation, text, sentiment, now=None):
+    """What the rules are tested against for a message of this conversation: the
+    processing of an arriving message (now: the present) and the supervisors'
+    dry run (now: when the message arrived) build them alike."""
+    patient = conversation.patient
+    return rule_logic.Facts(
+        channel=conversation.channel,
+        patient_flags=frozenset(patient.flags if patient else ()),
+        text=text,
+        sentiment=sentiment,
+        contacts_within=lambda days: inbound_contacts_since_resolution(
+            conversation=conversation, days=days, now=now
+        ),
+    )
 
 
 def _preview(text):

@@ -14,6 +14,7 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -82,6 +83,33 @@ def rule_update(*, rule, changes):
 
 def rule_delete(*, rule):
     rule.delete()
+
+
+SLA_POLICY_FIELDS = ("first_response_minutes", "next_response_minutes", "resolution_minutes")
+
+
+def sla_policy_update(*, policy, changes):
+    """Change a priority's targets (business minutes). Raises
+    django.core.exceptions.ValidationError naming each bad field, as the admin's
+    form does (the model's validation, and its check that every target is above
+    zero). Conversations already running keep the due times they were given."""
+    for name, value in changes.items():
+        if name not in SLA_POLICY_FIELDS:
+            raise ValueError(f"{name} is not an SLA policy field")
+        setattr(policy, name, value)
+    errors = {
+        name: ["Must be at least one minute."]
+        for name in SLA_POLICY_FIELDS
+        if isinstance(getattr(policy, name), int) and getattr(policy, name) < 1
+    }
+    try:
+        policy.full_clean()
+    except ValidationError as exc:
+        errors = {**exc.message_dict, **errors}
+    if errors:
+        raise ValidationError(errors)
+    policy.save(update_fields=list(changes))
+    return policy
 
 
 # --- Routing -------------------------------------------------------------------------
@@ -585,16 +613,7 @@ def _process_locked(conversation, interaction, sentiment, text, active_rules):
             conversation.last_inbound_at
         ):
             conversation.sentiment_latest = sentiment
-    patient = conversation.patient
-    facts = rule_logic.Facts(
-        channel=conversation.channel,
-        patient_flags=frozenset(patient.flags if patient else ()),
-        text=text,
-        sentiment=sentiment,
-        contacts_within=lambda days: selectors.inbound_contacts_since_resolution(
-            conversation=conversation, days=days
-        ),
-    )
+    facts = selectors.message_facts(conversation=conversation, text=text, sentiment=sentiment)
     matches = []
     for rule in active_rules:
         match = rule_logic.evaluate(rule.conditions, facts)

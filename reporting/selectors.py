@@ -285,22 +285,44 @@ def _recontacted():
     )
 
 
+# The conversation figures over the period's resolved conversations, each the
+# filter that counts it: the report counts with these and the drill-down
+# (kpi_conversations) lists with them, so a figure and its list cannot disagree.
+RESOLVED_FIGURES = {
+    "resolved": Q(),
+    "fcr": Q(reopened_in_window=False, recontacted=False),
+    "not_fcr": Q(reopened_in_window=True) | Q(recontacted=True),
+    "escalated": Q(escalated=True),
+    "resolved_without_escalation": Q(escalated=False),
+    "reopened": Q(reopened=True),
+}
+# Conversations counted by the day they were created, not resolved.
+OPENED_FIGURE = "opened"
+# Resolved conversations that have a duration sample: every resolved one has its
+# resolution time; a first response needs an inbound contact and a staff reply.
+SAMPLE_FIGURES = ("first_response", "resolution")
+DRILLDOWN_FIGURES = (OPENED_FIGURE, *RESOLVED_FIGURES, *SAMPLE_FIGURES)
+
+
+def _with_resolution_flags(queryset):
+    return queryset.alias(
+        reopened=Exists(_reopens()),
+        reopened_in_window=Exists(_reopened_within_window()),
+        recontacted=_recontacted(),
+    )
+
+
 def _add_resolved(groups, *, start, end, team_ids, channel, config):
     scored = Q(sentiment_first__isnull=False, sentiment_latest__isnull=False)
     rows = (
-        _resolved(start=start, end=end, team_ids=team_ids, channel=channel)
-        .alias(
-            reopened=Exists(_reopens()),
-            reopened_in_window=Exists(_reopened_within_window()),
-            recontacted=_recontacted(),
-        )
+        _with_resolution_flags(_resolved(start=start, end=end, team_ids=team_ids, channel=channel))
         .annotate(day=TruncDate("resolved_at", tzinfo=config.time_zone))
         .values("day", "team_id", "channel")
         .annotate(
             resolved=Count("pk"),
-            fcr=Count("pk", filter=Q(reopened_in_window=False, recontacted=False)),
-            escalated=Count("pk", filter=Q(escalated=True)),
-            reopened=Count("pk", filter=Q(reopened=True)),
+            fcr=Count("pk", filter=RESOLVED_FIGURES["fcr"]),
+            escalated=Count("pk", filter=RESOLVED_FIGURES["escalated"]),
+            reopened=Count("pk", filter=RESOLVED_FIGURES["reopened"]),
             scored=Count("pk", filter=scored),
             delta=Sum(
                 Cast(
@@ -321,11 +343,8 @@ def _add_resolved(groups, *, start, end, team_ids, channel, config):
         group["sentiment_delta_millionths"] += row["delta"] or 0
 
 
-def _add_durations(groups, *, start, end, team_ids, channel, config):
-    """First response and resolution time in business hours, as samples. One row
-    of timestamps per resolved conversation; the interactions themselves are read
-    by the database through the (conversation, occurred_at) index."""
-    first_inbound = (
+def _first_inbound():
+    return (
         Interaction.objects.filter(
             conversation=OuterRef("pk"),
             direction=Interaction.Direction.INBOUND,
@@ -334,7 +353,10 @@ def _add_durations(groups, *, start, end, team_ids, channel, config):
         .order_by("occurred_at")
         .values("occurred_at")[:1]
     )
-    first_reply = (
+
+
+def _first_reply():
+    return (
         Interaction.objects.filter(
             conversation=OuterRef("pk"),
             direction=Interaction.Direction.OUTBOUND,
@@ -344,10 +366,56 @@ def _add_durations(groups, *, start, end, team_ids, channel, config):
         .order_by("occurred_at")
         .values("occurred_at")[:1]
     )
+
+
+def kpi_conversations(*, figure, since, until, team_ids=None, channel=None):
+    """The conversations a conversation figure of kpi_report counts over local
+    days since..until, as a Conversation queryset (the same filters as the
+    count). Days the report takes from the nightly rollup were counted when they
+    were rolled up; this reads the conversations as they are now, so the two
+    differ only where something changed since (kpi_rolled_up_days says which
+    days those are). Evaluate it inside sql.analytic_statements(), as the
+    report's statements run."""
+    if figure not in DRILLDOWN_FIGURES:
+        raise ValueError(f"figure must be one of {', '.join(DRILLDOWN_FIGURES)}")
+    config = kpi_settings()
+    start, end = _bounds(since, until, config.time_zone)
+    if figure == OPENED_FIGURE:
+        return _conversations(team_ids=team_ids, channel=channel).filter(
+            created_at__gte=start, created_at__lt=end
+        )
+    resolved = _resolved(start=start, end=end, team_ids=team_ids, channel=channel)
+    if figure == "first_response":
+        return (
+            resolved.annotate(first_inbound_at=Subquery(_first_inbound()))
+            .annotate(first_reply_at=Subquery(_first_reply()))
+            .filter(first_inbound_at__isnull=False, first_reply_at__isnull=False)
+        )
+    if figure == "resolution":
+        return resolved
+    return _with_resolution_flags(resolved).filter(RESOLVED_FIGURES[figure])
+
+
+def kpi_rolled_up_days(*, since, until):
+    """The days of since..until whose figures kpi_report reads from the rollup."""
+    today = kpi_today()
+    if since >= today:
+        return set()
+    return set(
+        KpiRollupDay.objects.filter(
+            day__gte=since, day__lte=min(until, today - timedelta(days=1))
+        ).values_list("day", flat=True)
+    )
+
+
+def _add_durations(groups, *, start, end, team_ids, channel, config):
+    """First response and resolution time in business hours, as samples. One row
+    of timestamps per resolved conversation; the interactions themselves are read
+    by the database through the (conversation, occurred_at) index."""
     query = (
         _resolved(start=start, end=end, team_ids=team_ids, channel=channel)
-        .annotate(first_inbound_at=Subquery(first_inbound))
-        .annotate(first_reply_at=Subquery(first_reply))
+        .annotate(first_inbound_at=Subquery(_first_inbound()))
+        .annotate(first_reply_at=Subquery(_first_reply()))
         .values_list(
             "team_id", "channel", "created_at", "resolved_at", "first_inbound_at", "first_reply_at"
         )
@@ -553,6 +621,7 @@ def _percentiles(*, rolled_days, live_groups, team_ids, channel, interval):
         if period:
             period.sort()
             result[(metric, None)] = (len(period), _percentile_values(period))
+        result[(metric, "samples")] = period
     return result
 
 
@@ -666,24 +735,22 @@ def _add_sums(total, part):
 
 
 @sql.analytic_statements()
-def kpi_report(*, since, until, team_ids=None, channel=None, interval="day", use_rollups=True):
+def kpi_report(
+    *, since, until, team_ids=None, channel=None, interval="day", use_rollups=True, samples=False
+):
     """The KPI report for local days since..until (inclusive) of the given teams
     (None: every team) and channel (None: every channel), per interval bucket
     and for the whole period. Rolled-up past days come from the rollups, the rest
     is computed live; use_rollups=False computes everything live (benchmarks, and
-    checking a rollup against its source)."""
+    checking a rollup against its source). samples=True adds the period's sorted
+    duration samples (seconds) under "samples", for the workspace's distribution
+    charts: the ones its median and p90 are computed from."""
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
     config = kpi_settings()
     today = kpi_today()
     days = _days(since, until)
-    rolled = set()
-    if use_rollups and since < today:
-        rolled = set(
-            KpiRollupDay.objects.filter(
-                day__gte=since, day__lte=min(until, today - timedelta(days=1))
-            ).values_list("day", flat=True)
-        )
+    rolled = kpi_rolled_up_days(since=since, until=until) if use_rollups else set()
     live_days = [day for day in days if day not in rolled and day <= today]
 
     live_groups = {}
@@ -728,7 +795,7 @@ def kpi_report(*, since, until, team_ids=None, channel=None, interval="day", use
                 **_figures(sums[start], percentiles, start),
             }
         )
-    return {
+    report = {
         "since": since,
         "until": until,
         "interval": interval,
@@ -744,3 +811,8 @@ def kpi_report(*, since, until, team_ids=None, channel=None, interval="day", use
         "period": {"start": since, "end": until, **_figures(period, percentiles, None)},
         "intervals": intervals,
     }
+    if samples:
+        report["samples"] = {
+            metric: percentiles.get((metric, "samples"), []) for metric in SAMPLE_METRICS
+        }
+    return report

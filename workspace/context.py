@@ -13,10 +13,18 @@ def _availability(user):
 
 
 def workspace(request):
-    """The top bar's practice name and the signed-in person's availability (read
-    only when a template shows it)."""
+    """The top bar's practice name, the signed-in person's availability and which
+    of the supervisor's links they get (read only when a template shows them)."""
     user = getattr(request, "user", None)
+    signed_in = bool(user and user.is_authenticated)
     return {
+        # The supervisor's links (board, KPIs, rules) by the roles their views allow.
+        "nav_supervisor": SimpleLazyObject(
+            lambda: signed_in and roles.has_role(user, roles.SUPERVISOR)
+        ),
+        "nav_reports": SimpleLazyObject(
+            lambda: signed_in and roles.has_role(user, roles.SUPERVISOR, roles.ADMIN)
+        ),
         "practice_name": settings.PRACTICE_NAME,
         "availability": SimpleLazyObject(lambda: _availability(user)) if user else "",
         "availability_choices": StaffProfile.Availability.choices,

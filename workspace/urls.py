@@ -1,7 +1,7 @@
 from django.urls import path
 
 from workspace import compliance_desk as desk
-from workspace import stream, views
+from workspace import stream, supervisor, views
 
 app_name = "workspace"
 
@@ -57,4 +57,20 @@ urlpatterns = [
     path("compliance/chain/verify/", desk.chain_verify, name="compliance-chain-verify"),
     path("compliance/chain/runs/<str:run_id>/", desk.chain_run, name="compliance-chain-run"),
     path("compliance/anomalies/", desk.anomalies, name="compliance-anomalies"),
+    # The supervisor's pages (workspace.supervisor).
+    path("supervisor/board/", supervisor.board, name="supervisor-board"),
+    path("supervisor/board/live/", supervisor.board_fragment, name="supervisor-board-live"),
+    path("supervisor/board/reassign/", supervisor.reassign, name="supervisor-reassign"),
+    path("supervisor/kpis/", supervisor.kpis, name="supervisor-kpis"),
+    path("supervisor/kpis/export.csv", supervisor.kpis_csv, name="supervisor-kpis-csv"),
+    path("supervisor/kpis/conversations/", supervisor.drilldown, name="supervisor-drilldown"),
+    path("supervisor/rules/", supervisor.rules, name="supervisor-rules"),
+    path("supervisor/rules/new/", supervisor.rule_edit, name="supervisor-rule-new"),
+    path("supervisor/rules/<int:rule_id>/", supervisor.rule_edit, name="supervisor-rule-edit"),
+    path("supervisor/rules/dry-run/", supervisor.dry_run, name="supervisor-dry-run"),
+    path(
+        "supervisor/sla-policies/<int:policy_id>/",
+        supervisor.sla_policy_edit,
+        name="supervisor-sla-edit",
+    ),
 ]

@@ -43,7 +43,8 @@
   }
 
   function connect() {
-    if (!me || !window.EventSource || !$("#inbox-list")) return;
+    /* The inbox and the supervisor's board listen; both refresh on "live-inbox". */
+    if (!me || !window.EventSource || !$("#inbox-list, [data-live-board]")) return;
     live = new EventSource("/live/");
     live.addEventListener("ready", function () {
       if (liveLostAt) {
