@@ -615,24 +615,6 @@ class WebhookSignatureUse(models.Model):
         return f"webhook signature used at {self.used_at:%Y-%m-%d %H:%M:%S}"
 
 
-class ReplyIdempotency(models.Model):
-    """`Idempotency-Key` of a staff reply, kept 24 h: the same key answers with
-    the first result and sends nothing new."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    key = models.CharField(max_length=128)
-    interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["user", "key"], name="reply_idempotency_unique")
-        ]
-
-    def __str__(self):
-        return f"idempotency key of user {self.user_id}"
-
-
 class ConversationRead(models.Model):
     """When a user last read a conversation: unread = activity after that."""
 

@@ -493,6 +493,29 @@ def call_get_visible(*, user, interaction_id):
     )
 
 
+def canned_responses_of(*, conversation):
+    """The canned responses of the conversation's team, by title."""
+    from channels_app.models import CannedResponse
+
+    return list(CannedResponse.objects.filter(team_id=conversation.team_id).order_by("title"))
+
+
+def canned_response_text(*, canned, conversation):
+    """A canned response with its placeholders filled for this conversation's
+    patient ($first_name, $practice_name). Raises ValueError naming a placeholder
+    the template has but the context lacks."""
+    from django.conf import settings
+
+    from contactcenter.templating import render_template
+
+    patient = conversation.patient
+    context = {
+        "first_name": patient.given_name if patient else "",
+        "practice_name": settings.PRACTICE_NAME,
+    }
+    return render_template(canned.body, context)
+
+
 def delivery_attempts_by_interaction(*, interaction_ids):
     """Every delivery attempt of these interactions' deliveries, oldest first, in
     one query: {interaction id: [attempt, ...]}."""

@@ -1061,61 +1061,36 @@ def reply_create(
     author,
     body,
     internal=False,
-    idempotency_key=None,
     last_seen_interaction_id=None,
 ):
-    """A staff reply or internal note. With an Idempotency-Key, the same key from
-    the same user within 24 h returns the first result and sends nothing new.
+    """A staff reply or internal note. Sending once per click is the caller's
+    `Idempotency-Key` (contactcenter.idempotency, for the API and the workspace
+    alike), claimed in the same transaction as this.
 
     With `last_seen_interaction_id` (the newest interaction the author had on
     screen), a reply is refused with ReplyStale when the patient wrote after it,
     so nobody answers a message they have not read. Notes are never refused.
     Returns (interaction, created)."""
-    from channels_app.models import ReplyIdempotency
-
-    if idempotency_key:
-        since = timezone.now() - timedelta(hours=24)
-        previous = (
-            ReplyIdempotency.objects.select_related("interaction")
-            .filter(user=author, key=idempotency_key, created_at__gte=since)
-            .first()
-        )
-        if previous is not None:
-            return previous.interaction, False
     if last_seen_interaction_id and not internal:
         newer = _newer_inbound(conversation, last_seen_interaction_id)
         if newer is not None:
             raise ReplyStale(latest_interaction_id=newer)
-    try:
-        with transaction.atomic():
-            if idempotency_key:
-                # An expired key is replaced; the unique constraint settles races.
-                ReplyIdempotency.objects.filter(user=author, key=idempotency_key).delete()
-            if internal:
-                interaction = Interaction.objects.create(
-                    conversation=conversation,
-                    patient=conversation.patient,
-                    channel=conversation.channel,
-                    kind=Interaction.Kind.NOTE,
-                    direction=Interaction.Direction.INTERNAL,
-                    body=body,
-                    author=author,
-                    occurred_at=timezone.now(),
-                )
-                _touch_conversation(conversation, interaction)
-                _publish_message(interaction, conversation)
-            else:
-                interaction = outbound_create(conversation=conversation, body=body, author=author)
-            if idempotency_key:
-                ReplyIdempotency.objects.create(
-                    user=author, key=idempotency_key, interaction=interaction
-                )
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        # A concurrent request with the same key won; its send stands, ours never ran.
-        previous = ReplyIdempotency.objects.get(user=author, key=idempotency_key)
-        return previous.interaction, False
+    with transaction.atomic():
+        if internal:
+            interaction = Interaction.objects.create(
+                conversation=conversation,
+                patient=conversation.patient,
+                channel=conversation.channel,
+                kind=Interaction.Kind.NOTE,
+                direction=Interaction.Direction.INTERNAL,
+                body=body,
+                author=author,
+                occurred_at=timezone.now(),
+            )
+            _touch_conversation(conversation, interaction)
+            _publish_message(interaction, conversation)
+        else:
+            interaction = outbound_create(conversation=conversation, body=body, author=author)
     return interaction, True
 
 

@@ -1,5 +1,4 @@
 import django_filters
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -44,7 +43,6 @@ from contactcenter.filters import MAX_ID, IdFilter, query_cleaned
 from contactcenter.idempotency import IdempotentCreateMixin
 from contactcenter.keyset import KeysetPagination
 from contactcenter.permissions import role_permission
-from contactcenter.templating import render_template
 from patients.models import Channel, Patient
 from patients.selectors import patients_visible_to
 
@@ -286,13 +284,8 @@ def _conversation_or_404(request, conversation_id):
 
 
 def _render_canned(canned, conversation):
-    patient = conversation.patient
-    context = {
-        "first_name": patient.given_name if patient else "",
-        "practice_name": settings.PRACTICE_NAME,
-    }
     try:
-        return render_template(canned.body, context)
+        return selectors.canned_response_text(canned=canned, conversation=conversation)
     except ValueError as exc:
         raise ValidationError({"canned_response": [str(exc)]}) from None
 

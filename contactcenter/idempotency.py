@@ -4,16 +4,20 @@ caller (staff user or API key) sending the same key; the same key with another
 method, path or body is a 422. A result that was not a success is not stored, so a
 retry after an error runs again.
 
-A view opts in with IdempotentCreateMixin; the OpenAPI schema documents the header
-and the 422 on each such operation (contactcenter/schema.py)."""
+An API view opts in with IdempotentCreateMixin; the OpenAPI schema documents the
+header and the 422 on each such operation (contactcenter/schema.py). A view that is
+not DRF's (the staff workspace's reply form) uses the same rows through
+idempotency_claim() and idempotency_complete()."""
 
 import hashlib
 import hmac
 import json
 import re
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.db import IntegrityError, transaction
+from django.http.request import RawPostDataException
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.response import Response
@@ -54,13 +58,64 @@ def _principal(request):
     if client is not None:
         return f"client:{client.pk}"
     user = staff_user_of(request)
-    return f"user:{user.pk}" if user is not None else None
+    return staff_principal(user) if user is not None else None
 
 
-def _fingerprint(request):
-    # Keyed, so the stored value says nothing about a body that carried PHI.
-    message = b"\n".join([request.method.encode(), request.path.encode(), request.body])
+def staff_principal(user):
+    """The principal a staff user's keys are kept under (the API's and the
+    workspace's alike)."""
+    return f"user:{user.pk}"
+
+
+def request_fingerprint(request):
+    """HMAC of the method, path and body (a form read as multipart: its fields).
+    Keyed, so the stored value says nothing about a body that carried PHI."""
+    try:
+        body = request.body
+    except RawPostDataException:
+        body = urlencode(sorted(request.POST.lists()), doseq=True).encode()
+    message = b"\n".join([request.method.encode(), request.path.encode(), body])
     return hmac.new(crypto.blind_index_key(), message, hashlib.sha256).hexdigest()
+
+
+def key_is_valid(key):
+    return bool(key) and _KEY_PATTERN.fullmatch(key) is not None
+
+
+def idempotency_claim(*, principal, key, fingerprint):
+    """In the caller's transaction: claim `key` for this request. Returns
+    (row, None) on first use (complete it with idempotency_complete once the
+    request succeeded; a rollback forgets it), or (None, previous row) when the
+    key was used before with the same request, to be answered from. A concurrent
+    first use makes this wait on the unique key until it commits. Raises
+    IdempotencyKeyReused for the same key on another request."""
+    IdempotentRequest.objects.filter(
+        principal=principal, key=key, created_at__lt=timezone.now() - KEEP_FOR
+    ).delete()
+    try:
+        with transaction.atomic():
+            return (
+                IdempotentRequest.objects.create(
+                    principal=principal, key=key, fingerprint=fingerprint
+                ),
+                None,
+            )
+    except IntegrityError:
+        # Used before (a concurrent first use has committed by now: the insert
+        # waited for it).
+        pass
+    previous = IdempotentRequest.objects.get(principal=principal, key=key)
+    if not hmac.compare_digest(previous.fingerprint, fingerprint):
+        raise IdempotencyKeyReused()
+    return None, previous
+
+
+def idempotency_complete(row, *, status_code, body, patient_ids=()):
+    """Store a successful answer under its claimed key (`body`: JSON-able)."""
+    row.status_code = status_code
+    row.response_body = json.dumps(body, cls=JSONEncoder)
+    row.patient_ids = [str(p) for p in patient_ids if p]
+    row.save(update_fields=["status_code", "response_body", "patient_ids"])
 
 
 class IdempotentCreateMixin:
@@ -83,27 +138,15 @@ class IdempotentCreateMixin:
             return
         key = request.headers[HEADER].strip()
         principal = _principal(request)
-        if not _KEY_PATTERN.fullmatch(key):
+        if not key_is_valid(key):
             raise IdempotencyKeyInvalid()
         if principal is None:
             return
-        fingerprint = _fingerprint(request)
-        IdempotentRequest.objects.filter(
-            principal=principal, key=key, created_at__lt=timezone.now() - KEEP_FOR
-        ).delete()
-        try:
-            with transaction.atomic():
-                self._idempotent_request = IdempotentRequest.objects.create(
-                    principal=principal, key=key, fingerprint=fingerprint
-                )
+        self._idempotent_request, previous = idempotency_claim(
+            principal=principal, key=key, fingerprint=request_fingerprint(request)
+        )
+        if previous is None:
             return
-        except IntegrityError:
-            # Used before (a concurrent first use has committed by now: the insert
-            # waited for it).
-            pass
-        previous = IdempotentRequest.objects.get(principal=principal, key=key)
-        if not hmac.compare_digest(previous.fingerprint, fingerprint):
-            raise IdempotencyKeyReused()
         self._replayed = previous
         # DRF looks the handler up after initial(): answer with the stored result.
         self.post = self._replay
@@ -124,10 +167,12 @@ class IdempotentCreateMixin:
         response = super().finalize_response(request, response, *args, **kwargs)
         stored = getattr(self, "_idempotent_request", None)
         if stored is not None and 200 <= response.status_code < 300:
-            stored.status_code = response.status_code
-            stored.response_body = json.dumps(response.data, cls=JSONEncoder)
-            stored.patient_ids = list(getattr(self, "_audit_patient_ids", []))
-            stored.save(update_fields=["status_code", "response_body", "patient_ids"])
+            idempotency_complete(
+                stored,
+                status_code=response.status_code,
+                body=response.data,
+                patient_ids=list(getattr(self, "_audit_patient_ids", [])),
+            )
         return response
 
 

@@ -21,6 +21,11 @@ urlpatterns = [
         name="conversation-thread",
     ),
     path("conversations/<uuid:conversation_id>/reply/", views.reply, name="reply"),
+    path(
+        "conversations/<uuid:conversation_id>/suggestions/",
+        views.composer_suggestions,
+        name="suggestions",
+    ),
     path("conversations/<uuid:conversation_id>/act/", views.act, name="act"),
     path("conversations/<uuid:conversation_id>/presence/", views.presence, name="presence"),
     path(

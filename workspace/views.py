@@ -3,11 +3,13 @@ the actions on it. Views parse input, call the selectors and services the API
 calls, audit what they show, and render."""
 
 import base64
+import json
 import uuid
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import login, logout
+from django.db import transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,7 +23,7 @@ from channels_app.models import Conversation, Interaction
 from channels_app.recordings import RecordingUnavailable, recording_open
 from channels_app.serializers import ReplySerializer, inbox_row
 from compliance import services as compliance_services
-from contactcenter import roles, signin
+from contactcenter import idempotency, roles, signin
 from contactcenter.keyset import Cursor, InvalidCursor, PageRequest
 from escalation import services as escalation_services
 from escalation.selectors import business_calendar_for, open_escalation_reasons
@@ -479,14 +481,57 @@ def reply(request, conversation_id):
             return _composer_response(
                 request, found, status=409, error=target["refusal"], draft=body
             )
+    key = (request.POST.get("idempotency_key") or "").strip()
+    if key and not idempotency.key_is_valid(key):
+        page_audit(request, outcome="error", http_status=400, **audit)
+        return _composer_response(
+            request,
+            found,
+            status=400,
+            error="This form is out of date: reload the page.",
+            draft=body,
+        )
+    replayed = False
     try:
-        interaction, _created = services.reply_create(
-            conversation=found,
-            author=request.user,
-            body=data.validated_data["body"],
-            internal=internal,
-            idempotency_key=(request.POST.get("idempotency_key") or "")[:128] or None,
-            last_seen_interaction_id=data.validated_data.get("last_seen_interaction"),
+        with transaction.atomic():
+            claimed, previous = (
+                idempotency.idempotency_claim(
+                    principal=idempotency.staff_principal(request.user),
+                    key=key,
+                    fingerprint=idempotency.request_fingerprint(request),
+                )
+                if key
+                else (None, None)
+            )
+            if previous is not None:
+                # The same send again (a double click, a retried request): answer
+                # with the first one's result and send nothing new.
+                interaction_id = json.loads(previous.response_body)["interaction"]
+                replayed = True
+            else:
+                interaction, _created = services.reply_create(
+                    conversation=found,
+                    author=request.user,
+                    body=data.validated_data["body"],
+                    internal=internal,
+                    last_seen_interaction_id=data.validated_data.get("last_seen_interaction"),
+                )
+                interaction_id = str(interaction.pk)
+                if claimed is not None:
+                    idempotency.idempotency_complete(
+                        claimed,
+                        status_code=200,
+                        body={"interaction": interaction_id},
+                        patient_ids=[found.patient_id],
+                    )
+    except idempotency.IdempotencyKeyReused:
+        page_audit(request, outcome="error", http_status=422, **audit)
+        return _composer_response(
+            request,
+            found,
+            status=422,
+            error="This form was already used to send another message: reload the page.",
+            draft=body,
         )
     except services.ReplyStale as stale:
         page_audit(request, outcome="error", http_status=409, **audit)
@@ -501,8 +546,8 @@ def reply(request, conversation_id):
             patient=_visible_patient(request, found, panel=False),
             **thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE)),
         )
-    audit["resource_id"] = interaction.pk
-    page_audit(request, **audit)
+    audit["resource_id"] = interaction_id
+    page_audit(request, **audit, **({"idempotent_replay": True} if replayed else {}))
     context = thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE))
     return _composer_response(
         request,
@@ -512,6 +557,49 @@ def reply(request, conversation_id):
         note=internal,
         patient=_visible_patient(request, found, panel=False),
         **context,
+    )
+
+
+@require_GET
+@staff_page(*CARE_ROLES)
+def composer_suggestions(request, conversation_id):
+    """The composer's canned responses, filled in for this patient: the three that
+    best fit the patient's latest message (understanding's reply suggestions,
+    each with why) and the team's whole list. The intent behind them is PHI like
+    the message: the read is audited."""
+    from understanding.selectors import reply_suggestions
+
+    found = _visible_conversation(request, conversation_id)
+    if found is None:
+        return _denied(request, conversation_id)
+    page_audit(
+        request, resource_type="conversation", resource_id=found.pk, patient_ids=[found.patient_id]
+    )
+    decision, suggestions = reply_suggestions(conversation=found)
+
+    def filled(canned):
+        try:
+            return selectors.canned_response_text(canned=canned, conversation=found)
+        except ValueError:
+            return None
+
+    best = [
+        {"canned": s.canned_response, "text": filled(s.canned_response), "why": s.why}
+        for s in suggestions
+    ]
+    everything = [
+        {"canned": canned, "text": filled(canned)}
+        for canned in selectors.canned_responses_of(conversation=found)
+    ]
+    return render(
+        request,
+        "workspace/_suggestions.html",
+        {
+            "conversation": found,
+            "intent": decision,
+            "suggestions": [s for s in best if s["text"]],
+            "canned": [c for c in everything if c["text"]],
+        },
     )
 
 

@@ -203,7 +203,12 @@ def test_conversation_and_thread_queries_do_not_grow_with_messages(
 def _reply(client, conversation, body, **fields):
     return client.post(
         f"/conversations/{conversation.pk}/reply/",
-        {"body": body, "mode": "reply", "idempotency_key": "k-" + body[:20], **fields},
+        {
+            "body": body,
+            "mode": "reply",
+            "idempotency_key": "k-" + body[:20].replace(" ", "-"),
+            **fields,
+        },
         HTTP_HX_REQUEST="true",
     )
 

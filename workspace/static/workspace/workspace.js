@@ -128,6 +128,9 @@
 
   /* --- Composer: drafts, mode, segments, typing ---------------------------------- */
   function draftKey(form) { return "draft:" + form.dataset.conversation; }
+  /* Drafts live in this tab's sessionStorage: they survive a page change or a
+     sign-in after the session ended, never the closed tab (they can hold PHI). */
+  var drafts = window.sessionStorage;
 
   function composer() { return $("#composer"); }
 
@@ -167,12 +170,12 @@
     var form = composer();
     if (!form) return;
     var textarea = $("textarea", form);
-    var saved = localStorage.getItem(draftKey(form));
+    var saved = drafts.getItem(draftKey(form));
     if (!textarea.value && saved) textarea.value = saved;
     updateComposer(form);
     textarea.addEventListener("input", function () {
-      if (textarea.value) localStorage.setItem(draftKey(form), textarea.value);
-      else localStorage.removeItem(draftKey(form));
+      if (textarea.value) drafts.setItem(draftKey(form), textarea.value);
+      else drafts.removeItem(draftKey(form));
       updateComposer(form);
       var now = Date.now();
       if (!$("#mode-note", form).checked && now - lastTypingSent > 3000) {
@@ -185,12 +188,105 @@
     });
   }
 
+  /* Canned responses: a suggestion's button or the list's choice puts its text
+     (filled in for this patient by the server) into the composer. */
+  function insertCanned(text) {
+    var form = composer();
+    if (!form || !text) return;
+    var textarea = $("textarea", form);
+    $("#mode-reply", form).checked = true;
+    textarea.value = textarea.value.trim() ? textarea.value.replace(/\s+$/, "") + "\n" + text : text;
+    textarea.dispatchEvent(new Event("input"));
+    textarea.focus();
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("#composer [data-canned-text]");
+    if (button && button.tagName === "BUTTON") insertCanned(button.dataset.cannedText);
+  });
+  document.addEventListener("change", function (event) {
+    if (!event.target.matches("#composer [data-canned-pick]")) return;
+    var option = event.target.selectedOptions[0];
+    if (option && option.dataset.cannedText) insertCanned(option.dataset.cannedText);
+    event.target.value = "";
+  });
+  /* Alt+1, Alt+2, Alt+3 take the first, second or third suggestion. */
+  document.addEventListener("keydown", function (event) {
+    if (!event.altKey || event.ctrlKey || event.metaKey || !/^[1-3]$/.test(event.key)) return;
+    var suggestion = $all("#composer .suggestion")[Number(event.key) - 1];
+    if (!suggestion) return;
+    event.preventDefault();
+    suggestion.click();
+  });
+
+  /* Sending: the page says so at once and shows the message as "Sending…" in the
+     thread; the server's answer replaces both. The form sends one request at a
+     time (hx-sync), and the server answers a repeated key with the first send. */
+  function pendingBubble(form) {
+    var list = $("#thread .messages");
+    var text = $("textarea", form).value.trim();
+    if (!list || !text) return;
+    var note = $("#mode-note", form).checked;
+    var item = document.createElement("li");
+    item.id = "pending-send";
+    item.className = "msg is-pending " + (note ? "msg-internal kind-note" : "msg-outbound kind-message");
+    var article = document.createElement("article");
+    var bodyText = document.createElement("div");
+    bodyText.className = "msg-body";
+    bodyText.textContent = text;
+    var state = document.createElement("p");
+    state.className = "delivery delivery-sending";
+    state.textContent = note ? "Saving…" : "Sending…";
+    article.appendChild(bodyText);
+    article.appendChild(state);
+    item.appendChild(article);
+    list.appendChild(item);
+    list.scrollTop = list.scrollHeight;
+  }
+  function clearPending() {
+    var pending = $("#pending-send");
+    if (pending) pending.remove();
+  }
+  body.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.detail.elt;
+    if (!form || form.id !== "composer") return;
+    var status = $("[data-composer-status]", form);
+    if (status) status.textContent = $("#mode-note", form).checked ? "Saving the note…" : "Sending…";
+    form.classList.add("is-sending");
+    form.setAttribute("aria-busy", "true");
+    pendingBubble(form);
+  });
+  body.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (!form || form.id !== "composer") return;
+    clearPending();
+    form.classList.remove("is-sending");
+    form.removeAttribute("aria-busy");
+    var status = $("[data-composer-status]", form);
+    if (status && !event.detail.successful) status.textContent = "";
+  });
+  /* A server error page must not replace the composer: keep the draft, say why. */
+  body.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (!xhr || xhr.status < 500) return;
+    event.detail.shouldSwap = false;
+    var notices = $("#notices");
+    if (notices) {
+      notices.innerHTML = "";
+      var p = document.createElement("p");
+      p.className = "notice notice-error";
+      p.setAttribute("role", "alert");
+      p.textContent = "Not done: the server had a problem (error " + xhr.status +
+        "). Nothing was changed and your draft is kept; try again in a moment.";
+      notices.appendChild(p);
+    }
+  });
+
   /* After a send the server answers with a fresh composer; a sent draft is gone. */
   body.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
     if (target && target.id === "composer" || (target && target.closest && target.closest("#composer"))) {
       var form = composer();
-      if (form && form.dataset.sent === "true") localStorage.removeItem(draftKey(form));
+      if (form && form.dataset.sent === "true") drafts.removeItem(draftKey(form));
       setupComposer();
     }
   });
