@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 # Keys, migrations, demo data, then web + worker + beat: all in scripts/run_local.sh,
 # which the end-to-end test runs in a fresh copy of the repository.
 run: venv
-	DJANGO_SETTINGS_MODULE=contactcenter.settings.local VENV=$(VENV) bash scripts/run_local.sh
+	DJANGO_SETTINGS_MODULE=config.settings.local VENV=$(VENV) bash scripts/run_local.sh
 
 # Tests marked own_process pass alone but time out when they follow the rest of the
 # suite in one xdist process (a worker that never sees its tasks; the cause is not yet

@@ -17,7 +17,7 @@ def setup_django(default_database_url, **environ):
     """Test settings on DATABASE_URL (default: the script's own database), with
     any extra environment the script's workers must inherit."""
     os.environ.setdefault("DATABASE_URL", default_database_url)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
     os.environ.update(environ)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))

@@ -141,7 +141,7 @@ def stop_workers(workers):
 
 
 def wait_for_workers(expected, timeout=60):
-    from contactcenter.celery import app
+    from config.celery import app
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -242,7 +242,7 @@ def main():
     from django.conf import settings
     from django.core.management import call_command
 
-    from contactcenter.celery import app as celery_app
+    from config.celery import app as celery_app
     from tests.stubs.twilio_stub import TwilioStub
 
     ensure_database()

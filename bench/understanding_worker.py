@@ -33,7 +33,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_understandin
 
 def setup_django():
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
     sys.path.insert(0, str(ROOT))
     import django
 

@@ -165,7 +165,7 @@ def free_port():
 def start_processes(port):
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "contactcenter.settings.test",
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "CC_TEST_PREFIX": os.environ["CC_TEST_PREFIX"],
     }

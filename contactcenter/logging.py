@@ -13,11 +13,14 @@ in tracebacks and in the arguments of a library's message, and the data of
 Celery's task lines (arguments, return value, exception text).
 """
 
+import functools
 import logging
 import sys
 import traceback
 
 import structlog
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 # Arguments of Celery's task messages ("Task %(name)s[%(id)s] ...: %(exc)s") that
 # carry data: the exception's repr keeps its class name, the others are withheld.
@@ -93,17 +96,23 @@ def render_foreign_message_safely(logger, method_name, event_dict):
 _FREE_TEXT_KEYS = ("event", "exception")
 
 
+@functools.lru_cache(maxsize=4)
+def _function_at(path):
+    return import_string(path)
+
+
 def redact_free_text(logger, method_name, event_dict):
     """A safety net under "no PHI in logs": phone numbers, e-mail addresses, dates,
     MRNs, SSNs and card numbers in the free-text parts of a line are replaced by
-    placeholders (understanding/redaction.py). Structured fields are ids by rule
-    and are left alone."""
-    from understanding.redaction import redact
-
+    placeholders. The function that does it is named by the LOG_REDACT_FUNCTION
+    setting (config/settings/base.py: understanding.redaction.redact), so this bottom
+    layer imports no app. Structured fields are ids by rule and are left alone.
+    When the function cannot be had (settings not ready), the text is withheld."""
     for key in _FREE_TEXT_KEYS:
         value = event_dict.get(key)
         if isinstance(value, str) and value:
             try:
+                redact = _function_at(settings.LOG_REDACT_FUNCTION)
                 event_dict[key] = redact(value)
             except Exception:
                 event_dict[key] = "[not logged: the text could not be redacted]"
@@ -151,8 +160,6 @@ class RoutineAtDebug(logging.Filter):
 
     def routine_tasks(self):
         if self._routine_tasks is None:
-            from django.conf import settings
-
             self._routine_tasks = frozenset(
                 entry["task"] for entry in getattr(settings, "CELERY_BEAT_SCHEDULE", {}).values()
             )

@@ -1,4 +1,4 @@
 #!/bin/sh
 set -eu
-exec celery -A contactcenter beat --loglevel "${LOG_LEVEL:-INFO}" \
+exec celery -A config beat --loglevel "${LOG_LEVEL:-INFO}" \
   --schedule /app/var/celerybeat-schedule

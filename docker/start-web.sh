@@ -6,7 +6,7 @@ python manage.py collectstatic --noinput --verbosity 0
 # No access log (gunicorn's, or uvicorn's, silenced in LOGGING): the app writes one
 # line per request itself, naming the route instead of a path that carries a
 # survey link's token.
-exec gunicorn contactcenter.asgi:application \
+exec gunicorn config.asgi:application \
   --worker-class uvicorn_worker.UvicornWorker \
   --bind 0.0.0.0:8000 \
   --workers "${WEB_CONCURRENCY:-4}" \

@@ -1,6 +1,6 @@
 #!/bin/sh
 set -eu
-exec celery -A contactcenter worker \
+exec celery -A config worker \
   --loglevel "${LOG_LEVEL:-INFO}" \
   --concurrency "${WORKER_CONCURRENCY:-4}" \
   -Q "${WORKER_QUEUES:-inbound,outbound,reminders,escalations,default}"

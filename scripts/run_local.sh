@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PORT=${PORT:-8000}
-export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-contactcenter.settings.local}
+export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
 
 "$VENV/bin/python" scripts/generate_dev_keys.py var/dev.env
 # The filesystem broker's folders exist before the demo data queues its first tasks.
@@ -30,10 +30,10 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-"$VENV/bin/celery" -A contactcenter worker --loglevel INFO --pool solo \
+"$VENV/bin/celery" -A config worker --loglevel INFO --pool solo \
   -Q inbound,outbound,reminders,escalations,default &
 pids+=($!)
-"$VENV/bin/celery" -A contactcenter beat --loglevel INFO &
+"$VENV/bin/celery" -A config beat --loglevel INFO &
 pids+=($!)
 "$VENV/bin/python" manage.py runserver "127.0.0.1:$PORT" --noreload &
 pids+=($!)

@@ -2,8 +2,8 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
+from config.celery import app as celery_app
 from contactcenter import roles
-from contactcenter.celery import app as celery_app
 from tests.factories import make_api_key, make_patient, make_staff
 
 

@@ -190,7 +190,7 @@ class WebServer:
             self.process = subprocess.Popen(
                 [
                     str(GUNICORN),
-                    "contactcenter.wsgi:application",
+                    "config.wsgi:application",
                     "--bind",
                     f"127.0.0.1:{self.port}",
                     "--workers",

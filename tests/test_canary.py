@@ -87,7 +87,7 @@ def processes(private_broker, twilio_stub_settings, smtp_server, tmp_path):
             [
                 str(CELERY),
                 "-A",
-                "contactcenter",
+                "config",
                 "beat",
                 "--schedule",
                 str(tmp_path / "beat-schedule"),

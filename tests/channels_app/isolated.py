@@ -2,7 +2,7 @@
 (the shared one is never touched), and Celery worker subprocesses that a test may
 SIGKILL mid-task, as the kernel's OOM killer or a lost machine would.
 
-The worker subprocesses run the production entry point (`celery -A contactcenter
+The worker subprocesses run the production entry point (`celery -A config
 worker`) against the test database, so they read what the test committed: tests
 using these fixtures need `@pytest.mark.django_db(transaction=True)`. The test
 process publishes to the private Redis too (`publishing_to`), so what the web tier
@@ -26,7 +26,7 @@ from django.db import connection
 from kombu import pools
 from kombu.utils.collections import eqhash
 
-from contactcenter.celery import app as celery_app
+from config.celery import app as celery_app
 
 BASE_DIR = Path(settings.BASE_DIR)
 # The celery script of the environment running the tests (.venv/bin/celery).
@@ -203,7 +203,7 @@ class WorkerProcess:
                 [
                     str(CELERY),
                     "-A",
-                    "contactcenter",
+                    "config",
                     "worker",
                     "-P",
                     "solo",
@@ -264,7 +264,7 @@ def worker_environment(*, broker_url, twilio_stub=None, **extra):
     broker and cache, this test run's key prefix, and the test's provider stubs."""
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "contactcenter.settings.test",
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": current_database_url(),
         "REDIS_URL": broker_url,
         "CELERY_BROKER_URL": broker_url,

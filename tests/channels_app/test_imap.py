@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection, transaction
 
 from channels_app import email_ingest, imap
 from channels_app.models import ChannelAccount, ImapCursor, Interaction, RawEvent
-from contactcenter.celery import app as celery_app
+from config.celery import app as celery_app
 from patients.models import Channel
 from tests.factories import TeamFactory
 from tests.stubs import fixtures as stub_fixtures

@@ -14,7 +14,7 @@ from django.utils import timezone
 from channels_app.models import Interaction, OutboundMessage
 from channels_app.services import conversation_open, outbound_claim, outbound_create
 from channels_app.tasks import outbound_send, sweep_channels
-from contactcenter.celery import app as celery_app
+from config.celery import app as celery_app
 from patients.models import Channel
 from tests.channels_app import isolated
 from tests.channels_app.conftest import sms_params

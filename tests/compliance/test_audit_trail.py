@@ -14,8 +14,8 @@ from compliance import chain
 from compliance.models import AuditEvent, AuditTrailImmutableError
 from compliance.services import audit_record, audit_record_many
 from compliance.tasks import seal_audit_chain
+from config.celery import app as celery_app
 from contactcenter import roles
-from contactcenter.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
 

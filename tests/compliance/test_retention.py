@@ -277,7 +277,7 @@ def _load_settings(retention_days):
         "CONTACTCENTER_READ_DEV_ENV": "false",
     }
     return subprocess.run(
-        [sys.executable, "-c", "import contactcenter.settings.base"],
+        [sys.executable, "-c", "import config.settings.base"],
         env=env,
         capture_output=True,
         text=True,

@@ -243,7 +243,7 @@ def test_rotation_killed_midway_resumes_where_it_stopped(transactional_db, setti
     settings.FIELD_ENCRYPTION_KEYS = B_THEN_A
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "contactcenter.settings.test",
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": _database_url(),
         "FIELD_ENCRYPTION_KEYS": B_THEN_A,
     }

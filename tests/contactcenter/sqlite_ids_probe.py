@@ -8,10 +8,10 @@ import sys
 
 import django
 
-os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
 os.environ["DATABASE_URL"] = f"sqlite:///{sys.argv[1]}"
 
-from contactcenter.settings import test as test_settings
+from config.settings import test as test_settings
 
 # The PostgreSQL session option of the test settings means nothing to SQLite.
 test_settings.DATABASES["default"]["OPTIONS"].pop("options", None)

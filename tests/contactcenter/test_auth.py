@@ -7,9 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.models import AuditEvent
+from config.urls import urlpatterns as base_urlpatterns
 from contactcenter.models import AuthToken
 from contactcenter.services import api_client_revoke, token_issue
-from contactcenter.urls import urlpatterns as base_urlpatterns
 from tests.factories import bearer, current_totp, make_api_key, make_staff
 
 TOKEN_URL = "/api/v1/auth/token/"

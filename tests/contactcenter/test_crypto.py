@@ -275,7 +275,7 @@ def test_parsed_keys_follow_settings_changes(settings):
 def _manage_check(**env_overrides):
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "contactcenter.settings.test",
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
         **env_overrides,
     }
     return subprocess.run(

@@ -58,7 +58,7 @@ def web_on_private_database(practice, private_postgres, tmp_path):
     private_postgres.restore_from_test_database(database)
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "contactcenter.settings.test",
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": private_postgres.url(database),
         # Tasks it queues go to a prefix no worker reads.
         "CC_TEST_PREFIX": f"cc-outage-{uuid.uuid4().hex[:8]}-",

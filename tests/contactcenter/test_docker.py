@@ -17,7 +17,7 @@ def _compose():
 
 def _variables_read_by_settings():
     names = set()
-    for source in (Path(settings.BASE_DIR) / "contactcenter" / "settings").glob("*.py"):
+    for source in (Path(settings.BASE_DIR) / "config" / "settings").glob("*.py"):
         text = source.read_text()
         names.update(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]*)"', text))
         names.update(re.findall(r'required\("([A-Z][A-Z0-9_]*)"\)', text))
@@ -55,7 +55,7 @@ def test_every_variable_compose_sets_is_read_by_the_settings():
 
 
 def test_production_required_variables_are_set_by_compose():
-    production = (Path(settings.BASE_DIR) / "contactcenter/settings/production.py").read_text()
+    production = (Path(settings.BASE_DIR) / "config/settings/production.py").read_text()
     required = set(re.findall(r'required\("([A-Z0-9_]+)"\)', production))
 
     for name, service in _app_services(_compose()).items():

@@ -4,7 +4,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from contactcenter.urls import urlpatterns as base_urlpatterns
+from config.urls import urlpatterns as base_urlpatterns
 
 
 def _boom(request):

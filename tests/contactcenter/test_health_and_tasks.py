@@ -63,7 +63,7 @@ def test_readiness_names_the_worker_when_none_answers(client):
 
 @pytest.mark.django_db
 def test_readiness_names_the_broker_when_it_is_down(client, settings):
-    from contactcenter.celery import app
+    from config.celery import app
 
     original = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"

@@ -58,7 +58,7 @@ def test_every_task_demotes_the_lines_of_all_tasks():
 
 _LOG_ONE_LINE = (
     "import django, logging; django.setup(); "
-    "from contactcenter.celery import app; "
+    "from config.celery import app; "
     "app.connection_for_write().info(); "
     "logging.getLogger('channels_app.services').info('outbound_status')"
 )
@@ -73,7 +73,7 @@ def _local_process(**env):
         timeout=60,
         env={
             "PATH": os.environ["PATH"],
-            "DJANGO_SETTINGS_MODULE": "contactcenter.settings.local",
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
             "CONTACTCENTER_READ_DEV_ENV": "false",
             "FIELD_ENCRYPTION_KEYS": os.environ.get(
                 "FIELD_ENCRYPTION_KEYS", "k1:" + "A" * 43 + "="

@@ -7,7 +7,7 @@ import sys
 from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 
-from contactcenter.celery import app as celery_app
+from config.celery import app as celery_app
 
 
 def test_celery_settings_as_loaded():
@@ -57,7 +57,7 @@ def test_database_is_postgresql_in_tests():
 def _production_check(env_overrides):
     env = {
         "PATH": "/usr/bin:/bin",
-        "DJANGO_SETTINGS_MODULE": "contactcenter.settings.production",
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "CONTACTCENTER_READ_DEV_ENV": "false",
         **env_overrides,
     }

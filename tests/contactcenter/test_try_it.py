@@ -65,7 +65,7 @@ def running_copy(tmp_path_factory):
         "VENV": str(Path(sys.executable).parent.parent),
         "PORT": str(port),
         "PUBLIC_BASE_URL": base_url,
-        "DJANGO_SETTINGS_MODULE": "contactcenter.settings.local",
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
     }
     log = (copy / "run.log").open("wb")
     process = subprocess.Popen(

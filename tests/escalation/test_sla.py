@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 
 from channels_app.models import Conversation, Interaction
 from channels_app.services import outbound_create
+from config.celery import app as celery_app
 from contactcenter import roles
-from contactcenter.celery import app as celery_app
 from escalation import services, tasks
 from escalation.models import BusinessHours, Escalation, Notification, SlaPolicy
 from tests.escalation.conftest import receive, reload

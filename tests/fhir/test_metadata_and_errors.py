@@ -118,7 +118,7 @@ def test_expired_tokens_and_spent_assertions_are_purged_by_beat(smart_client):
     from django.conf import settings
     from django.utils import timezone
 
-    from contactcenter.celery import app
+    from config.celery import app
     from fhir.models import AccessToken, UsedAssertion
     from fhir.tasks import purge_expired
 

@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 
 from channels_app.models import ChannelAccount
-from contactcenter.celery import app as celery_app
+from config.celery import app as celery_app
 from patients.models import Channel
 from patients.services import appointment_create
 from reminders.models import Reminder

@@ -651,7 +651,7 @@ def test_answer_has_the_documented_shape(client, week, north, north_supervisor):
 
 
 def test_beat_schedule_runs_the_reporting_tasks(settings):
-    from contactcenter.celery import app
+    from config.celery import app
 
     # What a worker and beat do when they start: import every app's tasks module.
     app.loader.import_default_modules()

@@ -18,8 +18,8 @@ os.environ.setdefault("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"
 os.environ.setdefault("TWILIO_AUTH_TOKEN", "test-twilio-auth-token-0000000000")
 os.environ.setdefault("EMAIL_WEBHOOK_SECRET", "test-email-webhook-secret")
 
-from contactcenter.settings.base import *  # noqa: F403
-from contactcenter.settings.base import env
+from config.settings.base import *  # noqa: F403
+from config.settings.base import env
 
 XDIST_WORKER = env.str("PYTEST_XDIST_WORKER", default="main")
 # A worker subprocess started by a test inherits its parent's prefix (CC_TEST_PREFIX).

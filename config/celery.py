@@ -10,7 +10,7 @@ from celery import Celery
 from celery.signals import task_postrun, task_prerun
 from kombu import Queue
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contactcenter.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("contactcenter")
 app.config_from_object("django.conf:settings", namespace="CELERY")

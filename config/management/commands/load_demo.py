@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from contactcenter.demo import load_demo_data
+from config.demo import load_demo_data
 
 
 class Command(BaseCommand):

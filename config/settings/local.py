@@ -4,8 +4,8 @@ readable logs on a terminal."""
 
 import sys
 
-from contactcenter.settings.base import *  # noqa: F403
-from contactcenter.settings.base import env, log_format, logging_config, provider
+from config.settings.base import *  # noqa: F403
+from config.settings.base import env, log_format, logging_config, provider
 
 DEBUG = env.bool("DEBUG", default=True)
 if not SECRET_KEY:  # noqa: F405

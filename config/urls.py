@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from contactcenter import health
-from contactcenter.api import ApiRootView
+from config import health
+from config.api import ApiRootView
 from contactcenter.auth_views import TokenView
 from reporting.views import survey_link_answer
 

@@ -1,7 +1,7 @@
 """Production: every secret and address comes from the environment, HTTPS only."""
 
-from contactcenter.settings.base import *  # noqa: F403
-from contactcenter.settings.base import env, required
+from config.settings.base import *  # noqa: F403
+from config.settings.base import env, required
 
 SECRET_KEY = required("SECRET_KEY")
 if len(SECRET_KEY) < 50:

@@ -1,13 +1,13 @@
 """Send an SMS, an email, a portal message or a call into the running project
 through its real webhooks, signed as the provider would sign them; or play the
-demo day (--scenario). See channels_app/simulation.py and contactcenter/demo_scenario.py."""
+demo day (--scenario). See channels_app/simulation.py and config/demo_scenario.py."""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from channels_app.models import Interaction
 from channels_app.simulation import CALL_OUTCOMES, InboundSimulator, SimulationError
+from config.demo_scenario import ScenarioError, practice_account, scenario_run
 from contactcenter.blind_index import mrn_index
-from contactcenter.demo_scenario import ScenarioError, practice_account, scenario_run
 from contactcenter.models import ApiClient
 from contactcenter.services import api_client_create, api_client_rotate_key
 from patients.models import Channel, ContactPoint, Patient
