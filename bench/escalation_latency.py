@@ -109,7 +109,7 @@ def start_workers(pool):
             "-m",
             "celery",
             "-A",
-            "contactcenter",
+            "config",
             "worker",
             "-Q",
             queue,

@@ -192,7 +192,7 @@ def start_processes(port):
             "-m",
             "celery",
             "-A",
-            "contactcenter",
+            "config",
             "worker",
             "--pool",
             "solo",
