@@ -16,12 +16,8 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	DJANGO_SETTINGS_MODULE=config.settings.local VENV=$(VENV) bash scripts/run_local.sh
 
-# Tests marked own_process pass alone but time out when they follow the rest of the
-# suite in one xdist process (a worker that never sees its tasks; the cause is not yet
-# found), so they run after the parallel run in a process of their own.
 test: venv
-	$(BIN)/pytest -n auto -m "not own_process"
-	$(BIN)/pytest -m own_process
+	$(BIN)/pytest -n auto
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,5 +1,8 @@
+import importlib
+
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.apps import apps
 from django.test import Client
 
 from config.celery import app as celery_app
@@ -14,6 +17,24 @@ def audit_checkpoints(settings, tmp_path):
     path = tmp_path / "audit-checkpoints.jsonl"
     settings.AUDIT_CHECKPOINT_SINK = f"file://{path}"
     return path
+
+
+# The data migrations that install what a new database ships with.
+_SHIPPED_DEFAULTS = (
+    ("escalation.migrations.0002_default_rules_and_sla", "add_defaults"),
+    ("reminders.migrations.0002_default_policy", "create_default_policy"),
+)
+
+
+@pytest.fixture
+def shipped_defaults(transactional_db):
+    """The rules, SLA policies and reminder policy a migrated database starts with.
+    A transactional test empties every table when it ends, data migrations' rows
+    included, so a test that relies on them installs them again (both functions add
+    only what is missing): without this, such a test passes alone and fails after any
+    transactional test in the same process."""
+    for module, function in _SHIPPED_DEFAULTS:
+        getattr(importlib.import_module(module), function)(apps, None)
 
 
 @pytest.fixture

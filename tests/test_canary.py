@@ -76,7 +76,7 @@ def _process_env(redis_url, twilio_stub, smtp):
 
 
 @pytest.fixture
-def processes(private_broker, twilio_stub_settings, smtp_server, tmp_path):
+def processes(private_broker, twilio_stub_settings, smtp_server, tmp_path, shipped_defaults):
     """gunicorn, a worker and beat; yields their log paths and the web URL."""
     env = _process_env(private_broker.url, twilio_stub_settings, smtp_server)
     logs = {name: tmp_path / f"{name}.log" for name in ("web", "worker", "beat")}
@@ -265,7 +265,6 @@ def _wait_for_the_worker():
     raise AssertionError("the worker did not process and send everything within 90 s")
 
 
-@pytest.mark.own_process
 def test_canaries_appear_in_no_database_dump_and_no_log_of_web_worker_or_beat(
     processes, twilio_stub_settings, smtp_server
 ):

@@ -23,7 +23,7 @@ from understanding.models import RefillRequest
 
 
 @pytest.fixture
-def demo_practice(live_server, settings, transactional_db):
+def demo_practice(live_server, settings, shipped_defaults):
     settings.PUBLIC_BASE_URL = live_server.url
     settings.SMS_PROVIDER = "local"
     settings.EMAIL_BACKEND = "channels_app.local_outbox.EmailBackend"
@@ -37,7 +37,6 @@ def _simulate(*args):
     return out.getvalue()
 
 
-@pytest.mark.own_process
 def test_the_scenario_plays_against_postgresql(demo_practice, celery_worker_real):
     # The worker's steps are waited for; a loaded machine needs more than the default.
     printed = _simulate("--scenario", "--timeout", "120")
