@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from compliance import services as compliance_services
+from compliance.anchoring import checkpoint_publish_head
 from compliance.chain import seal_pending
 from compliance.models import BreakGlassGrant
 from contactcenter import roles
@@ -64,6 +65,7 @@ def build_desk_data(*, agent, north, south, sms_account, make_sms_conversation):
         created_by=officer,
     )
     seal_pending()
+    checkpoint_publish_head()
     return DeskData(
         officer=officer,
         agent=agent,

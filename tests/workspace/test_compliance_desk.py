@@ -556,3 +556,24 @@ def test_list_pages_query_counts_do_not_grow_with_rows(client, compliance_office
     grow(18)
     many = [count_queries(client, path, **params) for path, params in pages]
     assert few == many
+
+
+def test_the_waiting_queue_runs_oldest_first_in_keyset_pages(client, compliance_officer, patient):
+    from workspace.compliance_desk import GRANT_PAGE_SIZE
+
+    staff = make_staff("grabber", role=roles.AGENT)
+    grants = [
+        compliance_services.break_glass_grant(user=staff, patient_id=patient.pk, reason=REASON)
+        for _ in range(GRANT_PAGE_SIZE + 3)
+    ]
+    client.force_login(compliance_officer)
+    first = client.get("/compliance/break-glass/").text
+    ids = re.findall(r'data-grant="([\w-]+)"', first)
+    assert ids == [str(g.pk) for g in grants[:GRANT_PAGE_SIZE]]
+    cursor = re.search(r'hx-get="[^"]*cursor=([\w-]+)"', first).group(1)
+    rest = client.get(
+        "/compliance/break-glass/", {"show": "open", "cursor": cursor}, HTTP_HX_REQUEST="true"
+    ).text
+    assert re.findall(r'data-grant="([\w-]+)"', rest) == [str(g.pk) for g in grants[-3:]]
+    newest_first = client.get("/compliance/break-glass/", {"show": "all"}).text
+    assert re.findall(r'data-grant="([\w-]+)"', newest_first)[0] == str(grants[-1].pk)
