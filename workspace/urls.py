@@ -1,7 +1,7 @@
 from django.urls import path
 
 from workspace import compliance_desk as desk
-from workspace import stream, supervisor, views
+from workspace import patient_panel, stream, supervisor, views
 
 app_name = "workspace"
 
@@ -26,6 +26,22 @@ urlpatterns = [
         views.composer_suggestions,
         name="suggestions",
     ),
+    path(
+        "conversations/<uuid:conversation_id>/match/search/",
+        patient_panel.match_search,
+        name="match-search",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/match/link/",
+        patient_panel.match_link,
+        name="match-link",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/match/create/",
+        patient_panel.match_create,
+        name="match-create",
+    ),
+    path("patients/search/", patient_panel.patient_search, name="patient-search"),
     path("conversations/<uuid:conversation_id>/act/", views.act, name="act"),
     path("conversations/<uuid:conversation_id>/presence/", views.presence, name="presence"),
     path(

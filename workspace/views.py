@@ -323,7 +323,11 @@ def _visible_patient(request, conversation, *, panel=True):
 def _patient_panel(request, conversation):
     patient = _visible_patient(request, conversation)
     if patient is None:
-        return {"patient": None}
+        if conversation.patient_id is not None:
+            return {"patient": None}
+        from workspace.patient_panel import sender_matches
+
+        return {"patient": None, "matches": sender_matches(request.user, conversation)}
     appointments = list(
         Appointment.objects.filter(patient=patient, starts_at__gte=timezone.now())
         .order_by("starts_at")
@@ -341,6 +345,11 @@ def _patient_panel(request, conversation):
         "appointments": appointments,
         "other_conversations": others,
     }
+
+
+def panel_patient_ids(context):
+    """The patients an unknown sender's panel names (its possible matches)."""
+    return [p.pk for p in context.get("matches", ())]
 
 
 def conversation_context(request, conversation):
@@ -372,7 +381,7 @@ def conversation(request, conversation_id):
         request,
         resource_type="conversation",
         resource_id=found.pk,
-        patient_ids=[found.patient_id],
+        patient_ids=[found.patient_id, *panel_patient_ids(context)],
     )
     services.conversation_mark_read(conversation=found, user=request.user)
     if request.htmx and request.htmx.target == "work":
@@ -655,7 +664,15 @@ def act(request, conversation_id):
         response = HttpResponse(status=204)
         response["HX-Redirect"] = reverse("workspace:inbox")
         return response
-    response = render(request, "workspace/_work.html", conversation_context(request, updated))
+    context = conversation_context(request, updated)
+    if panel_patient_ids(context):
+        page_audit(
+            request,
+            resource_type="patient",
+            resource_id=updated.pk,
+            patient_ids=panel_patient_ids(context),
+        )
+    response = render(request, "workspace/_work.html", context)
     response["HX-Trigger"] = "live-inbox"
     return response
 

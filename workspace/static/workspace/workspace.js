@@ -411,7 +411,7 @@
         break;
       case "e": clickShortcut("e"); break;
       case "a": clickShortcut("a"); break;
-      case "/": if (!$("#search-label")) return; $("#search-label").focus(); break;
+      case "/": if (!$("#search-patient")) return; $("#search-patient").focus(); break;
       case "?": if (!$("#shortcuts")) return; $("#shortcuts").showModal(); break;
       default: return;
     }
