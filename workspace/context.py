@@ -12,6 +12,13 @@ def _availability(user):
     return profile or StaffProfile.Availability.AWAY
 
 
+def _outbox_link(user):
+    from workspace.outbox import local_providers_on
+    from workspace.pages import CARE_ROLES
+
+    return local_providers_on() and roles.has_role(user, *CARE_ROLES)
+
+
 def workspace(request):
     """The top bar's practice name, the signed-in person's availability and which
     of the supervisor's links they get (read only when a template shows them)."""
@@ -25,6 +32,8 @@ def workspace(request):
         "nav_reports": SimpleLazyObject(
             lambda: signed_in and roles.has_role(user, roles.SUPERVISOR, roles.ADMIN)
         ),
+        # The local outbox page, when the local providers of `make run` are on.
+        "nav_outbox": SimpleLazyObject(lambda: signed_in and _outbox_link(user)),
         "practice_name": settings.PRACTICE_NAME,
         "availability": SimpleLazyObject(lambda: _availability(user)) if user else "",
         "availability_choices": StaffProfile.Availability.choices,

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from workspace import compliance_desk as desk
-from workspace import patient_panel, stream, supervisor, views
+from workspace import outbox, patient_panel, stream, supervisor, views
 
 app_name = "workspace"
 
@@ -42,6 +42,7 @@ urlpatterns = [
         name="match-create",
     ),
     path("patients/search/", patient_panel.patient_search, name="patient-search"),
+    path("outbox/", outbox.local_outbox, name="local-outbox"),
     path("conversations/<uuid:conversation_id>/act/", views.act, name="act"),
     path("conversations/<uuid:conversation_id>/presence/", views.presence, name="presence"),
     path(
