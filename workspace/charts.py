@@ -74,6 +74,17 @@ def _nice_max(value):
     return 10 * magnitude
 
 
+# Round tops for a duration axis, so its quarters read as whole minutes or hours.
+DURATION_TOPS = (60, 300, 600, 1200, 1800, 3600, 7200, 4 * 3600, 8 * 3600, 86400, 2 * 86400)
+
+
+def _nice_duration_max(value):
+    for top in DURATION_TOPS:
+        if value <= top:
+            return top
+    return _nice_max(value / 86400) * 86400
+
+
 def _number(value):
     if value is None:
         return "none"
@@ -108,11 +119,13 @@ def _axis(top, label_of):
     return "".join(parts)
 
 
-def bar_chart(*, title, desc, categories, series, value_label=_number):
+def bar_chart(*, title, desc, categories, series, value_label=_number, durations=False):
     """Grouped bars: `series` is [(name, [value per category])]; a None value
-    draws no bar (a rate over nothing)."""
+    draws no bar (a rate over nothing). durations=True: values are seconds, on an
+    axis of whole minutes or hours."""
     values = [v for _name, data in series for v in data if v is not None]
-    top = _nice_max(max(values, default=0))
+    highest = max(values, default=0)
+    top = _nice_duration_max(highest) if durations else _nice_max(highest)
     plot_width = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_height = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
     slot = plot_width / max(len(categories), 1)

@@ -299,6 +299,7 @@ def _kpi_charts(report):
                 ("Resolution", [c["resolution_seconds"]["median"] for c in conversations]),
             ],
             value_label=charts.duration_text,
+            durations=True,
         ),
         charts.bar_chart(
             title=f"Calls offered, answered and abandoned per {per}",

@@ -104,6 +104,8 @@ def test_a_kpi_figure_drills_down_to_exactly_the_conversations_the_api_counts(
     sign_in(browser, live_server, lead, path="/supervisor/kpis/")
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "svg.chart"))
     shot(browser, "supervisor-kpis-desktop")
+    browser.execute_script("document.getElementById('charts-heading').scrollIntoView()")
+    shot(browser, "supervisor-kpis-charts-desktop")
     for figure, expected in (
         ("escalated", resolved[:2]),
         ("reopened", [resolved[2]]),
@@ -126,6 +128,9 @@ def test_a_kpi_figure_drills_down_to_exactly_the_conversations_the_api_counts(
     sign_in(phone, live_server, lead, path="/supervisor/kpis/")
     wait(phone, lambda d: d.find_elements(By.CSS_SELECTOR, "svg.chart"))
     shot(phone, "supervisor-kpis-phone")
+    escalation_services.rule_create(
+        name="Refill questions", conditions={"phrases": ["refill"]}, actions={}
+    )
     phone.get(f"{live_server.url}/supervisor/rules/dry-run/")
-    wait(phone, lambda d: d.find_elements(By.ID, "dry-run-summary"))
+    wait_text(phone, "#dry-run-summary", "would have escalated 6 of last week's 6 messages")
     shot(phone, "supervisor-dry-run-phone")

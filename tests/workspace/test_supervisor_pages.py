@@ -82,7 +82,7 @@ def test_board_shows_load_availability_breaches_and_escalations_and_audits_patie
     page = client.get("/supervisor/board/").text
 
     agent_row = page[page.index('data-agent="agent.north"') :][:900]
-    assert "Busy" in agent_row and "<td data-open>1</td>" in agent_row
+    assert "Busy" in agent_row and '<td data-open data-label="Open">1</td>' in agent_row
     assert "1 breached" in page
     assert page.index("Pat1 Lovelace") < page.index("Pat2 Lovelace")
     assert "Overdue by 30 min" in page or "Overdue by 29 min" in page
@@ -92,6 +92,23 @@ def test_board_shows_load_availability_breaches_and_escalations_and_audits_patie
         actor_user_id=lead.pk, details__page="team_board", resource_type="conversation"
     ).get()
     assert set(event.patient_ids) == {str(late.patient_id), str(soon.patient_id)}
+
+
+def test_last_activity_is_the_agents_latest_audited_request(client, lead, agent):
+    client.force_login(lead)
+    before = client.get("/supervisor/board/").text
+    from django.test import Client
+
+    agent_client = Client()
+    agent_client.force_login(agent)
+    agent_client.get("/inbox/")
+    after = client.get("/supervisor/board/").text
+
+    def agent_row(page):
+        return page[page.index('data-agent="agent.north"') :].split("</tr>")[0]
+
+    assert "No activity" in agent_row(before)
+    assert "<time datetime=" in agent_row(after) and "No activity" not in agent_row(after)
 
 
 def test_reassign_goes_through_the_assign_service_and_answers_the_board(
