@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from channels_app.models import Conversation, Interaction
@@ -60,8 +60,11 @@ def team_members_board(*, team_ids):
     }
     loads = {
         row["assignee_id"]: row
-        for row in Conversation.objects.filter(assignee_id__in=ids)
-        .exclude(status=Conversation.Status.RESOLVED)
+        # Every status but resolved, named: ranges of the (assignee, status) index.
+        for row in Conversation.objects.filter(
+            assignee_id__in=ids,
+            status__in=[s for s in Conversation.Status.values if s != Conversation.Status.RESOLVED],
+        )
         .values("assignee_id")
         .annotate(
             assigned=Count("pk"),
@@ -175,9 +178,10 @@ def escalations_board(*, user, team_ids, now=None, limit=ESCALATION_ROWS):
     (unacknowledged) ones, and those acknowledged in the last 24 hours with who
     took them, newest first."""
     now = now or timezone.now()
-    visible = conversations_visible_to(user).values("pk")
+    visible = conversations_visible_to(user).filter(pk=OuterRef("conversation_id"))
     return list(
-        Escalation.objects.filter(to_team_id__in=team_ids, conversation_id__in=visible)
+        Escalation.objects.filter(to_team_id__in=team_ids)
+        .filter(Exists(visible))
         .filter(Q(acknowledged_at__isnull=True) | Q(acknowledged_at__gte=now - ACKNOWLEDGED_SHOWN))
         .select_related(
             "rule",

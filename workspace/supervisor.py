@@ -17,6 +17,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
@@ -97,11 +99,34 @@ def _board_context(request):
     members = supervision.team_members_board(team_ids=team_ids)
     breached, watch = supervision.sla_watch(team_ids=team_ids)
     escalations = supervision.escalations_board(user=request.user, team_ids=team_ids)
-    # Who each row may be given to: the members of the conversation's team.
+    # Who each row may be given to: the members of the conversation's team, as
+    # <option>s written once per team (a row only picks which one is selected;
+    # rendering the same list through the template for every row cost more than
+    # the rest of the page).
     by_team = {}
     for member in members:
+        label = (
+            f"{member['username']} ({member['assigned']}/{member['capacity']}, "
+            f"{member['availability']})"
+        )
+        option = (
+            member["id"],
+            format_html('<option value="{}">{}</option>', member["id"], label),
+            format_html('<option value="{}" selected>{}</option>', member["id"], label),
+        )
         for team_id in member["team_ids"]:
-            by_team.setdefault(team_id, []).append(member)
+            by_team.setdefault(team_id, []).append(option)
+
+    def options(conversation):
+        nobody = '<option value="">Nobody</option>'
+        return mark_safe(  # noqa: S308 - built by format_html above
+            nobody
+            + "".join(
+                selected if user_id == conversation.assignee_id else plain
+                for user_id, plain, selected in by_team.get(conversation.team_id, [])
+            )
+        )
+
     rows = []
     for conversation in watch:
         rows.append(
@@ -111,7 +136,7 @@ def _board_context(request):
                 "remaining": conversation.sla_remaining,
                 "overdue": conversation.sla_remaining < 0,
                 "remaining_text": charts.duration_text(abs(conversation.sla_remaining)),
-                "choices": by_team.get(conversation.team_id, []),
+                "options": options(conversation),
             }
         )
     escalation_rows = [
@@ -119,7 +144,7 @@ def _board_context(request):
             "escalation": escalation,
             "conversation": escalation.conversation,
             "name": _patient_name(escalation.conversation),
-            "choices": by_team.get(escalation.conversation.team_id, []),
+            "options": options(escalation.conversation),
         }
         for escalation in escalations
     ]
@@ -141,6 +166,7 @@ def _board_context(request):
         "watch": rows,
         "escalations": escalation_rows,
         "now": timezone.now(),
+        "reassign_url": reverse("workspace:supervisor-reassign"),
         "teams": list(Team.objects.filter(pk__in=team_ids).order_by("name")),
     }
 
@@ -427,8 +453,8 @@ def _drill_order(figure):
 def drilldown(request):
     """The conversations behind one figure of the report: the ids come from
     reporting.selectors.kpi_conversations, whose filters are the ones the count
-    uses. The list obeys team access (conversations_visible_to) and is audited
-    naming every patient on the page; keyset pages, newest first."""
+    uses. The list obeys team access (the rule's team half, as the inbox) and is
+    audited naming every patient on the page; keyset pages, newest first."""
     params, team_ids, errors = _kpi_params(request)
     figure = request.GET.get("figure", "")
     if not errors and figure not in reporting.DRILLDOWN_FIGURES:
@@ -455,7 +481,12 @@ def drilldown(request):
         interval=params["interval"],
     )
     order = _drill_order(figure)
-    visible = counted.filter(pk__in=conversations_visible_to(request.user).values("pk"))
+    # The access rule's team half (compliance.access.team_ids_of), as the inbox
+    # lists: a conversation is granted to exactly its team. A supervisor's report
+    # covers only their own teams, so they see every conversation counted; an
+    # admin's covers every team and they see none of them.
+    own_teams = set(team_ids_of(request.user) or [])
+    visible = counted.filter(team_id__in=own_teams)
     page = visible.select_related("patient", "team", "assignee").order_by(f"-{order}", "-id")
     after = request.GET.get("after", "")
     if after:
@@ -475,7 +506,8 @@ def drilldown(request):
         page = page.filter(Q(**{f"{order}__lt": at}) | Q(**{order: at, "id__lt": after_id}))
     with sql.analytic_statements():
         total = counted.count()
-        visible_total = visible.count()
+        covered = team_ids is not None and set(team_ids) <= own_teams
+        visible_total = total if covered else visible.count()
         conversations = list(page[: DRILLDOWN_PAGE_SIZE + 1])
     more = len(conversations) > DRILLDOWN_PAGE_SIZE
     conversations = conversations[:DRILLDOWN_PAGE_SIZE]
