@@ -538,6 +538,17 @@ def delivery_attempts_by_interaction(*, interaction_ids):
     return attempts
 
 
+def interaction_in_thread(*, conversation, interaction_id):
+    """One interaction of this conversation (its access already checked) as a
+    thread row, or None."""
+    interaction = (
+        Interaction.objects.filter(pk=interaction_id, conversation=conversation)
+        .select_related("author", "outbound")
+        .first()
+    )
+    return interaction_row(interaction) if interaction is not None else None
+
+
 def interaction_get_visible(*, user, interaction_id):
     """One interaction as a timeline row (plus its patient_id), when the caller may
     see its conversation; else None."""

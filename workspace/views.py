@@ -269,7 +269,14 @@ def thread_context(conversation, *, page_request):
         "earlier_cursor": page.next.encode() if page.next else None,
         "last_seen": str(messages[-1]["id"]) if messages else "",
         "last_inbound": last_inbound,
+        "after_cursor": _after_cursor(messages[-1]) if messages else "",
     }
+
+
+def _after_cursor(message):
+    """The cursor of the messages after this one (a backwards keyset cursor, as the
+    API's `previous` link): what the live refresh asks for."""
+    return Cursor(key=(message["occurred_at"], message["id"]), backwards=True).encode()
 
 
 def _with_details(messages):
@@ -407,6 +414,8 @@ def conversation_thread(request, conversation_id):
     found = _visible_conversation(request, conversation_id)
     if found is None:
         return _denied(request, conversation_id)
+    if "after" in request.GET or "message" in request.GET:
+        return _thread_update(request, found)
     page_request = _page_request(request, THREAD_PAGE_SIZE)
     context = {
         "conversation": found,
@@ -423,6 +432,62 @@ def conversation_thread(request, conversation_id):
         return render(request, "workspace/_thread_earlier.html", context)
     services.conversation_mark_read(conversation=found, user=request.user)
     return render(request, "workspace/_thread.html", context)
+
+
+def _thread_update(request, conversation):
+    """The live refresh of an open thread, at the cost of what changed, not of the
+    thread: `?after=<cursor>` answers only the messages after the last one shown
+    (keyset, through the conversation's (occurred_at, id) index) and tells the page
+    its new last message in an HX-Trigger; `?message=<id>` answers one message
+    again (its delivery state moved). 204 when nothing is new; more than a page
+    of new messages asks the page to reload the thread."""
+    audit = {
+        "resource_type": "interaction",
+        "resource_id": conversation.pk,
+        "patient_ids": [conversation.patient_id],
+    }
+    if "message" in request.GET:
+        try:
+            wanted = uuid.UUID(request.GET["message"])
+        except ValueError:
+            return HttpResponse("Not a message id.", status=400)
+        found = selectors.interaction_in_thread(conversation=conversation, interaction_id=wanted)
+        if found is None:
+            return HttpResponse(status=204)
+        page_audit(request, **audit)
+        return render(request, "workspace/_thread_new.html", {"messages": _with_details([found])})
+    try:
+        cursor = Cursor.decode(request.GET["after"])
+    except InvalidCursor:
+        return HttpResponse("Not a thread cursor.", status=400)
+    if not cursor.backwards:
+        return HttpResponse("Not a thread cursor.", status=400)
+    page = selectors.conversation_messages_page(
+        conversation=conversation, page=PageRequest(cursor=cursor, size=THREAD_PAGE_SIZE)
+    )
+    if page.previous is not None:
+        response = HttpResponse(status=204)
+        response["HX-Trigger"] = "live-thread"
+        return response
+    if not page.rows:
+        return HttpResponse(status=204)
+    messages = _with_details(list(reversed(page.rows)))
+    page_audit(request, **audit)
+    services.conversation_mark_read(conversation=conversation, user=request.user)
+    last_inbound = next(
+        (m for m in reversed(messages) if m["direction"] == Interaction.Direction.INBOUND), None
+    )
+    response = render(request, "workspace/_thread_new.html", {"messages": messages})
+    response["HX-Trigger-After-Settle"] = json.dumps(
+        {
+            "thread-advanced": {
+                "after": _after_cursor(messages[-1]),
+                "lastSeen": str(messages[-1]["id"]),
+                "lastInbound": str(last_inbound["id"]) if last_inbound else "",
+            }
+        }
+    )
+    return response
 
 
 def _composer_response(request, conversation, *, status, error="", draft="", note=False, **extra):

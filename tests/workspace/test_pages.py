@@ -366,3 +366,49 @@ def test_break_glass_opens_another_teams_patient_with_a_reason_and_an_audit_row(
         action="break_glass", purpose_of_use="ETREAT", patient_ids=[str(elsewhere.pk)]
     ).exists()
     assert "Remote Patient" in client.get(f"/conversations/{conversation.pk}/").text
+
+
+def test_the_live_refresh_answers_only_the_messages_after_the_last_one_shown(
+    client, agent, make_sms_conversation, sms_account
+):
+    import json
+
+    conversation = make_sms_conversation(60, body="first")
+    client.force_login(agent)
+    page = client.get(f"/conversations/{conversation.pk}/thread/").text
+    after = page.split('data-after="')[1].split('"')[0]
+    url = f"/conversations/{conversation.pk}/thread/?after={after}"
+    assert client.get(url).status_code == 204
+    newer = receive_sms(account=sms_account, phone="+14155550060", body="second")
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "second" in response.text and "first" not in response.text
+    advanced = json.loads(response["HX-Trigger-After-Settle"])["thread-advanced"]
+    assert advanced["lastSeen"] == advanced["lastInbound"] == str(newer.pk)
+    assert client.get(f"{url[: url.index('?')]}?after={advanced['after']}").status_code == 204
+    one = client.get(f"/conversations/{conversation.pk}/thread/?message={newer.pk}")
+    assert one.status_code == 200 and f'id="m-{newer.pk}"' in one.text and "first" not in one.text
+    bad = client.get(f"/conversations/{conversation.pk}/thread/?after=nonsense")
+    assert bad.status_code == 400
+
+
+def test_the_live_refresh_costs_the_same_queries_for_1_or_8_new_messages(
+    client, agent, make_sms_conversation, sms_account
+):
+    conversation = make_sms_conversation(61, body="start")
+    client.force_login(agent)
+
+    def after_now():
+        page = client.get(f"/conversations/{conversation.pk}/thread/").text
+        return page.split('data-after="')[1].split('"')[0]
+
+    def cost(new):
+        after = after_now()
+        for n in range(new):
+            receive_sms(account=sms_account, phone="+14155550061", body=f"new {n}")
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(f"/conversations/{conversation.pk}/thread/?after={after}")
+        assert response.status_code == 200 and response.text.count('class="msg ') == new
+        return len(captured)
+
+    assert cost(1) == cost(8)

@@ -66,7 +66,10 @@
       live.addEventListener(kind, function (event) {
         var data = JSON.parse(event.data);
         debounced("live-inbox");
-        if (data.conversation === openConversation()) debounced("live-thread");
+        if (data.conversation !== openConversation()) return;
+        if (kind === "message") threadAppend();
+        else if (kind === "delivery" && data.interaction) threadMessage(data.interaction);
+        else debounced("live-thread");
       });
     });
     live.addEventListener("presence", function (event) {
@@ -84,6 +87,46 @@
       renderPresence();
     });
   }
+
+  /* The open thread follows new messages by keyset: only those after the last one
+     shown are fetched and appended (one request at a time; an event meanwhile
+     asks again after it). A delivery state fetches its one message again. */
+  var appending = null;
+  var appendAgain = false;
+  function threadAppend() {
+    var thread = $("#thread");
+    if (!thread || !window.htmx) return;
+    if (!thread.dataset.after) { debounced("live-thread"); return; }
+    if (appending) { appendAgain = true; return; }
+    appending = htmx.ajax("GET", thread.dataset.threadUrl + "?after=" + encodeURIComponent(thread.dataset.after),
+      { source: thread, target: "#thread .messages", swap: "beforeend" });
+    appending.then(done, done);
+    function done() {
+      appending = null;
+      if (appendAgain) { appendAgain = false; threadAppend(); }
+    }
+  }
+  function threadMessage(id) {
+    var thread = $("#thread");
+    var shown = document.getElementById("m-" + id);
+    if (!thread || !window.htmx) return;
+    if (!shown) { threadAppend(); return; }
+    htmx.ajax("GET", thread.dataset.threadUrl + "?message=" + encodeURIComponent(id),
+      { source: thread, target: "#m-" + id, swap: "outerHTML" });
+  }
+  body.addEventListener("thread-advanced", function (event) {
+    var thread = $("#thread");
+    if (!thread) return;
+    thread.dataset.after = event.detail.after;
+    thread.dataset.lastSeen = event.detail.lastSeen;
+    if (event.detail.lastInbound) thread.dataset.lastInbound = event.detail.lastInbound;
+    /* A message the page had already (its own reply's answer) is shown once. */
+    var seen = {};
+    $all("#thread .messages > li[id]").forEach(function (item) {
+      if (seen[item.id]) item.remove(); else seen[item.id] = true;
+    });
+    onThreadSwapped();
+  });
 
   /* --- Presence and "is replying" ---------------------------------------------- */
   function alive(map) {
