@@ -137,6 +137,7 @@ def test_every_desk_page_at_both_widths_shows_no_message_body(
     pages = [
         ("audit-search", f"/compliance/audit/?patient={patient}", "#audit-results"),
         ("access-report", f"/compliance/access-report/?patient={patient}", "#access-results"),
+        ("break-glass-waiting", "/compliance/break-glass/", ".grant"),
         ("break-glass-all", "/compliance/break-glass/?show=all", ".grant"),
         ("disclosures", f"/compliance/disclosures/?patient={patient}", "#disclosure-results"),
         ("chain", "/compliance/chain/", "#last-checkpoint"),
@@ -152,9 +153,11 @@ def test_every_desk_page_at_both_widths_shows_no_message_body(
             assert browser.execute_script(
                 "return document.documentElement.scrollWidth <= window.innerWidth + 1"
             ), name
-        if name == "break-glass-all":
-            overdue = browser.find_element(By.CSS_SELECTOR, f"#g-{old.pk}")
-            assert "Overdue: review was due" in overdue.text
+        if name == "break-glass-waiting":
+            # Oldest first: the overdue review leads the queue.
+            first = browser.find_element(By.CSS_SELECTOR, ".grant")
+            assert first.get_attribute("id") == f"g-{old.pk}"
+            assert "Overdue: review was due" in first.text
         shot(browser, f"compliance-{name}-{label}")
     # The page did show the conversation's trail, so the check above is not vacuous.
     browser.get(f"{live_server.url}/compliance/audit/?patient={patient}")
