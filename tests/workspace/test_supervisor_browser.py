@@ -16,7 +16,7 @@ from channels_app.models import Conversation
 from channels_app.services import conversation_reopen, conversation_resolve
 from contactcenter import roles
 from escalation import services as escalation_services
-from tests.chromium import needs_chromium
+from tests.chromium import chromium_driver, needs_chromium
 from tests.factories import make_staff, token_for
 from tests.workspace.browser import PHONE, shot, sign_in, wait, wait_live, wait_text
 
@@ -134,3 +134,37 @@ def test_a_kpi_figure_drills_down_to_exactly_the_conversations_the_api_counts(
     phone.get(f"{live_server.url}/supervisor/rules/dry-run/")
     wait_text(phone, "#dry-run-summary", "would have escalated 6 of last week's 6 messages")
     shot(phone, "supervisor-dry-run-phone")
+
+
+def test_the_supervisor_pages_load_under_the_strict_policy_without_a_violation(
+    live_server, lead, agent, make_sms_conversation
+):
+    conversation = make_sms_conversation(501)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        sla_due_at=timezone.now() + timedelta(minutes=5)
+    )
+    escalation_services.escalation_manual_create(
+        conversation=conversation, actor=lead, reason="check the policy"
+    )
+    escalation_services.rule_create(name="Refills", conditions={"phrases": ["refill"]}, actions={})
+    conversation_resolve(conversation=make_sms_conversation(502), actor=agent)
+    browser = chromium_driver(console_log=True)
+    try:
+        sign_in(browser, live_server, lead, path="/supervisor/board/")
+        wait_live(browser)
+        for path, ready in (
+            ("/supervisor/kpis/", "svg.chart"),
+            ("/supervisor/kpis/conversations/?figure=resolved", "#drilldown"),
+            ("/supervisor/rules/", "#rules"),
+            ("/supervisor/rules/dry-run/", "#dry-run"),
+        ):
+            browser.get(f"{live_server.url}{path}")
+            wait(browser, lambda d, css=ready: d.find_elements(By.CSS_SELECTOR, css))
+        violations = [
+            entry["message"]
+            for entry in browser.get_log("browser")
+            if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]
+        ]
+    finally:
+        browser.quit()
+    assert violations == []
