@@ -1,10 +1,11 @@
 """Parse one inbound email (raw RFC 5322 bytes) into the facts the channels app needs.
 
-Pure functions, standard library only. `parse_email` never trusts the message: every
-charset decodes (a wrong or unknown one falls back with replacement characters and is
-recorded in `problems`), HTML is reduced to plain text without keeping any tag, and
-attachment names lose any path. Only a message that cannot be read at all raises
-`EmailParseError`.
+Pure functions: the standard library's email package reads the MIME structure,
+inscriptis reduces HTML to text and mail-parser-reply finds where a reply's quote
+begins. `parse_email` never trusts the message: every charset decodes (a wrong or
+unknown one falls back with replacement characters and is recorded in `problems`),
+HTML is reduced to plain text without keeping any tag, and attachment names lose any
+path. Only a message that cannot be read at all raises `EmailParseError`.
 
 Message ids are kept bare: surrounding whitespace and the angle brackets are removed
 (`<abc@mail.example>` becomes `abc@mail.example`) in `message_id`, `in_reply_to`,
@@ -14,7 +15,9 @@ the header. `build_reply_headers` puts the brackets back when it writes headers.
 
 from __future__ import annotations
 
+import bisect
 import codecs
+import itertools
 import mimetypes
 import re
 import unicodedata
@@ -26,6 +29,15 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, make_msgid, parsedate_to_datetime
 from html.parser import HTMLParser
+
+from inscriptis import get_annotated_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.html_properties import Display
+from inscriptis.model.config import ParserConfig
+from inscriptis.model.html_document_state import HtmlDocumentState
+from inscriptis.model.html_element import HtmlElement
+from inscriptis.model.tag import CustomHtmlTagHandlerMapping
+from mailparser_reply import EmailMessage
 
 # Generous enough for a 35 MB attachment after base64, small enough that one request
 # cannot make a worker hold gigabytes.
@@ -224,89 +236,126 @@ def build_reply_headers(
 
 # Quoting ---------------------------------------------------------------------------
 
-_ATTRIBUTION_START = re.compile(r"^\s*(?:On|Le|Am|El)\s")
-_ATTRIBUTION = re.compile(
-    r"^\s*(?:On\s.*\bwrote|Le\s.*\ba\s+écrit|Am\s.*\bschrieb\b.*|El\s.*\bescribió)\s*:\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
-_ORIGINAL_MESSAGE = re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.IGNORECASE)
+# Where a reply's quote begins is mail-parser-reply's work: its patterns know the
+# attribution lines ("On ... wrote:", "Le ... a écrit :", "Am ... schrieb ...:") of
+# many languages and clients, Outlook's From:/Sent:/To:/Subject: block and
+# "-----Original Message-----". We use its compiled header pattern rather than its
+# reply list, because the list is cut from a whitespace-normalised copy of the text
+# and keeps no positions; lines here are matched one for one.
+_REPLY_LANGUAGES = ["en", "es", "fr", "de"]
+_REPLY_HEADER = EmailMessage(text="", languages=list(_REPLY_LANGUAGES)).HEADER_REGEX
+# Fallback: the library's Spanish pattern wants two spaces before "escribió"
+# (`\s escribió`), so Gmail's Spanish attribution ("El lun, 3 mar 2025 a las 9:00,
+# Clínica (<a@b.example>) escribió:") goes unseen; this project's patients write
+# Spanish. Same shape as the library's English pattern, one space.
+_SPANISH_ATTRIBUTION = re.compile(r"^(?:> ?)*El\s(?:.+?\s?.+?)\s?escribió\s?:$", re.MULTILINE)
+# The library has no notion of a forward; what follows these markers is what the
+# sender means to show us.
 _FORWARD_MARKER = re.compile(
     r"^\s*(?:-{3,}\s*Forwarded message\s*-{3,}|Begin forwarded message:)\s*$", re.IGNORECASE
 )
+# Outlook's rule above its header block belongs to the quote (the library drops it
+# while normalising, so it never reaches a header match).
 _OUTLOOK_RULE = re.compile(r"^\s*_{20,}\s*$")
-_HEADER_LINE = re.compile(r"^\s*\*?(From|Sent|Date|To|Cc|Subject)\s*:", re.IGNORECASE)
+
+
+# The library's patterns backtrack heavily on a long line that starts like an
+# attribution ("On a a a ..." costs seconds at a few thousand characters), so they
+# see each line cut to this length (real attribution lines are shorter: clients wrap
+# them, and a wrapped one is matched over two lines) and only the first lines of a
+# body, where a reply's quote starts. Past them only `>` lines are quoted.
+_HEADER_LINE_CHARS = 120
+_HEADER_SEARCH_LINES = 1000
 
 
 def split_quoted(text: str, *, is_forward: bool = False) -> tuple[str, str]:
     """Split a plain-text body into (new text, quoted text).
 
     `>` lines are quoted wherever they are, so inline answers stay in the new text.
-    An "On ... wrote:" line directly above `>` lines belongs to that quote; anywhere
-    else it starts a top-posted quote, like "-----Original Message-----" and
-    Outlook's From:/Sent: block: everything from there on is quoted. Forwarded
-    content (after a forward marker, or any header block of a message whose
-    subject says Fwd) is what the sender means to show us, so it stays new.
+    A reply header (as mail-parser-reply recognises it) directly above `>` lines
+    belongs to that quote; anywhere else it starts a top-posted quote: everything
+    from there on is quoted. Forwarded content (after a forward marker, or after any
+    header of a message whose subject says Fwd) is what the sender means to show us,
+    so it stays new.
     """
     lines = text.split("\n")
+    headers = _ReplyHeaders(lines)
     new: list[str] = []
     quoted: list[str] = []
     i = 0
     while i < len(lines):
-        line = lines[i]
-        if _FORWARD_MARKER.match(line):
-            new.extend(lines[i:])
+        found = headers.first_at_or_after(i)
+        header_at, span = found if found else (len(lines), 0)
+        for index in range(i, header_at):
+            line = lines[index]
+            if _FORWARD_MARKER.match(line):
+                new.extend(lines[index:])
+                return _joined(new), _joined(quoted)
+            (quoted if line.startswith(">") else new).append(line)
+        if not found:
             break
-        if line.startswith(">"):
-            quoted.append(line)
-            i += 1
+        after = _next_non_blank(lines, header_at + span)
+        if lines[header_at].startswith(">") or (after is not None and lines[after].startswith(">")):
+            quoted.extend(lines[header_at : header_at + span])
+            i = header_at + span
             continue
-        span = _attribution_span(lines, i)
-        if span:
-            after = _next_non_blank(lines, i + span)
-            if after is not None and lines[after].startswith(">"):
-                quoted.extend(lines[i : i + span])
-                i += span
-                continue
-            quoted.extend(lines[i:])
-            break
-        if _OUTLOOK_RULE.match(line):
-            header_at = _next_non_blank(lines, i + 1)
-            starts_block = header_at is not None and _is_outlook_header_block(lines, header_at)
-        else:
-            starts_block = _ORIGINAL_MESSAGE.match(line) or _is_outlook_header_block(lines, i)
-        if starts_block:
-            (new if is_forward else quoted).extend(lines[i:])
-            break
-        new.append(line)
-        i += 1
-    return "\n".join(new).strip(), "\n".join(quoted).strip()
+        start = header_at
+        rule = _previous_non_blank(lines, header_at)
+        if rule is not None and rule >= i and _OUTLOOK_RULE.match(lines[rule]):
+            del new[len(new) - (header_at - rule) :]
+            start = rule
+        (new if is_forward else quoted).extend(lines[start:])
+        break
+    return _joined(new), _joined(quoted)
 
 
-def _attribution_span(lines: list[str], i: int) -> int:
-    """How many lines (1-3; clients wrap long names) an attribution at `i` spans, or 0."""
-    if not _ATTRIBUTION_START.match(lines[i]):
-        return 0
-    for span in (1, 2, 3):
-        candidate = " ".join(line.strip() for line in lines[i : i + span])
-        if len(candidate) <= 400 and _ATTRIBUTION.match(candidate):
-            return span
-    return 0
+class _ReplyHeaders:
+    """Finds reply headers line by line in one copy of the body's first lines, each
+    stripped (the library strips lines before matching) and cut, so line numbers
+    stay the body's."""
+
+    def __init__(self, lines: list[str]):
+        searched = [line.strip()[:_HEADER_LINE_CHARS] for line in lines[:_HEADER_SEARCH_LINES]]
+        self.segment = "\n".join(searched)
+        self.line_starts = list(
+            itertools.accumulate((len(line) + 1 for line in searched), initial=0)
+        )
+
+    def first_at_or_after(self, line: int) -> tuple[int, int] | None:
+        """(line index, line count) of the first reply header at or after `line`."""
+        if line >= len(self.line_starts) - 1:
+            return None
+        position = self.line_starts[line]
+        matches = [
+            match
+            for match in (
+                _REPLY_HEADER.search(self.segment, position),
+                _SPANISH_ATTRIBUTION.search(self.segment, position),
+            )
+            if match
+        ]
+        if not matches:
+            return None
+        match = min(matches, key=lambda m: m.start())
+        header = match.group(0)
+        offset = match.start() + len(header) - len(header.lstrip("\n"))
+        index = bisect.bisect_right(self.line_starts, offset) - 1
+        return index, header.strip("\n").count("\n") + 1
 
 
-def _is_outlook_header_block(lines: list[str], i: int) -> bool:
-    first = _HEADER_LINE.match(lines[i])
-    if not first or first.group(1).lower() != "from":
-        return False
-    seen = set()
-    for line in lines[i + 1 : i + 7]:
-        match = _HEADER_LINE.match(line)
-        if match:
-            seen.add(match.group(1).lower())
-    return bool(seen & {"sent", "date"}) and bool(seen & {"to", "subject"})
+def _joined(lines: list[str]) -> str:
+    return "\n".join(lines).strip()
 
 
 def _next_non_blank(lines: list[str], start: int) -> int | None:
     for index in range(start, len(lines)):
+        if lines[index].strip():
+            return index
+    return None
+
+
+def _previous_non_blank(lines: list[str], before: int) -> int | None:
+    for index in range(before - 1, -1, -1):
         if lines[index].strip():
             return index
     return None
@@ -526,94 +575,82 @@ def _clean_text(text: str) -> str:
 
 # HTML reduction --------------------------------------------------------------------
 
-_SKIPPED_TAGS = {"script", "style", "template", "title", "xml"}
-_BLOCK_TAGS = {
-    "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt",
-    "fieldset", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-    "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "td", "th",
-    "thead", "tr", "ul",
-}  # fmt: skip
-_PARAGRAPH_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"}
+# inscriptis renders HTML as a browser lays it out (lxml parses it as browsers do, so
+# an unclosed <script> or an unterminated tag hides what follows, as on screen; no
+# tag or attribute is ever kept). On top of its strict (Firefox-like) profile: lists
+# flush left with "- " bullets and a blank line after them, and <blockquote>
+# annotated so its lines can be given "> " (the reply's quote is then separated as
+# in plain-text mail).
+_HTML_CSS = {
+    **CSS_PROFILES["strict"],
+    "ul": HtmlElement(display=Display.block),
+    "ol": HtmlElement(display=Display.block),
+}
 
 
-class _HTMLToText(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[tuple[int, str]] = []
-        self._chunks: list[str] = []
-        self._quote_depth = 0
-        self._skip_depth = 0
-        self._closing = False
-        self._unterminated = False
+def _start_bullets(state: HtmlDocumentState, tag: dict) -> None:
+    state.li_counter.append("- ")
 
-    def close(self) -> None:
-        self._closing = True
-        super().close()
 
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skip_depth += 1
-        elif tag == "br":
-            self._end_line(keep_empty=True)
-        elif tag == "blockquote":
-            self._end_line()
-            self._quote_depth += 1
-        elif tag in _BLOCK_TAGS:
-            self._end_line()
-            if tag == "li":
-                self._chunks.append("- ")
+def _start_numbers(state: HtmlDocumentState, tag: dict) -> None:
+    state.li_counter.append(1)
 
-    def handle_startendtag(self, tag: str, attrs: list) -> None:
-        if tag not in _SKIPPED_TAGS:
-            self.handle_starttag(tag, attrs)
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag == "blockquote":
-            self._end_line()
-            self._quote_depth = max(0, self._quote_depth - 1)
-        elif tag in _BLOCK_TAGS:
-            self._end_line()
-            if tag in _PARAGRAPH_TAGS:
-                self.lines.append((self._quote_depth, ""))
+def _end_list(state: HtmlDocumentState) -> None:
+    state.li_counter.pop()
+    # Set at the end tag, not in the profile: inscriptis gives a block's bottom
+    # margin to its children too, which would put a blank line between the items.
+    state.tags[-1].margin_after = 1
 
-    def handle_data(self, data: str) -> None:
-        # At close the parser hands over an unterminated tag or comment, and all that
-        # follows it, as text; browsers show none of it, and neither do we.
-        if self._closing and data.startswith("<"):
-            self._unterminated = True
-        if not self._skip_depth and not self._unterminated:
-            self._chunks.append(data)
 
-    def _end_line(self, *, keep_empty: bool = False) -> None:
-        text = " ".join("".join(self._chunks).split())
-        self._chunks = []
-        if text or keep_empty:
-            self.lines.append((self._quote_depth, text))
-
-    def text(self) -> str:
-        self._end_line()
-        rendered: list[str] = []
-        for depth, line in self.lines:
-            if not line and rendered and not rendered[-1].strip("> "):
-                continue
-            rendered.append(("> " * depth + line).rstrip())
-        return "\n".join(rendered).strip()
+_HTML_CONFIG = ParserConfig(
+    css=_HTML_CSS,
+    annotation_rules={"blockquote": ["quote"]},
+    custom_html_tag_handler_mapping=CustomHtmlTagHandlerMapping(
+        start_tag_mapping={"ul": _start_bullets, "ol": _start_numbers},
+        end_tag_mapping={"ul": _end_list, "ol": _end_list},
+    ),
+)
 
 
 def html_to_text(html: str, *, problems: list[str] | None = None, where: str = "html") -> str:
-    """Reduce HTML to readable plain text: script/style content dropped, block
-    elements and <br> become line breaks, entities unescaped, whitespace collapsed,
-    and <blockquote> content prefixed with "> " so quote separation still works."""
-    converter = _HTMLToText()
+    """Reduce HTML to readable plain text (inscriptis): script/style content dropped,
+    block elements and <br> become line breaks, entities unescaped, whitespace
+    collapsed, and <blockquote> content prefixed with "> " so quote separation still
+    works."""
+    html = _scrub(html)
+    if problems is not None and (fault := _stdlib_fault(html)):
+        problems.append(f"{where}: HTML is malformed ({fault}); read as a browser would")
+    result = get_annotated_text(html, _HTML_CONFIG)
+    text = result.get("text", "").replace("\xa0", " ")
+    quotes = [(start, end) for start, end, _label in result.get("label", [])]
+    rendered: list[str] = []
+    offset = 0
+    for line in text.split("\n"):
+        end = offset + len(line)
+        depth = sum(1 for start, stop in quotes if start < end and stop > offset)
+        line = line.strip()
+        offset = end + 1
+        rendered_line = ("> " * depth + line).rstrip()
+        if not line and rendered and rendered[-1] == rendered_line:
+            continue  # one blank line (or one bare ">") stands for several
+        rendered.append(rendered_line)
+    return "\n".join(rendered).strip()
+
+
+def _stdlib_fault(html: str) -> str | None:
+    """Fallback kept for the `problems` list: lxml (and so inscriptis) recovers from any
+    input without a word, while the standard library's parser still rejects a few
+    broken constructs (an unknown marked section such as `<![x`). Such a message is
+    recorded as a problem so a garbled body can be looked into; the text is
+    inscriptis's either way."""
+    probe = HTMLParser()
     try:
-        converter.feed(html)
-        converter.close()
+        probe.feed(html)
+        probe.close()
     except (AssertionError, ValueError) as exc:
-        if problems is not None:
-            problems.append(f"{where}: HTML is malformed ({exc}); text after the fault lost")
-    return converter.text()
+        return str(exc)
+    return None
 
 
 # Headers ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ then focused tests of each rule. No database: parse_email is a pure function."""
 
 import dataclasses
 import json
+import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -252,6 +253,32 @@ def test_quote_markers_after_an_inline_forward_marker_are_left_in_new_text():
     )
 
     assert split_quoted(text) == (text, "")
+
+
+def test_long_lines_that_start_like_an_attribution_are_split_in_bounded_time():
+    # mail-parser-reply's attribution pattern backtracks on such lines (about ten
+    # seconds for one line of 8,000 characters); each line is cut before matching.
+    text = "\n".join(["On " + "a " * 2000] * 200) + "\n\nOn Mon, Mar 3, 2025, Clinic wrote:\n> old"
+
+    started = time.monotonic()
+    new, quoted = split_quoted(text)
+
+    assert time.monotonic() - started < 20
+    assert new.count("\n") == 199
+    assert quoted == "On Mon, Mar 3, 2025, Clinic wrote:\n> old"
+
+
+def test_nested_blockquotes_keep_their_depth_and_blank_lines_stay_quoted():
+    parsed = parse(
+        message(
+            "<p>Yes.</p><blockquote><p>Tuesday?</p><p>Or Wednesday?</p>"
+            "<blockquote>First message</blockquote></blockquote>",
+            content_type="text/html; charset=utf-8",
+        )
+    )
+
+    assert parsed.new_text == "Yes."
+    assert parsed.quoted_text == "> Tuesday?\n>\n> Or Wednesday?\n>\n> > First message"
 
 
 def test_html_only_gmail_reply_is_separated_through_its_blockquote():
