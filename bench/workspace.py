@@ -13,8 +13,10 @@ conversations (`seed_synthetic`'s big team):
                                                       vs  GET /api/v1/conversations/{id}/
                                                           + .../messages/ + GET /api/v1/
                                                           patients/{id}/ + /api/v1/conversations/
-  thread       GET /conversations/{id}/thread/ (the live refresh)
+  thread       GET /conversations/{id}/thread/ (the whole thread again)
                                                       vs  GET .../messages/
+  thread refresh  GET /conversations/{id}/thread/?after=<cursor> (the live refresh:
+               the one message after the newest but one)  vs  GET .../messages/?cursor=<same>
 
 Part 2, live latency with the real pieces: the project served by `manage.py
 runserver` (threaded, as the test server), a real Celery worker on Redis, and
@@ -99,6 +101,7 @@ def clients(agent):
 def cases_for(agent, conversation):
     page, api = clients(agent)
     c, p = conversation.pk, conversation.patient_id
+    after = newest_but_one_cursor(conversation)
     return [
         ("inbox", (page, ["/inbox/"]), (api, ["/api/v1/conversations/", "/api/v1/inbox/counts/"])),
         (
@@ -119,7 +122,27 @@ def cases_for(agent, conversation):
             (page, [f"/conversations/{c}/thread/"]),
             (api, [f"/api/v1/conversations/{c}/messages/"]),
         ),
+        (
+            "thread refresh",
+            (page, [f"/conversations/{c}/thread/?after={after}"]),
+            (api, [f"/api/v1/conversations/{c}/messages/?cursor={after}"]),
+        ),
     ]
+
+
+def newest_but_one_cursor(conversation):
+    """The keyset cursor of the messages after the conversation's newest but one:
+    what an open page asks for when one new message arrived (the live refresh),
+    and the same cursor on the API's messages list."""
+    from channels_app.models import Interaction
+    from contactcenter.keyset import Cursor
+
+    rows = list(
+        Interaction.objects.filter(conversation=conversation)
+        .order_by("-occurred_at", "-id")
+        .values_list("occurred_at", "id")[:2]
+    )
+    return Cursor(key=rows[-1], backwards=True).encode()
 
 
 def timed(client, urls):
@@ -314,14 +337,12 @@ def live_latency(args, agent, conversation):
 def main():
     args = parse_args()
     os.environ.setdefault("CC_TEST_PREFIX", f"ccbench-{os.getpid()}-")
-    setup_django()
+    setup_django(os.environ["DATABASE_URL"])
     from django.conf import settings
-    from django.core.management import call_command
 
-    from bench.audit_overhead import ensure_database
+    from bench.common import prepare_database
 
-    ensure_database()
-    call_command("migrate", verbosity=0, interactive=False)
+    prepare_database()
     how, seed_seconds = seed_or_reuse(args)
     vacuum_analyze()
     who = subjects()

@@ -1,3 +1,5 @@
+import re
+
 from django import template
 from django.utils import timezone
 from django.utils.html import escape, format_html
@@ -138,3 +140,31 @@ def call_facts(call):
     if call.duration_seconds is not None:
         parts.append(f"lasted {_seconds_words(call.duration_seconds)}")
     return "".join(f" · {part}" for part in parts)
+
+
+# Twilio's error codes a failed text most often ends with, in the staff's words.
+TWILIO_REASONS = {
+    "21211": "this is not a valid phone number",
+    "21408": "texts to this country are not enabled",
+    "21610": "the patient replied STOP to this number",
+    "21612": "this number cannot be texted from the practice's number",
+    "21614": "this number cannot receive texts (a landline?)",
+    "30003": "the phone is switched off or out of reach",
+    "30004": "the patient's phone or carrier blocked it",
+    "30005": "the number is unknown or no longer in service",
+    "30006": "a landline, or a carrier that cannot take texts",
+    "30007": "the carrier filtered it as spam",
+}
+_TWILIO_CODE = re.compile(r"\bcode (\d{5})\b")
+
+
+@register.filter
+def delivery_reason(error):
+    """Why a delivery failed, in words, with the provider's code kept for support:
+    "this is not a valid phone number (Twilio 21211)"."""
+    if not error:
+        return ""
+    found = _TWILIO_CODE.search(error)
+    if found and found.group(1) in TWILIO_REASONS:
+        return f"{TWILIO_REASONS[found.group(1)]} (Twilio {found.group(1)})"
+    return error

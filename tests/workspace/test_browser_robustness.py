@@ -1,0 +1,141 @@
+"""The workspace when things go wrong, in a real browser: a lost live connection
+shows a banner and the page reconnects by itself; a session that ended while the
+agent wrote keeps the draft through signing in again; a send the provider refused
+shows why. Screenshots at 1280 and 390 px of the empty inbox, a long thread, the
+failed send and the lost-connection banner (test-artifacts/workspace_browser/)."""
+
+import pytest
+from django.contrib.sessions.backends.cached_db import SessionStore
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+
+from contactcenter import roles
+from contactcenter.middleware import SIGNED_IN_AT
+from tests.chromium import needs_chromium
+from tests.factories import current_totp, make_staff
+from tests.workspace.browser import (
+    DESKTOP,
+    PHONE,
+    shot,
+    sign_in,
+    wait,
+    wait_live,
+    wait_text,
+)
+from tests.workspace.conftest import receive_sms
+from workspace import stream
+
+pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
+
+
+@pytest.fixture
+def live_settings(settings, live_server, twilio_stub_settings):
+    settings.PUBLIC_BASE_URL = live_server.url
+    settings.MFA_REQUIRED = True
+    return twilio_stub_settings
+
+
+def banner(browser):
+    status = browser.find_element(By.ID, "live-status")
+    return status.text if status.is_displayed() else ""
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_lost_live_connection_shows_a_banner_and_reconnects(
+    open_browser, live_server, live_settings, agent, make_sms_conversation, monkeypatch, size
+):
+    conversation = make_sms_conversation(140, body="Are you open on Monday?")
+    browser = open_browser(size)
+    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
+    wait_live(browser)
+    assert banner(browser) == ""
+    # The server stops streaming: the open stream ends, and every reconnect gets an
+    # empty answer, as when a proxy or the web process drops the connection.
+    monkeypatch.setattr(stream, "LIVE_STREAM_SECONDS", -1)
+    monkeypatch.setattr(stream._Stream, "opening", lambda self: ": down\n\n")
+    wait(browser, lambda d: "Live updates lost" in banner(d))
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "lost"
+    name = "desktop" if size == DESKTOP else "phone"
+    shot(browser, f"live-lost-{name}")
+    monkeypatch.undo()
+    wait(
+        browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "open"
+    )
+    wait(browser, lambda d: banner(d) == "")
+
+
+def test_an_ended_session_keeps_the_draft_through_signing_in_again(
+    open_browser, live_server, live_settings, agent, make_sms_conversation
+):
+    conversation = make_sms_conversation(141, body="Can you call me after 5?")
+    browser = open_browser()
+    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
+    wait_live(browser)
+    draft = "Of course, we will call you at 5:15."
+    browser.find_element(By.ID, "composer-body").send_keys(draft)
+    # The session ends on the server (its absolute limit passed) while the agent writes.
+    session = SessionStore(session_key=browser.get_cookie("sessionid")["value"])
+    session[SIGNED_IN_AT] = 0
+    session.save()
+    browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
+    wait_text(browser, "#notices", "Your session ended, so this was not done.")
+    assert browser.find_element(By.ID, "composer-body").get_attribute("value") == draft
+    shot(browser, "session-ended-desktop")
+    link = browser.find_element(By.CSS_SELECTOR, "#notices a")
+    link.click()
+    wait(browser, expected_conditions.presence_of_element_located((By.ID, "id_username")))
+    browser.find_element(By.ID, "id_username").send_keys(agent.username)
+    browser.find_element(By.ID, "id_password").send_keys("correct-horse-battery-staple")
+    browser.find_element(By.ID, "id_otp").send_keys(current_totp(agent))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser, lambda d: f"/conversations/{conversation.pk}/" in d.current_url)
+    wait(
+        browser,
+        lambda d: d.find_element(By.ID, "composer-body").get_attribute("value") == draft,
+    )
+    from channels_app.models import Interaction
+
+    assert not Interaction.objects.filter(direction="outbound").exists()
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_send_the_provider_refuses_shows_the_reason(
+    open_browser,
+    live_server,
+    live_settings,
+    celery_worker_real,
+    agent,
+    make_sms_conversation,
+    sms_account,
+    size,
+):
+    conversation = make_sms_conversation(142, body="Please text my new number")
+    for n in range(24):
+        receive_sms(
+            account=sms_account,
+            phone="+14155550142",
+            body=f"Message {n} of a long day: the patient keeps writing about their appointment.",
+        )
+    live_settings.respond_next(
+        status=400, code=21211, message="The 'To' number +14155550142 is not a valid phone number."
+    )
+    browser = open_browser(size)
+    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
+    wait_live(browser)
+    name = "desktop" if size == DESKTOP else "phone"
+    shot(browser, f"long-thread-{name}")
+    browser.find_element(By.ID, "composer-body").send_keys("We got it, thank you.")
+    browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
+    wait_text(browser, "#thread .msg-outbound .delivery", "Failed", seconds=60)
+    failed = browser.find_element(By.CSS_SELECTOR, "#thread .msg-outbound .delivery").text
+    assert "not a valid phone number (Twilio 21211)" in failed
+    shot(browser, f"failed-send-{name}")
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_empty_inbox(open_browser, live_server, live_settings, north, size):
+    newcomer = make_staff("new.agent", role=roles.AGENT, teams=[north], totp=True)
+    browser = open_browser(size)
+    sign_in(browser, live_server, newcomer)
+    wait_text(browser, "#inbox-list", "Nothing here")
+    shot(browser, f"inbox-empty-{'desktop' if size == DESKTOP else 'phone'}")
