@@ -52,7 +52,19 @@ class Patient(models.Model):
     sex = EncryptedCharField(max_length=16, blank=True, default="")
     address = EncryptedJSONField(null=True, blank=True)
     preferred_channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.SMS)
+
+    class LanguageSource(models.TextChoices):
+        NONE = "", "not given (the default)"
+        RECORD = "record", "given by staff or an integration"
+        DETECTED = "detected", "detected from the patient's messages"
+
     preferred_language = models.CharField(max_length=16, default="en")
+    # Where preferred_language came from: a patient with none given takes the
+    # language their messages are written in (understanding/, through
+    # patients.services.patient_language_detected).
+    preferred_language_source = models.CharField(
+        max_length=8, choices=LanguageSource.choices, blank=True, default=""
+    )
     time_zone = models.CharField(max_length=64, validators=[validate_time_zone])
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="patients")
     primary_coordinator = models.ForeignKey(
@@ -137,6 +149,32 @@ class ContactPoint(models.Model):
 
     def __str__(self):
         return f"{self.kind} of {self.patient_id}"
+
+
+class ConsentChange(models.Model):
+    """One change of a contact point's consent to messages (an SMS opt-out or
+    opt-in): its history, written by patients.services with the contact point's
+    new state. FHIR serves it as the versions of the contact point's Consent."""
+
+    contact_point = models.ForeignKey(
+        ContactPoint, on_delete=models.CASCADE, related_name="consent_changes"
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    opted_out = models.BooleanField()
+    source = models.CharField(
+        max_length=8, choices=ContactPoint.ConsentSource.choices, blank=True, default=""
+    )
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["contact_point", "changed_at", "id"], name="consent_change_history_idx"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.channel} consent change of {self.contact_point_id}"
 
 
 class Appointment(models.Model):

@@ -102,3 +102,13 @@ def patients_by_email(*, raw_email):
 
 def appointments_visible_to(user):
     return Appointment.objects.filter(patient__in=patients_visible_to(user))
+
+
+def contact_point_consents_visible_to(user):
+    """Contact points of the patients the user may see, with their consent history
+    (oldest first) loaded in one more query."""
+    from patients.models import ConsentChange
+
+    return ContactPoint.objects.filter(patient__in=patients_visible_to(user)).prefetch_related(
+        Prefetch("consent_changes", queryset=ConsentChange.objects.order_by("changed_at", "id"))
+    )

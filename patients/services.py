@@ -14,7 +14,14 @@ from contactcenter.blind_index import (
     normalise_phone,
     phone_index,
 )
-from patients.models import PATIENT_FLAGS, Appointment, Channel, ContactPoint, Patient
+from patients.models import (
+    PATIENT_FLAGS,
+    Appointment,
+    Channel,
+    ConsentChange,
+    ContactPoint,
+    Patient,
+)
 from patients.selectors import VIEW_PATIENT
 from patients.signals import appointment_changed, patients_merged
 
@@ -82,6 +89,8 @@ def patient_create(
     unknown = set(fields) - set(PLAIN_FIELDS)
     if unknown:
         raise TypeError(f"Unknown patient fields: {sorted(unknown)}")
+    if "preferred_language" in fields:
+        fields["preferred_language_source"] = Patient.LanguageSource.RECORD
     patient = Patient(
         team=team,
         mrn=mrn,
@@ -118,6 +127,8 @@ def patient_update(*, patient, mrn=None, team=None, phones=None, emails=None, **
         patient.mrn, patient.mrn_index = mrn, mrn_index(mrn)
     for name, value in changes.items():
         setattr(patient, name, value)
+    if "preferred_language" in changes:
+        patient.preferred_language_source = Patient.LanguageSource.RECORD
     old_team = patient.team
     if team is not None and team.pk != patient.team_id:
         patient.team = team
@@ -184,6 +195,13 @@ def patient_merge(*, survivor, duplicate, actor=None, request=None):
                 sms_consent_changed_at=point.sms_consent_changed_at,
                 sms_consent_source=point.sms_consent_source,
             )
+            ConsentChange.objects.create(
+                contact_point=kept,
+                channel=Channel.SMS,
+                opted_out=True,
+                source=point.sms_consent_source,
+                changed_at=point.sms_consent_changed_at or timezone.now(),
+            )
         point.delete()
     moved_appointments = Appointment.objects.filter(patient=duplicate).update(patient=survivor)
     patients_merged.send(sender=Patient, survivor=survivor, duplicate=duplicate)
@@ -204,6 +222,29 @@ def patient_merge(*, survivor, duplicate, actor=None, request=None):
         },
     )
     return survivor
+
+
+def patient_language_detected(*, patient_id, language):
+    """A language detected in the patient's messages becomes their preferred
+    language when none was given (never set by staff, an integration or an earlier
+    detection), audited as a change the system made. Returns whether it was
+    written; a patient whose language was given keeps it."""
+    written = Patient.objects.filter(
+        pk=patient_id, preferred_language_source=Patient.LanguageSource.NONE
+    ).update(
+        preferred_language=language,
+        preferred_language_source=Patient.LanguageSource.DETECTED,
+        updated_at=timezone.now(),
+    )
+    if written:
+        audit_record(
+            action="update",
+            resource_type="patient",
+            resource_id=str(patient_id),
+            patient_ids=[patient_id],
+            details={"change": "preferred_language_detected", "language": language},
+        )
+    return bool(written)
 
 
 # --- Consent -------------------------------------------------------------------
@@ -260,10 +301,21 @@ def _set_sms_consent(*, phone, opted_out, source, actor=None, api_client=None, r
     )
     changed = [cp for cp in points if cp.sms_opted_out != opted_out]
     if changed:
+        now = timezone.now()
         ContactPoint.objects.filter(pk__in=[cp.pk for cp in changed]).update(
             sms_opted_out=opted_out,
-            sms_consent_changed_at=timezone.now(),
+            sms_consent_changed_at=now,
             sms_consent_source=source,
+        )
+        ConsentChange.objects.bulk_create(
+            ConsentChange(
+                contact_point=cp,
+                channel=Channel.SMS,
+                opted_out=opted_out,
+                source=source,
+                changed_at=now,
+            )
+            for cp in changed
         )
     audit_record(
         action="update",
