@@ -292,6 +292,9 @@ class Interaction(models.Model):
             models.Index(
                 fields=["conversation", "-occurred_at", "-id"], name="interaction_conv_idx"
             ),
+            # Searches across the caller's conversations (FHIR Communication by
+            # sent, received or medium without a patient): newest first, by keyset.
+            models.Index(fields=["-occurred_at", "-id"], name="interaction_occurred_idx"),
             models.Index(
                 fields=["occurred_at"],
                 name="interaction_calls_idx",

@@ -318,6 +318,7 @@ def _inbox_row(values, *, visible_patient_ids):
 TIMELINE_COLUMNS = (
     "i.id",
     "i.conversation_id",
+    "i.patient_id",
     "i.channel",
     "i.kind",
     "i.direction",
@@ -329,7 +330,8 @@ TIMELINE_COLUMNS = (
     "o.last_error",
 )
 _TIMELINE_FIELDS = (
-    *(_interaction_field(name) for name in ("id", "conversation", "channel", "kind", "direction")),
+    *(_interaction_field(name) for name in ("id", "conversation", "patient")),
+    *(_interaction_field(name) for name in ("channel", "kind", "direction")),
     *(_interaction_field(name) for name in ("body", "occurred_at", "sentiment")),
     None,
     None,
@@ -373,6 +375,7 @@ def _interaction_page(*, scope_sql, scope_params, filters, page):
             {
                 "id": row["i.id"],
                 "conversation_id": row["i.conversation_id"],
+                "patient_id": row["i.patient_id"],
                 "channel": row["i.channel"],
                 "kind": row["i.kind"],
                 "direction": row["i.direction"],
@@ -514,6 +517,26 @@ def canned_response_text(*, canned, conversation):
         "practice_name": settings.PRACTICE_NAME,
     }
     return render_template(canned.body, context)
+
+
+def interactions_page(*, user, filters: TimelineFilters, page: PageRequest):
+    """A page of every interaction the caller may see, newest first: an integration
+    bound to a team reads its team's conversations (the access rule's team half,
+    `team_ids_of`), one of the whole practice every conversation. Walks the
+    (occurred_at desc, id desc) index; staff users have the inbox and timelines."""
+    team_ids = team_ids_of(user)
+    if team_ids is None:
+        scope_sql, scope_params = "TRUE", []
+    else:
+        placeholders = ", ".join(["%s"] * len(team_ids)) or "NULL"
+        scope_sql = (
+            f"EXISTS (SELECT 1 FROM {Conversation._meta.db_table} c "
+            f"WHERE c.id = i.conversation_id AND c.team_id IN ({placeholders}))"
+        )
+        scope_params = list(team_ids)
+    return _interaction_page(
+        scope_sql=scope_sql, scope_params=scope_params, filters=filters, page=page
+    )
 
 
 def delivery_attempts_by_interaction(*, interaction_ids):

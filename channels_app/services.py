@@ -176,7 +176,14 @@ def _touch_conversation(conversation, interaction):
     conversation.save(update_fields=list(changes))
 
 
-def _publish_message(interaction, conversation):
+def _interaction_added(interaction, conversation):
+    """Every path that stores an interaction calls this in the transaction that
+    stores it: `interaction_added` is sent at once (its receivers write in the same
+    transaction, so what they record commits or rolls back with the interaction),
+    and the live event is published after the commit."""
+    from channels_app.signals import interaction_added
+
+    interaction_added.send(sender=Interaction, interaction=interaction)
     live.publish_on_commit(
         kind=live.MESSAGE,
         conversation_id=conversation.pk,
@@ -271,7 +278,7 @@ def inbound_record(
                 source=source, provider_id=provider_id, payload=raw_payload, interaction=interaction
             )
             _touch_conversation(conversation, interaction)
-            _publish_message(interaction, conversation)
+            _interaction_added(interaction, conversation)
     except IntegrityError:
         if not provider_id:
             raise
@@ -328,7 +335,7 @@ def event_record(*, conversation, text, actor=None, metadata=None):
         occurred_at=timezone.now(),
         metadata=metadata or {},
     )
-    _publish_message(interaction, conversation)
+    _interaction_added(interaction, conversation)
     return interaction
 
 
@@ -375,7 +382,7 @@ def outbound_create(
             last_error="" if decision.allowed else decision.reason.replace("_", " "),
         )
         _touch_conversation(conversation, interaction)
-        _publish_message(interaction, conversation)
+        _interaction_added(interaction, conversation)
     if decision.allowed:
         from channels_app import tasks
 
@@ -610,7 +617,7 @@ def outbound_answered_inline(*, conversation, body):
             state=OutboundMessage.State.SENT,
         )
         _touch_conversation(conversation, interaction)
-        _publish_message(interaction, conversation)
+        _interaction_added(interaction, conversation)
     return interaction
 
 
@@ -1088,7 +1095,7 @@ def reply_create(
                 occurred_at=timezone.now(),
             )
             _touch_conversation(conversation, interaction)
-            _publish_message(interaction, conversation)
+            _interaction_added(interaction, conversation)
         else:
             interaction = outbound_create(conversation=conversation, body=body, author=author)
     return interaction, True
@@ -1342,7 +1349,7 @@ def callback_dialled(*, callback, provider_call_sid):
             metadata={"callback": str(callback.pk)},
         )
         _touch_conversation(conversation, interaction)
-        _publish_message(interaction, conversation)
+        _interaction_added(interaction, conversation)
         if not Callback.objects.filter(
             conversation_id=conversation.pk, status=Callback.Status.PENDING
         ).exists():

@@ -7,6 +7,12 @@ from django.dispatch import Signal
 interaction_received = Signal()
 # kwargs: interaction (a staff reply, committed; sent by outbound_create)
 staff_replied = Signal()
+# kwargs: interaction (any new interaction: inbound, staff or automated reply, call,
+# voicemail, note, event). Sent by every path that stores one, INSIDE the
+# transaction that stores it (channels_app.services._interaction_added), so a
+# receiver's writes commit or roll back with the interaction: nothing is missed
+# and nothing is recorded for an interaction that never was.
+interaction_added = Signal()
 
 # Changes of a conversation's state, each sent once after its transaction commits
 # by the one service that makes it (channels_app/services.py). kwargs:

@@ -43,6 +43,30 @@ def audit_events():
     return AuditEvent.objects.all()
 
 
+def audit_events_only_about(*, patients):
+    """Audit rows that name at least one patient, every one of them among
+    `patients` (a QuerySet the caller limited by the access rule): the trail of a
+    team's patients, without the rows that also name another team's. The rows are
+    walked newest first by the caller's keyset; each row's named patients are
+    looked up by primary key."""
+    table = AuditEvent._meta.db_table
+    # Compiled by Django: SELECT ... AS "pk" FROM ... (the access rule as the ORM writes it).
+    inner, params = patients.values("pk").query.sql_with_params()
+    if connection.vendor == "postgresql":
+        named, count = f"jsonb_array_elements_text({table}.patient_ids) AS named(pid)", "jsonb"
+        pid = "named.pid::uuid"
+    else:  # SQLite (make run): uuids are stored as 32 hex digits
+        named, count = f"json_each({table}.patient_ids) AS named", "json"
+        pid = "replace(named.value, '-', '')"
+    # Names from model metadata and constants; values are params.
+    where = (
+        f"{count}_array_length({table}.patient_ids) > 0 AND NOT EXISTS ("  # noqa: S608
+        f"SELECT 1 FROM {named} WHERE NOT EXISTS ("
+        f"SELECT 1 FROM ({inner}) AS visible WHERE visible.pk = {pid}))"
+    )
+    return AuditEvent.objects.extra(where=[where], params=list(params))  # noqa: S610 - params
+
+
 def patient_access_report(*, patient_id, since=None, until=None):
     """Who touched this patient's record, when, what, why and with what outcome:
     the audit rows naming the patient (GIN containment on patient_ids), newest first,

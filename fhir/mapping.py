@@ -10,6 +10,7 @@ from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.communicationrequest import CommunicationRequest
+from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from fhir.resources.R4B.subscription import Subscription
 from patients.models import ContactPoint
@@ -17,6 +18,9 @@ from patients.services import ContactInput
 
 # Our own code systems and extensions, named under the server's base URL.
 SMS_CONSENT_EXTENSION = "StructureDefinition/sms-consent"
+CONSENT_CONTACT_POINT_EXTENSION = "StructureDefinition/consent-contact-point"
+CONSENT_SOURCE_EXTENSION = "StructureDefinition/consent-source"
+CONSENT_CHANNEL_SYSTEM = "CodeSystem/consent-channel"
 INTERACTION_KIND_SYSTEM = "CodeSystem/interaction-kind"
 PARTICIPATION_MODE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
 BCP47 = "urn:ietf:bcp:47"
@@ -182,6 +186,93 @@ def _medium(channel):
 
 def _practice():
     return {"display": settings.PRACTICE_NAME}
+
+
+# --- Consent --------------------------------------------------------------------------
+
+# Messages go to a contact point unless its patient opted out (v3 ActCode OPTOUT:
+# shared by default, unless the patient refuses): the policy of every Consent here.
+_CONSENT_POLICY = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "OPTOUT",
+            "display": "opt-out",
+        }
+    ]
+}
+_CONSENT_SCOPE = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+            "code": "patient-privacy",
+        }
+    ]
+}
+_CONSENT_CATEGORY = [
+    {"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}]}
+]
+
+
+def consent_versions(point):
+    """The versions of a contact point's Consent, oldest first, as
+    (opted_out, source, since): as the point was created, then one per recorded
+    change (patients.ConsentChange, loaded as `consent_changes` oldest first).
+    An email address has no opt-out here: its one version permits."""
+    changes = [c for c in point.consent_changes.all() if c.channel == "sms"]
+    if point.kind != ContactPoint.Kind.PHONE:
+        return [(False, "", point.created_at)]
+    initial = (not changes[0].opted_out) if changes else point.sms_opted_out
+    versions = [(initial, "", point.created_at)]
+    versions += [(c.opted_out, c.source, c.changed_at) for c in changes]
+    return versions
+
+
+def consent_resource(point, *, version=None):
+    """The Consent of a contact point to messages on its channel (SMS for a phone
+    number, email for an address), at its latest version or at `version` (1-based)."""
+    versions = consent_versions(point)
+    number = version or len(versions)
+    opted_out, source, since = versions[number - 1]
+    channel = "sms" if point.kind == ContactPoint.Kind.PHONE else "email"
+    extensions = [
+        {
+            "url": fhir_url(CONSENT_CONTACT_POINT_EXTENSION),
+            "valueContactPoint": {
+                "system": "phone" if channel == "sms" else "email",
+                "value": point.value,
+            },
+        }
+    ]
+    if source:
+        extensions.append({"url": fhir_url(CONSENT_SOURCE_EXTENSION), "valueCode": source})
+    data = {
+        "id": str(point.pk),
+        "meta": {"versionId": str(number), "lastUpdated": _instant(since)},
+        "extension": extensions,
+        "status": "active",
+        "scope": _CONSENT_SCOPE,
+        "category": _CONSENT_CATEGORY,
+        "patient": {"reference": f"Patient/{point.patient_id}"},
+        "dateTime": _instant(since),
+        "policyRule": _CONSENT_POLICY,
+        "provision": {
+            "type": "deny" if opted_out else "permit",
+            "period": {"start": _instant(since)},
+            "action": [
+                {
+                    "coding": [
+                        {
+                            "system": fhir_url(CONSENT_CHANNEL_SYSTEM),
+                            "code": channel,
+                            "display": "SMS texts" if channel == "sms" else "email",
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    return validated(Consent, data)
 
 
 def communication_resource(row, *, patient_id, content):

@@ -153,7 +153,13 @@ class SubscriptionDelivery(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["subscription", "-created_at"], name="fhir_delivery_log_idx")
+            models.Index(fields=["subscription", "-created_at"], name="fhir_delivery_log_idx"),
+            # Beat re-queues what the broker never got.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(state="pending", attempts=0),
+                name="fhir_delivery_unsent_idx",
+            ),
         ]
 
     def __str__(self):

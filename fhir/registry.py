@@ -69,7 +69,8 @@ RESOURCES = {
             ),
             "Every interaction, newest first; each is partOf a header Communication per "
             "conversation. Payload only with a scope that allows message content. A search "
-            "names a patient or a conversation.",
+            "reads one patient's, one conversation's (part-of) or, naming neither, every "
+            "conversation the client may see.",
         ),
         ResourceSpec(
             "Appointment",
@@ -81,7 +82,8 @@ RESOURCES = {
             ),
             "Appointments of the client's patients. Create, or upsert by the scheduler's "
             "identifier with PUT Appointment?identifier=system|value: the REST API's upsert, "
-            "which replans reminders. A search names a patient.",
+            "which replans reminders. A search without a patient reads every appointment "
+            "of the client's patients.",
         ),
         ResourceSpec(
             "CommunicationRequest",
@@ -89,6 +91,17 @@ RESOURCES = {
             (_PATIENT,),
             "Planned and sent appointment reminders, about their Appointment. "
             "A search names a patient.",
+        ),
+        ResourceSpec(
+            "Consent",
+            ("read", "search-type", "history-instance"),
+            (_PATIENT,),
+            "The consent of each contact point of a patient to messages on its channel "
+            "(SMS for a phone number, email for an address; one Consent per contact point, "
+            "its id the contact point's). Messages go unless the patient opted out "
+            "(policyRule OPTOUT); provision.type is deny after an opt-out (STOP). "
+            "Consent/{id}/_history lists its versions, one per recorded change. Email has no "
+            "opt-out here: an address's Consent permits. A search names a patient.",
         ),
         ResourceSpec(
             "AuditEvent",
@@ -100,7 +113,8 @@ RESOURCES = {
                 SearchParam("entity", "reference", "Patient/{id}, or a record as type/id."),
             ),
             "The audit trail in the shape of IHE Basic Audit Log Patterns, for clients with "
-            "the audit scope. A client bound to a team searches by patient.",
+            "the audit scope. A client bound to a team reads the rows about its team's "
+            "patients only.",
         ),
         ResourceSpec(
             "Subscription",

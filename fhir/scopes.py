@@ -18,6 +18,7 @@ CLIENT_SCOPE_GRANTS = {
         "Patient": "rs",
         "Appointment": "rs",
         "CommunicationRequest": "rs",
+        "Consent": "rs",
     },
     ApiClient.Scope.PATIENTS_WRITE: {"Patient": "cu"},
     ApiClient.Scope.APPOINTMENTS_WRITE: {"Appointment": "cu"},

@@ -448,6 +448,20 @@ def exports_never_started(*, grace_seconds=300):
 
 # --- Subscriptions (R4 rest-hook) --------------------------------------------------------
 
+
+def deliveries_never_started(*, grace_seconds=300):
+    """Deliveries recorded well before now that no attempt reached (the broker
+    was down when their transaction committed): queued again by beat."""
+    from fhir.models import SubscriptionDelivery
+
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    return list(
+        SubscriptionDelivery.objects.filter(
+            state=SubscriptionDelivery.State.PENDING, attempts=0, created_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+
+
 SUBSCRIPTION_CRITERIA = "Communication"
 SUBSCRIPTION_SIGNATURE_HEADER = "X-Contactcenter-Signature"
 DELIVERY_MAX_ATTEMPTS = 6
@@ -501,7 +515,8 @@ def subscriptions_notify(*, interaction):
     from fhir.tasks import subscription_deliver
     from patients.selectors import patients_visible_to
 
-    if interaction.patient_id is None:
+    if interaction.patient_id is None or interaction.direction == interaction.Direction.INTERNAL:
+        # Notes and timeline events are the staff's, not messages with the patient.
         return 0
     matching = (
         Subscription.objects.filter(status=Subscription.Status.ACTIVE)
@@ -607,9 +622,11 @@ def subscription_delivery_give_up(*, delivery_id, reason):
     from fhir.models import Subscription, SubscriptionDelivery
 
     delivery = SubscriptionDelivery.objects.select_related("subscription").get(pk=delivery_id)
-    SubscriptionDelivery.objects.filter(pk=delivery.pk).update(
-        state=SubscriptionDelivery.State.FAILED
-    )
-    Subscription.objects.filter(pk=delivery.subscription_id).update(
-        status=Subscription.Status.ERROR, reason=reason[:200]
-    )
+    # One commit: nobody sees the delivery failed and its subscription still active.
+    with transaction.atomic():
+        SubscriptionDelivery.objects.filter(pk=delivery.pk).update(
+            state=SubscriptionDelivery.State.FAILED
+        )
+        Subscription.objects.filter(pk=delivery.subscription_id).update(
+            status=Subscription.Status.ERROR, reason=reason[:200]
+        )

@@ -9,12 +9,14 @@ from fhir import services
 @shared_task(name="fhir.tasks.purge_expired", ignore_result=True)
 def purge_expired():
     """Beat, hourly: expired SMART tokens, spent assertions and expired bulk
-    exports (rows and files) are of no further use. An export the broker never
-    got is queued again."""
+    exports (rows and files) are of no further use. An export or a subscription
+    delivery the broker never got is queued again."""
     services.expired_tokens_purge()
     services.expired_exports_purge()
     for job_id in services.exports_never_started():
         bulk_export_run.delay(str(job_id))
+    for delivery_id in services.deliveries_never_started():
+        subscription_deliver.delay(delivery_id)
 
 
 @shared_task(name="fhir.tasks.bulk_export_run", ignore_result=True)

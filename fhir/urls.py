@@ -43,6 +43,14 @@ urlpatterns = [
         views.CommunicationRequestTypeView.as_view(),
         name="fhir-communication-request-type",
     ),
+    path("Consent", views.ConsentTypeView.as_view(), name="fhir-consent-type"),
+    path("Consent/<str:resource_id>", views.ConsentInstanceView.as_view(), name="fhir-consent"),
+    path(
+        "Consent/<str:resource_id>/_history",
+        views.ConsentInstanceView.as_view(),
+        {"history": True},
+        name="fhir-consent-history",
+    ),
     path("AuditEvent", views.AuditEventTypeView.as_view(), name="fhir-audit-event-type"),
     path("Subscription", views.SubscriptionTypeView.as_view(), name="fhir-subscription-type"),
     path(

@@ -34,7 +34,7 @@ from fhir.resources.R4B.patient import Patient as FhirPatient
 from fhir.resources.R4B.subscription import Subscription as FhirSubscription
 from patients import selectors as patient_selectors
 from patients import services as patient_services
-from patients.models import Appointment, Patient
+from patients.models import Appointment, ContactPoint, Patient
 from reminders import selectors as reminder_selectors
 
 logger = logging.getLogger(__name__)
@@ -187,15 +187,6 @@ class FhirResourceView(AuditedViewMixin, FhirBaseView):
         return model.model_validate(data)
 
 
-def _one(params, name):
-    values = params.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise errors.invalid(f"Give {name} once.", expression=name)
-    return values[0]
-
-
 def _uuid(text, *, expression):
     try:
         return uuid.UUID(text)
@@ -220,6 +211,105 @@ def _token_value(text):
     """The value of a token search (`system|value` or `value`) and its system."""
     system, bar, value = text.partition("|")
     return (system, value) if bar else (None, text)
+
+
+# --- Searches: one helper, a parameter table per resource type ----------------------
+#
+# A search view's `search_table` maps each search parameter to a parser,
+# `parse(name, values) -> criteria`: the keyword arguments that parameter adds to
+# the view's read (ORM lookups for a QuerySet, TimelineFilters' fields for
+# Communication). Scope parameters (patient, part-of, _id) come out as criteria too;
+# the view's read takes them out first, since they decide what the client may see.
+
+
+def _single(name, values):
+    if len(values) > 1:
+        raise errors.invalid(f"Give {name} once.", expression=name)
+    return values[0]
+
+
+def _reference_criteria(key, resource_type):
+    def parse(name, values):
+        ref = _single(name, values)
+        return {key: _reference_id(ref, resource_type=resource_type, expression=name)}
+
+    return parse
+
+
+def _date_criteria(field):
+    """A date parameter as a half-open range of `field` (see _date_bounds)."""
+
+    def parse(name, values):
+        since, until = _date_bounds(values, name=name)
+        criteria = {}
+        if since:
+            criteria[f"{field}__gte"] = since
+        if until:
+            criteria[f"{field}__lt"] = until
+        return criteria
+
+    return parse
+
+
+class FhirSearchView(FhirResourceView):
+    """GET on a resource type: the search. Subclasses give the parameter table and
+    `search_page(criteria, page_request) -> (rows, next cursor)`, auditing what they
+    read, and `resource_of(row)`."""
+
+    search_table = {}
+
+    def get(self, request):
+        self.require("s")
+        criteria, origin = {}, {}
+        for name, values in self.search_params().items():
+            for key, value in self.search_table[name](name, values).items():
+                if key in criteria:
+                    raise errors.invalid(
+                        f"{origin[key]} and {name} cannot be combined in one search.",
+                        expression=name,
+                    )
+                criteria[key], origin[key] = value, name
+        rows, next_cursor = self.search_page(criteria, self.page_request())
+        return Response(
+            self.bundle([self.resource_of(row) for row in rows], next_cursor=next_cursor)
+        )
+
+
+class QuerysetSearchView(FhirSearchView):
+    """A search over a QuerySet: the view's scope (`search_queryset`, which takes out
+    the criteria it handles itself and audits the patient a search names), the
+    remaining criteria as ORM lookups, then a keyset page newest first by
+    (`sort_field`, id). Every patient of the page is audited."""
+
+    sort_field = "created_at"
+
+    def search_queryset(self, criteria):
+        raise NotImplementedError
+
+    def sort_key(self, row):
+        return (getattr(row, self.sort_field), row.pk)
+
+    def row_patient_ids(self, row):
+        return [getattr(row, self.audit_patient_field)]
+
+    def required_patient(self, criteria):
+        """The patient this search must name (criteria `patient_id`): 400 without
+        one, 404 for one the client may not see; audited."""
+        if "patient_id" not in criteria:
+            raise errors.invalid(f"Search {self.resource_type} by patient.", expression="patient")
+        patient_id = criteria.pop("patient_id")
+        self._audit_resource_id = str(patient_id)
+        visible = patient_selectors.patients_visible_to(self.request.user)
+        if not visible.filter(pk=patient_id).exists():
+            raise errors.not_found("No such patient among those this client may see.")
+        self.audit(patient_ids=[patient_id])
+        return patient_id
+
+    def search_page(self, criteria, page_request):
+        queryset = self.search_queryset(criteria).filter(**criteria)
+        page = _queryset_page(queryset, page_request, sort_field=self.sort_field, key=self.sort_key)
+        self.audit(patient_ids=[pid for row in page.rows for pid in self.row_patient_ids(row)])
+        return page.rows, page.next
 
 
 # --- Metadata, discovery and the token endpoint ----------------------------------------
@@ -329,51 +419,53 @@ def _cursor_id(model, row_id):
     return row_id.int if model._meta.pk.get_internal_type() == "BigAutoField" else row_id
 
 
-class PatientTypeView(FhirResourceView):
+def _identifier_criteria(name, values):
+    system, value = _token_value(_single(name, values))
+    if (system and system != settings.FHIR_MRN_SYSTEM) or not value:
+        return {"nothing": True}  # another system's identifier: no patient of ours
+    return {"mrn": value}
+
+
+def _contact_criteria(name, values):
+    _system, value = _token_value(_single(name, values))
+    kind = name if name != "telecom" else ("email" if "@" in value else "phone")
+    try:
+        normalise_email(value) if kind == "email" else normalise_phone(value)
+    except ValueError as exc:
+        raise errors.invalid(f"{name}: {exc}", expression=name) from None
+    return {kind: value}
+
+
+class PatientTypeView(QuerysetSearchView):
     resource_type = "Patient"
     audit_resource_type = "patient"
     queryset = Patient.objects.none()
+    search_table = {
+        "_id": lambda name, values: {"pk": _uuid(_single(name, values), expression=name)},
+        "identifier": _identifier_criteria,
+        "phone": _contact_criteria,
+        "email": _contact_criteria,
+        "telecom": _contact_criteria,
+    }
 
-    def get(self, request):
-        self.require("s")
-        params = self.search_params()
-        lookups = {}
-        identifier = _one(params, "identifier")
-        if identifier is not None:
-            system, value = _token_value(identifier)
-            if (system and system != settings.FHIR_MRN_SYSTEM) or not value:
-                return Response(self.bundle([]))
-            lookups["mrn"] = value
-        for name in ("phone", "email", "telecom"):
-            value = _one(params, name)
-            if value is None:
-                continue
-            _system, value = _token_value(value)
-            kind = name if name != "telecom" else ("email" if "@" in value else "phone")
-            try:
-                normalise_email(value) if kind == "email" else normalise_phone(value)
-            except ValueError as exc:
-                raise errors.invalid(f"{name}: {exc}", expression=name) from None
-            if kind in lookups:
-                raise errors.invalid(f"Give one {kind} lookup.", expression=name)
-            lookups[kind] = value
-        patient_id = _one(params, "_id")
+    def search_queryset(self, criteria):
+        lookups = {key: criteria.pop(key) for key in ("mrn", "phone", "email") if key in criteria}
+        if criteria.pop("nothing", False):
+            return Patient.objects.none()
+        patient_id = criteria.pop("pk", None)
+        user = self.request.user
         if patient_id is None:
-            queryset = patient_selectors.patient_list(user=request.user, **lookups)
-        else:
-            # A merged patient is found by its id (and answers with its replaced-by link).
-            queryset = patient_selectors.patients_visible_to(request.user).filter(
-                pk=_uuid(patient_id, expression="_id")
+            return patient_selectors.patient_list(user=user, **lookups)
+        # A merged patient is found by its id (and answers with its replaced-by link).
+        queryset = patient_selectors.patients_visible_to(user).filter(pk=patient_id)
+        if lookups:
+            queryset = queryset.filter(
+                pk__in=patient_selectors.patient_list(user=user, **lookups).values("pk")
             )
-            if lookups:
-                queryset = queryset.filter(
-                    pk__in=patient_selectors.patient_list(user=request.user, **lookups).values("pk")
-                )
-            queryset = queryset.prefetch_related("contact_points")
-        page = _queryset_page(queryset, self.page_request(), sort_field="created_at")
-        self.audit(patient_ids=[p.pk for p in page.rows])
-        resources = [mapping.patient_resource(p) for p in page.rows]
-        return Response(self.bundle(resources, next_cursor=page.next))
+        return queryset.prefetch_related("contact_points")
+
+    def resource_of(self, row):
+        return mapping.patient_resource(row)
 
     def post(self, request):
         self.require("c")
@@ -530,56 +622,57 @@ def _date_bounds(values, *, name):
     return since, until
 
 
-class CommunicationTypeView(FhirResourceView):
+def _medium_criteria(name, values):
+    code = _token_value(_single(name, values))[1]
+    channel = mapping.CHANNEL_OF_MEDIUM.get(code, code)
+    if channel not in mapping.MEDIUM_OF_CHANNEL:
+        raise errors.invalid(f"Unknown {name} {code!r}.", expression=name)
+    return {"channel": channel}
+
+
+def _direction_criteria(direction):
+    """sent (outbound messages) or received (inbound ones), in a date range."""
+
+    def parse(name, values):
+        since, until = _date_bounds(values, name=name)
+        return {"direction": direction, "since": since, "until": until}
+
+    return parse
+
+
+class CommunicationTypeView(FhirSearchView):
+    """Every interaction, newest first: of one patient (their timeline), of one
+    conversation (part-of), or of every conversation the client may see."""
+
     resource_type = "Communication"
     audit_resource_type = "timeline"
     audit_patient_field = "patient_id"
     queryset = Interaction.objects.none()
+    search_table = {
+        "patient": _reference_criteria("patient", "Patient"),
+        "part-of": _reference_criteria("part_of", "Communication"),
+        "medium": _medium_criteria,
+        "sent": _direction_criteria("outbound"),
+        "received": _direction_criteria("inbound"),
+    }
 
-    def get(self, request):
-        self.require("s")
-        params = self.search_params()
-        patient_ref, part_of = _one(params, "patient"), _one(params, "part-of")
-        if (patient_ref is None) == (part_of is None):
-            raise errors.invalid("Search Communication by patient or by part-of (one of them).")
-        medium = _one(params, "medium")
-        channel = None
-        if medium is not None:
-            code = _token_value(medium)[1]
-            channel = mapping.CHANNEL_OF_MEDIUM.get(code, code)
-            if channel not in mapping.MEDIUM_OF_CHANNEL:
-                raise errors.invalid(f"Unknown medium {medium!r}.", expression="medium")
-        direction, since, until = None, None, None
-        for name, wanted in (("sent", None), ("received", "inbound")):
-            if name in params:
-                if direction is not None:
-                    raise errors.invalid("Search by sent or by received, not both.")
-                since, until = _date_bounds(params[name], name=name)
-                direction = wanted or "outbound"
-        filters = channel_selectors.TimelineFilters(
-            channel=channel, direction=direction, since=since, until=until
-        )
-        page_request = self.page_request()
-        content = request.user.fhir_grant.content
-        if patient_ref is not None:
-            patient_id = _reference_id(patient_ref, resource_type="Patient", expression="patient")
+    def search_page(self, criteria, page_request):
+        user = self.request.user
+        patient_id, conversation_id = criteria.pop("patient", None), criteria.pop("part_of", None)
+        filters = channel_selectors.TimelineFilters(**criteria)
+        if patient_id is not None and conversation_id is not None:
+            raise errors.invalid("Search Communication by patient or by part-of, not both.")
+        if patient_id is not None:
             self._audit_resource_id = str(patient_id)
             page = channel_selectors.timeline_page(
-                user=request.user, patient_id=patient_id, filters=filters, page=page_request
+                user=user, patient_id=patient_id, filters=filters, page=page_request
             )
             if page is None:
                 raise errors.not_found("No such patient among those this client may see.")
             self.audit(patient_ids=[patient_id])
-            resources = [
-                mapping.communication_resource(row, patient_id=patient_id, content=content)
-                for row in page.rows
-            ]
-        else:
-            conversation_id = _reference_id(
-                part_of, resource_type="Communication", expression="part-of"
-            )
+        elif conversation_id is not None:
             conversation = channel_selectors.conversation_get_visible(
-                user=request.user, conversation_id=conversation_id
+                user=user, conversation_id=conversation_id
             )
             if conversation is None:
                 raise errors.not_found("No such conversation among those this client may see.")
@@ -587,13 +680,17 @@ class CommunicationTypeView(FhirResourceView):
             page = channel_selectors.conversation_messages_page(
                 conversation=conversation, page=page_request, filters=filters
             )
-            resources = [
-                mapping.communication_resource(
-                    row, patient_id=conversation.patient_id, content=content
-                )
-                for row in page.rows
-            ]
-        return Response(self.bundle(resources, next_cursor=page.next))
+        else:
+            page = channel_selectors.interactions_page(
+                user=user, filters=filters, page=page_request
+            )
+            self.audit(patient_ids=sorted({row["patient_id"] for row in page.rows} - {None}))
+        return page.rows, page.next
+
+    def resource_of(self, row):
+        return mapping.communication_resource(
+            row, patient_id=row["patient_id"], content=self.request.user.fhir_grant.content
+        )
 
 
 class CommunicationInstanceView(FhirResourceView):
@@ -641,42 +738,36 @@ def _appointment_input(view, resource):
     return patient, kwargs
 
 
-class AppointmentTypeView(FhirResourceView):
+def _appointment_status_criteria(name, values):
+    wanted = _single(name, values)
+    return {
+        "status__in": [
+            ours
+            for ours, (fhir_status, _patient_status) in mapping.APPOINTMENT_STATUS.items()
+            if fhir_status == wanted
+        ]
+    }
+
+
+class AppointmentTypeView(QuerysetSearchView):
     resource_type = "Appointment"
     audit_resource_type = "appointment"
     audit_patient_field = "patient_id"
     queryset = Appointment.objects.none()
+    search_table = {
+        "patient": _reference_criteria("patient_id", "Patient"),
+        "date": _date_criteria("starts_at"),
+        "status": _appointment_status_criteria,
+    }
+    sort_field = "starts_at"
 
-    def get(self, request):
-        self.require("s")
-        params = self.search_params()
-        patient_ref = _one(params, "patient")
-        if patient_ref is None:
-            raise errors.invalid("Search Appointment by patient.", expression="patient")
-        patient_id = _reference_id(patient_ref, resource_type="Patient", expression="patient")
-        self._audit_resource_id = str(patient_id)
-        queryset = patient_selectors.appointments_visible_to(request.user).filter(
-            patient_id=patient_id
-        )
-        if "date" in params:
-            since, until = _date_bounds(params["date"], name="date")
-            if since:
-                queryset = queryset.filter(starts_at__gte=since)
-            if until:
-                queryset = queryset.filter(starts_at__lt=until)
-        status_value = _one(params, "status")
-        if status_value is not None:
-            ours = [
-                k
-                for k, (fhir_status, _) in mapping.APPOINTMENT_STATUS.items()
-                if fhir_status == status_value
-            ]
-            queryset = queryset.filter(status__in=ours)
-        page = _queryset_page(queryset, self.page_request(), sort_field="starts_at")
-        self.audit(patient_ids=[patient_id])
-        return Response(
-            self.bundle([mapping.appointment_resource(a) for a in page.rows], next_cursor=page.next)
-        )
+    def search_queryset(self, criteria):
+        if "patient_id" in criteria:
+            self._audit_resource_id = str(criteria["patient_id"])
+        return patient_selectors.appointments_visible_to(self.request.user)
+
+    def resource_of(self, row):
+        return mapping.appointment_resource(row)
 
     def post(self, request):
         self.require("c")
@@ -756,98 +847,152 @@ class AppointmentInstanceView(FhirResourceView):
         return Response(mapping.appointment_resource(appointment))
 
 
+# --- Consent ----------------------------------------------------------------------------
+
+
+class ConsentTypeView(QuerysetSearchView):
+    """The SMS or email consent of each contact point of a patient."""
+
+    resource_type = "Consent"
+    audit_resource_type = "consent"
+    audit_patient_field = "patient_id"
+    queryset = ContactPoint.objects.none()
+    search_table = {"patient": _reference_criteria("patient_id", "Patient")}
+
+    def search_queryset(self, criteria):
+        patient_id = self.required_patient(criteria)
+        consents = patient_selectors.contact_point_consents_visible_to(self.request.user)
+        return consents.filter(patient_id=patient_id)
+
+    def resource_of(self, row):
+        return mapping.consent_resource(row)
+
+
+class ConsentInstanceView(FhirResourceView):
+    """A contact point's Consent (read), and its versions (`_history`)."""
+
+    resource_type = "Consent"
+    audit_resource_type = "consent"
+    audit_patient_field = "patient_id"
+    queryset = ContactPoint.objects.none()
+
+    def _visible(self, resource_id):
+        point = (
+            patient_selectors.contact_point_consents_visible_to(self.request.user)
+            .filter(pk=_uuid(resource_id, expression="id"))
+            .first()
+        )
+        if point is None:
+            raise errors.not_found()
+        self.audit(patient_ids=[point.patient_id], resource_id=point.pk)
+        return point
+
+    def get(self, request, resource_id, history=False):
+        self.require("r")
+        point = self._visible(resource_id)
+        if not history:
+            return Response(mapping.consent_resource(point))
+        versions = len(mapping.consent_versions(point))
+        url = request.build_absolute_uri(f"/fhir/Consent/{point.pk}")
+        bundle = mapping.validated(
+            Bundle,
+            {
+                "type": "history",
+                "total": versions,
+                "link": [{"relation": "self", "url": request.build_absolute_uri()}],
+            },
+        )
+        # Newest version first, as a history Bundle lists them.
+        bundle["entry"] = [
+            {
+                "fullUrl": url,
+                "resource": mapping.consent_resource(point, version=number),
+                "request": {"method": "POST" if number == 1 else "PUT", "url": "Consent"},
+                "response": {"status": "201" if number == 1 else "200"},
+            }
+            for number in range(versions, 0, -1)
+        ]
+        return Response(bundle)
+
+
 # --- CommunicationRequest (reminders) --------------------------------------------------
 
 
-class CommunicationRequestTypeView(FhirResourceView):
+class CommunicationRequestTypeView(QuerysetSearchView):
     resource_type = "CommunicationRequest"
     audit_resource_type = "reminder"
     audit_patient_field = "patient_id"
     queryset = Appointment.objects.none()
+    search_table = {"patient": _reference_criteria("patient_id", "Patient")}
 
-    def get(self, request):
-        self.require("s")
-        params = self.search_params()
-        patient_ref = _one(params, "patient")
-        if patient_ref is None:
-            raise errors.invalid("Search CommunicationRequest by patient.", expression="patient")
-        patient_id = _reference_id(patient_ref, resource_type="Patient", expression="patient")
-        self._audit_resource_id = str(patient_id)
-        appointments = patient_selectors.appointments_visible_to(request.user).filter(
-            patient_id=patient_id
+    def search_queryset(self, criteria):
+        self.patient_id = self.required_patient(criteria)
+        appointments = patient_selectors.appointments_visible_to(self.request.user).filter(
+            patient_id=self.patient_id
         )
-        queryset = reminder_selectors.reminders_of_appointments(appointments=appointments)
-        page = _queryset_page(queryset, self.page_request(), sort_field="created_at")
-        self.audit(patient_ids=[patient_id])
-        return Response(
-            self.bundle(
-                [mapping.reminder_resource(r, patient_id=patient_id) for r in page.rows],
-                next_cursor=page.next,
-            )
-        )
+        return reminder_selectors.reminders_of_appointments(appointments=appointments)
+
+    def row_patient_ids(self, row):
+        return [self.patient_id]
+
+    def resource_of(self, row):
+        return mapping.reminder_resource(row, patient_id=self.patient_id)
 
 
 # --- AuditEvent ----------------------------------------------------------------------
 
 
-class AuditEventTypeView(FhirResourceView):
-    """The audit trail for systems with the audit scope. A client bound to a team
-    reads the trail of its team's patients (search by patient); a practice-wide
-    client reads all of it. Rows hold ids and codes, never PHI."""
+def _agent_criteria(name, values):
+    return {"actor_user_id__in": _user_ids_named(_token_value(_single(name, values))[1])}
+
+
+def _entity_criteria(name, values):
+    entity = _single(name, values)
+    if entity.startswith("Patient/"):
+        return {"patient_id": _reference_id(entity, resource_type="Patient", expression=name)}
+    resource_type, _, resource_id = entity.partition("/")
+    if not resource_type or not resource_id:
+        raise errors.invalid(f"{name} is Patient/{{id}} or type/id.", expression=name)
+    return {"resource_type": resource_type, "resource_id": resource_id}
+
+
+class AuditEventTypeView(QuerysetSearchView):
+    """The audit trail for systems with the audit scope. A client of the whole
+    practice reads all of it; a client bound to a team reads the rows about its
+    team's patients (rows that name a patient, every one of them the team's). Rows
+    hold ids and codes, never PHI."""
 
     resource_type = "AuditEvent"
     audit_resource_type = "audit_event"
     audit_purpose_of_use = "HCOMPL"
     queryset = Patient.objects.none()
+    search_table = {
+        "patient": _reference_criteria("patient_id", "Patient"),
+        "agent": _agent_criteria,
+        "date": _date_criteria("recorded_at"),
+        "entity": _entity_criteria,
+    }
+    sort_field = "recorded_at"
 
-    def get(self, request):
-        self.require("s")
-        params = self.search_params()
-        patient_ref = _one(params, "patient")
-        entity = _one(params, "entity")
-        if entity and entity.startswith("Patient/"):
-            if patient_ref and patient_ref != entity:
-                raise errors.invalid("patient and entity name different patients.")
-            patient_ref, entity = entity, None
-        if patient_ref is not None:
-            patient_id = _reference_id(patient_ref, resource_type="Patient", expression="patient")
-            if (
-                not patient_selectors.patients_visible_to(request.user)
-                .filter(pk=patient_id)
-                .exists()
-            ):
-                raise errors.not_found("No such patient among those this client may see.")
-            queryset = compliance_selectors.patient_access_report(patient_id=patient_id)
-            self.audit(patient_ids=[patient_id])
-        elif request.user.client.team_id is not None:
-            raise errors.forbidden(
-                "A client bound to a team reads the audit trail of its patients: search by patient."
-            )
-        else:
-            queryset = compliance_selectors.audit_events()
-        if "date" in params:
-            since, until = _date_bounds(params["date"], name="date")
-            if since:
-                queryset = queryset.filter(recorded_at__gte=since)
-            if until:
-                queryset = queryset.filter(recorded_at__lt=until)
-        agent = _one(params, "agent")
-        if agent is not None:
-            queryset = queryset.filter(actor_user_id__in=_user_ids_named(_token_value(agent)[1]))
-        if entity is not None:
-            resource_type, _, resource_id = entity.partition("/")
-            if not resource_id:
-                raise errors.invalid("entity is type/id.", expression="entity")
-            queryset = queryset.filter(resource_type=resource_type, resource_id=resource_id)
-        page = _queryset_page(
-            queryset,
-            self.page_request(),
-            sort_field="recorded_at",
-            key=lambda event: (event.recorded_at, uuid.UUID(int=event.pk)),
-        )
-        return Response(
-            self.bundle([mapping.audit_event_resource(e) for e in page.rows], next_cursor=page.next)
-        )
+    def search_queryset(self, criteria):
+        if "patient_id" in criteria:
+            patient_id = self.required_patient(criteria)
+            return compliance_selectors.patient_access_report(patient_id=patient_id)
+        user = self.request.user
+        if user.client.team_id is not None:
+            visible = patient_selectors.patients_visible_to(user)
+            return compliance_selectors.audit_events_only_about(patients=visible)
+        return compliance_selectors.audit_events()
+
+    def sort_key(self, event):
+        # The shared cursor carries a UUID: the bigint id travels as UUID(int=id).
+        return (event.recorded_at, uuid.UUID(int=event.pk))
+
+    def row_patient_ids(self, row):
+        return []  # the rows name patients by id; reading them reads no record
+
+    def resource_of(self, row):
+        return mapping.audit_event_resource(row)
 
 
 def _user_ids_named(username):

@@ -13,7 +13,10 @@ from channels_app.services import inbound_record, reply_create
 from contactcenter import roles
 from fhir.models import SmartClient
 from patients.models import Channel
+from tests.channels_app import conftest as channels_fixtures
 from tests.factories import make_api_key, make_patient, make_staff
+
+post_twilio = channels_fixtures.post_twilio
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

@@ -85,13 +85,17 @@ def test_unknown_search_parameter_is_400(client, fhir_key):
         "/fhir/Patient?_cursor=garbage",
         "/fhir/Communication?patient=Patient/xyz",
         "/fhir/Communication?patient=Group/3f1c1f8e-8a2b-4d7e-9d55-1d5c3a8e2b10",
-        "/fhir/Communication",
+        "/fhir/Communication?sent=yesterday",
+        "/fhir/Communication?received=2026-01-01&sent=2026-01-01",
+        "/fhir/Communication?medium=fax",
+        "/fhir/Appointment?date=soon",
+        "/fhir/AuditEvent?entity=nothing",
         "/fhir/Communication?patient=3f1c1f8e-8a2b-4d7e-9d55-1d5c3a8e2b10&sent=yesterday",
         "/fhir/Communication?patient=3f1c1f8e-8a2b-4d7e-9d55-1d5c3a8e2b10&medium=fax",
     ],
 )
 def test_malformed_input_is_400_never_500(client, fhir_key, url):
-    headers = fhir_key("patients:read", "timeline:read")
+    headers = fhir_key("patients:read", "timeline:read", "audit:read")
     _outcome(client.get(url, **headers), 400, "invalid")
 
 

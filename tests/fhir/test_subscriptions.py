@@ -16,6 +16,7 @@ from channels_app.services import inbound_record
 from channels_app.tasks import inbound_process
 from fhir.models import Subscription, SubscriptionDelivery
 from patients.models import Channel
+from tests.factories import make_api_key
 from tests.fhir.conftest import validated
 
 pytestmark = pytest.mark.slow
@@ -50,6 +51,41 @@ class Receiver:
         self.server.server_close()
 
 
+def _subscribe(client, headers, *, criteria, endpoint, payload=True):
+    channel = {"type": "rest-hook", "endpoint": endpoint}
+    if payload:
+        channel["payload"] = "application/fhir+json"
+    created = client.post(
+        "/fhir/Subscription",
+        data=json.dumps(
+            {
+                "resourceType": "Subscription",
+                "status": "requested",
+                "reason": "EHR inbox",
+                "criteria": criteria,
+                "channel": channel,
+            }
+        ),
+        content_type="application/fhir+json",
+        **headers,
+    )
+    assert created.status_code == 201, created.content
+    return created
+
+
+def _text(sms_line, address, provider_id, body="Hello"):
+    return inbound_record(
+        channel=Channel.SMS,
+        account=sms_line,
+        address=address,
+        body=body,
+        provider_id=provider_id,
+        occurred_at=timezone.now(),
+        source="twilio",
+        raw_payload={},
+    )
+
+
 def _wait_until(condition, seconds=30):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -66,39 +102,17 @@ def test_new_communication_is_notified_signed_after_a_retry(
     receiver = Receiver(statuses=[503])
     try:
         headers = fhir_key("timeline:read", "patients:read")
-        created = client.post(
-            "/fhir/Subscription",
-            data=json.dumps(
-                {
-                    "resourceType": "Subscription",
-                    "status": "requested",
-                    "reason": "EHR inbox",
-                    "criteria": f"Communication?patient=Patient/{patient.pk}",
-                    "channel": {
-                        "type": "rest-hook",
-                        "endpoint": receiver.url,
-                        "payload": "application/fhir+json",
-                    },
-                }
-            ),
-            content_type="application/fhir+json",
-            **headers,
+        created = _subscribe(
+            client,
+            headers,
+            criteria=f"Communication?patient=Patient/{patient.pk}",
+            endpoint=receiver.url,
         )
-        assert created.status_code == 201, created.content
         subscription = validated(created.json())
         secret = subscription.extension[0].valueString
         # A text from the subscribed patient, and one from another team's patient.
         for address, provider_id in (("+14155550100", "SM1"), ("+14155550199", "SM2")):
-            ingested = inbound_record(
-                channel=Channel.SMS,
-                account=sms_line,
-                address=address,
-                body="Can I move my visit?",
-                provider_id=provider_id,
-                occurred_at=timezone.now(),
-                source="twilio",
-                raw_payload={},
-            )
+            ingested = _text(sms_line, address, provider_id, "Can I move my visit?")
             inbound_process.delay(str(ingested.interaction.pk))
         delivered = SubscriptionDelivery.objects.filter(state="delivered")
         _wait_until(lambda: delivered.exists())
@@ -127,31 +141,8 @@ def test_a_refusing_endpoint_fails_the_delivery_and_errors_the_subscription(
     receiver = Receiver(statuses=[410])
     try:
         headers = fhir_key("communications:read", "patients:read")
-        created = client.post(
-            "/fhir/Subscription",
-            data=json.dumps(
-                {
-                    "resourceType": "Subscription",
-                    "status": "requested",
-                    "reason": "EHR inbox",
-                    "criteria": "Communication",
-                    "channel": {"type": "rest-hook", "endpoint": receiver.url},
-                }
-            ),
-            content_type="application/fhir+json",
-            **headers,
-        )
-        assert created.status_code == 201, created.content
-        ingested = inbound_record(
-            channel=Channel.SMS,
-            account=sms_line,
-            address="+14155550100",
-            body="Hello",
-            provider_id="SM3",
-            occurred_at=timezone.now(),
-            source="twilio",
-            raw_payload={},
-        )
+        _subscribe(client, headers, criteria="Communication", endpoint=receiver.url, payload=False)
+        ingested = _text(sms_line, "+14155550100", "SM3", "Hello")
         inbound_process.delay(str(ingested.interaction.pk))
         failed = SubscriptionDelivery.objects.filter(state="failed")
         _wait_until(lambda: failed.exists())
@@ -160,3 +151,96 @@ def test_a_refusing_endpoint_fails_the_delivery_and_errors_the_subscription(
         assert receiver.received[0][1] == b""  # no payload asked for: an empty ping
     finally:
         receiver.close()
+
+
+def test_every_path_that_adds_a_communication_notifies_once(
+    celery_worker_real, client, fhir_key, patient, sms_line, post_twilio, north
+):
+    """The webhook, the worker's automated hand-off confirmation, a REST API reply
+    and a workspace reply each reach the subscriber: the delivery is recorded in
+    the transaction that stores the interaction (channels_app's interaction_added),
+    whatever path stored it. Staff notes and timeline events are not messages."""
+    from contactcenter import roles
+    from tests.channels_app.conftest import sms_params
+    from tests.factories import make_staff, token_for
+
+    receiver = Receiver()
+    try:
+        headers = fhir_key("timeline:read", "patients:read")
+        _subscribe(
+            client,
+            headers,
+            criteria=f"Communication?patient=Patient/{patient.pk}",
+            endpoint=receiver.url,
+        )
+        # 1. The Twilio webhook (signed with the twilio package), then the worker,
+        # which hands the conversation to a person and says so to the patient.
+        response = post_twilio(
+            "/webhooks/twilio/sms/",
+            sms_params("AGENT", sender="+14155550100", to=sms_line.address),
+        )
+        assert response.status_code == 200
+        inbound = Interaction.objects.get(direction="inbound")
+        _wait_until(lambda: Interaction.objects.filter(metadata__handoff=True).exists(), seconds=30)
+        confirmation = Interaction.objects.get(metadata__handoff=True)
+        conversation = inbound.conversation
+        agent = make_staff("sub-agent", role=roles.AGENT, teams=[north])
+        # 2. A reply through the REST API.
+        api = client.post(
+            f"/api/v1/conversations/{conversation.pk}/messages/",
+            {"body": "Hello from the API"},
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY="sub-api-1",
+            **token_for(agent),
+        )
+        assert api.status_code == 201, api.content
+        api_reply = Interaction.objects.get(author=agent, direction="outbound")
+        # 3. A reply from the workspace composer.
+        client.force_login(agent)
+        page = client.post(
+            f"/conversations/{conversation.pk}/reply/",
+            {"body": "Hello from the workspace", "mode": "reply", "idempotency_key": "sub-ws-1"},
+            HTTP_HX_REQUEST="true",
+        )
+        assert page.status_code == 200, page.content
+        workspace_reply = Interaction.objects.exclude(pk=api_reply.pk).get(
+            author=agent, direction="outbound"
+        )
+        assert workspace_reply.body == "Hello from the workspace"
+
+        expected = {str(i.pk) for i in (inbound, confirmation, api_reply, workspace_reply)}
+        delivered = SubscriptionDelivery.objects.filter(state="delivered")
+        _wait_until(lambda: delivered.count() >= len(expected))
+        assert {str(d.interaction_id) for d in SubscriptionDelivery.objects.all()} == expected
+        bodies = {json.loads(body)["id"] for _headers, body in receiver.received}
+        assert bodies == expected
+        # Events were written meanwhile (the hand-off), and notified nobody.
+        assert Interaction.objects.filter(conversation=conversation, kind="event").exists()
+    finally:
+        receiver.close()
+
+
+@pytest.mark.django_db
+def test_a_delivery_the_broker_never_got_is_queued_again_by_beat(patient, sms_line, monkeypatch):
+    from datetime import timedelta
+
+    from fhir import services, tasks
+
+    subscription = Subscription.objects.create(
+        api_client=make_api_key(scopes=["timeline:read"])[1],
+        criteria="Communication",
+        endpoint="http://127.0.0.1:9/hook",
+        secret="s",
+    )
+    ingested = _text(sms_line, "+14155550100", "SM9", "Hello")
+    delivery = SubscriptionDelivery.objects.get(subscription=subscription)
+    assert str(delivery.interaction_id) == str(ingested.interaction.pk)
+    assert services.deliveries_never_started() == []  # still within its grace
+    SubscriptionDelivery.objects.filter(pk=delivery.pk).update(
+        created_at=timezone.now() - timedelta(minutes=10)
+    )
+    queued = []
+    monkeypatch.setattr(tasks.subscription_deliver, "delay", queued.append)
+    monkeypatch.setattr(tasks.bulk_export_run, "delay", queued.append)
+    tasks.purge_expired()
+    assert queued == [delivery.pk]
