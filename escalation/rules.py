@@ -19,6 +19,7 @@ Actions: ``set_priority`` (raises, never lowers), ``route_to_team`` (a team id o
 ($first_name, $practice_name; sent at most once per conversation and rule).
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,6 +31,7 @@ from patients.models import PATIENT_FLAGS, Channel
 CLINICAL = "clinical"
 PRIORITIES = ("low", "normal", "high", "urgent")
 AUTO_REPLY_PLACEHOLDERS = frozenset({"first_name", "practice_name"})
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 AUTO_REPLY_MAX_LENGTH = 1600
 
 _CONDITIONS = (
@@ -46,6 +48,7 @@ _ACTIONS = (
     "route_to_supervisor",
     "notify_supervisors",
     "auto_reply_template",
+    "auto_reply_translations",
 )
 # Channels alone would escalate every message of a channel: they only narrow a rule.
 _TRIGGERS = ("phrases", "sentiment_at_or_below", "patient_flags", "repeat_contact")
@@ -157,24 +160,42 @@ def actions_errors(actions):
             errors.append(f"{name}: must be true or false, got {actions[name]!r}.")
     if "auto_reply_template" in actions:
         errors += _template_errors(actions["auto_reply_template"])
+    if "auto_reply_translations" in actions:
+        errors += _translations_errors(actions)
     return errors
 
 
-def _template_errors(template):
+def _translations_errors(actions):
+    """`auto_reply_translations`: {language code: template}, the auto-reply in the
+    languages patients write in (else the catalog's translation, else as written)."""
+    translations = actions["auto_reply_translations"]
+    name = "auto_reply_translations"
+    if "auto_reply_template" not in actions:
+        return [f"{name}: translations of what? Give auto_reply_template too."]
+    if not isinstance(translations, dict):
+        return [f"{name}: must be an object of language code: text."]
+    errors = []
+    for language, template in translations.items():
+        if not isinstance(language, str) or not _LANGUAGE.match(language):
+            errors.append(f"{name}: {language!r} is not a language code (en, es, pt-BR).")
+            continue
+        errors += _template_errors(template, name=f"{name}.{language}")
+    return errors
+
+
+def _template_errors(template, *, name="auto_reply_template"):
     if not isinstance(template, str) or not template.strip():
-        return ["auto_reply_template: must be a non-empty text."]
+        return [f"{name}: must be a non-empty text."]
     if len(template) > AUTO_REPLY_MAX_LENGTH:
-        return [
-            f"auto_reply_template: {len(template)} characters, at most {AUTO_REPLY_MAX_LENGTH}."
-        ]
+        return [f"{name}: {len(template)} characters, at most {AUTO_REPLY_MAX_LENGTH}."]
     try:
         unknown = template_placeholders(template) - AUTO_REPLY_PLACEHOLDERS
     except ValueError as exc:
-        return [f"auto_reply_template: {exc}."]
+        return [f"{name}: {exc}."]
     if unknown:
-        names = ", ".join(f"${name}" for name in sorted(unknown))
-        allowed = ", ".join(f"${name}" for name in sorted(AUTO_REPLY_PLACEHOLDERS))
-        return [f"auto_reply_template: unknown placeholder(s) {names} (allowed: {allowed})."]
+        names = ", ".join(f"${placeholder}" for placeholder in sorted(unknown))
+        allowed = ", ".join(f"${placeholder}" for placeholder in sorted(AUTO_REPLY_PLACEHOLDERS))
+        return [f"{name}: unknown placeholder(s) {names} (allowed: {allowed})."]
     return []
 
 

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from channels_app.models import Conversation, Interaction, OutboundMessage
 from channels_app.services import (
@@ -408,6 +408,20 @@ def _notify_supervisors(escalation, team):
     return "notified " + ", ".join(user.get_username() for user in supervisors)
 
 
+def auto_reply_text(actions, language):
+    """A rule's auto-reply template in the patient's language: the rule's own
+    translation (`auto_reply_translations`), else the practice's catalog's
+    (locale/: the shipped rules' texts), else the template as written."""
+    template = actions["auto_reply_template"]
+    if not language:
+        return template
+    translations = actions.get("auto_reply_translations") or {}
+    if language in translations:
+        return translations[language]
+    with translation.override(language):
+        return translation.gettext(template)
+
+
 def _auto_reply(conversation, escalation, rule):
     """Send the rule's auto-reply unless this rule already answered this conversation."""
     if conversation.channel not in _REPLYABLE_CHANNELS:
@@ -417,12 +431,15 @@ def _auto_reply(conversation, escalation, rule):
     ).exists():
         return ""
     patient = conversation.patient
-    # "Hi $first_name" still reads well for a sender not yet matched to a patient.
+    language = conversation_language(conversation)
+    with translation.override(language or None):
+        # "Hi $first_name" still reads well for a sender not yet matched to a patient.
+        unnamed = translation.pgettext("greeting without a name", "there")
     context = {
-        "first_name": patient.given_name if patient else "there",
+        "first_name": patient.given_name if patient else unnamed,
         "practice_name": settings.PRACTICE_NAME,
     }
-    body = render_template(rule.actions["auto_reply_template"], context)
+    body = render_template(auto_reply_text(rule.actions, language), context)
     reply = outbound_create(
         conversation=conversation,
         body=body,
@@ -496,7 +513,7 @@ def interaction_process(*, interaction_id):
     Returns the escalations created."""
     interaction = (
         Interaction.objects.filter(pk=interaction_id, direction=Interaction.Direction.INBOUND)
-        .only("id", "conversation_id", "kind", "body", "channel", "occurred_at")
+        .only("id", "conversation_id", "patient_id", "kind", "body", "channel", "occurred_at")
         .first()
     )
     if interaction is None:
@@ -508,19 +525,13 @@ def interaction_process(*, interaction_id):
         return []
     # Scoring is pure CPU: done before the transaction, so no lock waits on it.
     sentiment = score_text(text) if has_text else None
-    if has_text:
-        for receiver, result in inbound_analysing.send_robust(
-            sender=Interaction, interaction=interaction
-        ):
-            if isinstance(result, Exception):
-                logger.error(
-                    "inbound_analysis_failed",
-                    interaction_id=str(interaction.pk),
-                    receiver=getattr(receiver, "__qualname__", str(receiver)),
-                    error=result.__class__.__name__,
-                )
     active_rules = list(EscalationRule.objects.filter(active=True))
     with transaction.atomic():
+        if has_text:
+            # In the rules' transaction (each receiver in a savepoint of its own), so
+            # what the analysis stores costs no commit of its own; before the row
+            # lock, so the rules and routing read what it stored.
+            _analyse(interaction)
         conversation = _locked_conversation(interaction.conversation_id)
         try:
             with transaction.atomic():
@@ -534,6 +545,19 @@ def interaction_process(*, interaction_id):
                 lambda: _announce_processed(interaction, conversation.pk, escalated)
             )
         return escalations
+
+
+def _analyse(interaction):
+    for receiver, result in inbound_analysing.send_robust(
+        sender=Interaction, interaction=interaction
+    ):
+        if isinstance(result, Exception):
+            logger.error(
+                "inbound_analysis_failed",
+                interaction_id=str(interaction.pk),
+                receiver=getattr(receiver, "__qualname__", str(receiver)),
+                error=result.__class__.__name__,
+            )
 
 
 def _announce_processed(interaction, conversation_id, escalated):

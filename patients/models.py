@@ -62,8 +62,9 @@ class Patient(models.Model):
     # Where preferred_language came from: a patient with none given takes the
     # language their messages are written in (understanding/, through
     # patients.services.patient_language_detected).
+    # db_default: rows written by hand-written SQL (bulk seeding) get it too.
     preferred_language_source = models.CharField(
-        max_length=8, choices=LanguageSource.choices, blank=True, default=""
+        max_length=8, choices=LanguageSource.choices, blank=True, default="", db_default=""
     )
     time_zone = models.CharField(max_length=64, validators=[validate_time_zone])
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="patients")

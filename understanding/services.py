@@ -15,6 +15,7 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -28,6 +29,7 @@ from channels_app.services import (
 from escalation import selectors as escalation_selectors
 from escalation.services import conversation_language, conversation_route
 from patients.models import Channel
+from patients.services import patient_language_detected
 from understanding import language as language_detection
 from understanding.classifier import CLINICAL_INTENTS, classify
 from understanding.features import normalise
@@ -93,10 +95,13 @@ def interaction_analyse(*, interaction):
                 explanation=list(classification.words),
                 model_version=classification.model_version,
             )
-            if language:
-                conversation_set_language(
-                    conversation_id=interaction.conversation_id, language=language
-                )
+            learnt = bool(language) and conversation_set_language(
+                conversation_id=interaction.conversation_id, language=language
+            )
+            if learnt and interaction.patient_id is not None:
+                # The conversation learnt its language (once, or when the patient
+                # switched): the patient's record takes it when it has none.
+                patient_language_detected(patient_id=interaction.patient_id, language=language)
     except IntegrityError:
         return None  # analysed before (a retried task)
     return decision
@@ -108,18 +113,21 @@ def interaction_analyse(*, interaction):
 def interaction_follow_up(*, interaction_id, conversation_id, escalated):
     """Act on a classified message once (the decision is claimed by a conditional
     update). Returns the decision with its action, or None."""
-    # One transaction: one commit for the claim, the action and its record.
+    # One transaction: one commit for the claim, the action and its record. The
+    # claim is the row lock on a decision not acted on yet, taken by the one read
+    # that also brings what every decision looks at (bench/understanding_worker.py).
     with transaction.atomic():
-        claimed = IntentDecision.objects.filter(
-            interaction_id=interaction_id, acted_at=None
-        ).update(acted_at=timezone.now())
-        if not claimed:
+        decision = _claimed_decision(interaction_id, conversation_id)
+        if decision is None:
             return None
-        decision = IntentDecision.objects.select_related(
-            "interaction", "conversation__team", "conversation__patient"
-        ).get(interaction_id=interaction_id, conversation_id=conversation_id)
         conversation = decision.conversation
-        previous = _recent_self_service(conversation, before=decision.interaction.occurred_at)
+        previous = (
+            SelfServiceResolution.objects.get(pk=decision.previous_resolution_id)
+            if decision.previous_resolution_id
+            else None
+        )
+        if previous is not None and not conversation.language:
+            _language_of_earlier(conversation, previous)
         action, reason = _act(decision, conversation, escalated=escalated, previous=previous)
         if previous is not None and action not in (
             IntentDecision.Action.ANSWERED,
@@ -129,7 +137,8 @@ def interaction_follow_up(*, interaction_id, conversation_id, escalated):
                 came_back_at=decision.interaction.occurred_at
             )
         decision.action, decision.action_reason = action, reason[:300]
-        decision.save(update_fields=["action", "action_reason"])
+        decision.acted_at = timezone.now()
+        decision.save(update_fields=["action", "action_reason", "acted_at"])
     logger.info(
         "intent_decided",
         interaction_id=str(interaction_id),
@@ -138,6 +147,59 @@ def interaction_follow_up(*, interaction_id, conversation_id, escalated):
         action=action,
     )
     return decision
+
+
+def _language_of_earlier(conversation, previous):
+    """A sender who comes back after an automated answer ("AGENTE", too short to
+    tell its language) opens a new conversation: it remembers the language of the
+    one the answer closed."""
+    earlier = (
+        Conversation.objects.filter(pk=previous.conversation_id)
+        .values_list("language", flat=True)
+        .first()
+    )
+    if earlier:
+        conversation_set_language(conversation_id=conversation.pk, language=earlier)
+        conversation.language = earlier
+
+
+def _claimed_decision(interaction_id, conversation_id):
+    """The decision not acted on yet, locked, with its message and conversation,
+    and as annotations what the follow-up reads every time: the sender's recent
+    automated answer, an open refill dialog, the route of its intent, whether staff
+    wrote in the conversation. None when it was acted on (or never made)."""
+    # The sender's latest conversation closed by an automated answer in the 24 hours
+    # before this message (this one or an earlier one on the same number or mailbox).
+    recent = SelfServiceResolution.objects.filter(
+        account_id=OuterRef("conversation__account_id"),
+        contact_index=OuterRef("conversation__contact_index"),
+        resolved_at__gte=OuterRef("interaction__occurred_at") - SAME_SENDER_WINDOW,
+        resolved_at__lte=OuterRef("interaction__occurred_at"),
+    ).exclude(contact_index="")
+    route = IntentRoute.objects.filter(intent=OuterRef("intent"), active=True)
+    return (
+        IntentDecision.objects.select_for_update(of=("self",))
+        .select_related("interaction", "conversation__team", "conversation__patient")
+        .filter(interaction_id=interaction_id, conversation_id=conversation_id, acted_at=None)
+        .annotate(
+            previous_resolution_id=Subquery(recent.order_by("-resolved_at").values("pk")[:1]),
+            open_refill_id=Subquery(
+                RefillRequest.objects.filter(
+                    conversation_id=OuterRef("conversation_id"),
+                    state__in=RefillRequest.OPEN_STATES,
+                ).values("pk")[:1]
+            ),
+            route_id=Subquery(route.values("pk")[:1]),
+            route_team_id=Subquery(route.values("team_id")[:1]),
+            route_min_confidence=Subquery(route.values("min_confidence")[:1]),
+            staff_wrote=Exists(
+                Interaction.objects.filter(
+                    conversation_id=OuterRef("conversation_id"), author__isnull=False
+                )
+            ),
+        )
+        .first()
+    )
 
 
 def _act(decision, conversation, *, escalated, previous):
@@ -149,10 +211,8 @@ def _act(decision, conversation, *, escalated, previous):
         return IntentDecision.Action.HANDED_OFF, _hand_off(
             conversation, decision, why=_asked_for_person_text(previous)
         )
-    dialog = RefillRequest.objects.filter(
-        conversation=conversation, state__in=RefillRequest.OPEN_STATES
-    ).first()
-    if dialog is not None:
+    if decision.open_refill_id is not None:
+        dialog = RefillRequest.objects.get(pk=decision.open_refill_id)
         return _refill_continue(dialog, conversation, decision)
     if previous is not None:
         # Never two automated answers in a row: the sender came back, a person answers.
@@ -167,7 +227,7 @@ def _act(decision, conversation, *, escalated, previous):
     distress = _distress(interaction)
     if distress:
         return IntentDecision.Action.HELD, distress
-    staffed = staff_engaged(conversation)
+    staffed = decision.staff_wrote
     if decision.intent == "general_info" and not staffed:
         answered = _answer(conversation, decision)
         if answered:
@@ -192,8 +252,8 @@ def _hold_reason(conversation, interaction, *, escalated):
 def _distress(interaction):
     """Why the message reads as distressed, or "": such a message is routed to a
     person like any other but never answered by a machine."""
-    scores = Interaction.objects.filter(pk=interaction.pk).values_list("sentiment", flat=True)
-    score = scores[0] if scores else None
+    # Read with the decision, after the rules' transaction stored it.
+    score = interaction.sentiment
     if score is not None and score <= DISTRESS_SENTIMENT:
         return f"the message reads as distressed (sentiment {score:.2f})"
     return ""
@@ -202,29 +262,6 @@ def _distress(interaction):
 def is_agent_request(text):
     words = " ".join(_WORD.findall(normalise(text or "")))
     return words in AGENT_WORDS
-
-
-def staff_engaged(conversation):
-    """A person is on the conversation once a staff member wrote in it or changed
-    it by hand (an automatic assignment by routing does not count)."""
-    return Interaction.objects.filter(conversation=conversation, author__isnull=False).exists()
-
-
-def _recent_self_service(conversation, *, before):
-    """The sender's latest conversation closed by an automated answer in the last
-    24 hours (this one or an earlier one on the same number or mailbox)."""
-    if not conversation.contact_index:
-        return None
-    return (
-        SelfServiceResolution.objects.filter(
-            account_id=conversation.account_id,
-            contact_index=conversation.contact_index,
-            resolved_at__gte=before - SAME_SENDER_WINDOW,
-            resolved_at__lte=before,
-        )
-        .order_by("-resolved_at")
-        .first()
-    )
 
 
 def _ago(moment):
@@ -258,21 +295,29 @@ def _hand_off(conversation, decision, *, why):
             metadata={"decision": "handoff", "intent_decision": str(decision.pk)},
         )
         conversation_route(conversation=conversation)
+        if conversation.channel in _REPLYABLE:
+            language = decision.language or conversation_language(conversation) or "en"
+            with translation.override(language):
+                outbound_create(
+                    conversation=conversation,
+                    body=_("Thank you. A person from our team will answer you here shortly."),
+                    metadata={
+                        "automated": True,
+                        "handoff": True,
+                        "intent_decision": str(decision.pk),
+                    },
+                )
     return text
 
 
 def _route_by_intent(conversation, decision):
-    route = (
-        IntentRoute.objects.select_related("team")
-        .filter(intent=decision.intent, active=True)
-        .first()
-    )
-    if route is None or route.team_id == conversation.team_id:
+    if decision.route_id is None or decision.route_team_id == conversation.team_id:
         return ""
-    if decision.confidence < route.min_confidence:
+    if decision.confidence < decision.route_min_confidence:
         return ""
-    if staff_engaged(conversation):
+    if decision.staff_wrote:
         return ""
+    route = IntentRoute.objects.select_related("team").get(pk=decision.route_id)
     if not route.team.is_clinical and keeps_with_clinicians(decision):
         return ""
     text = f"routed to {route.team.name}: {decision_summary(decision)}"

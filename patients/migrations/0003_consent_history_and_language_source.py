@@ -49,6 +49,7 @@ class Migration(migrations.Migration):
                     ("detected", "detected from the patient's messages"),
                 ],
                 default="",
+                db_default="",
                 max_length=8,
             ),
         ),

@@ -104,8 +104,12 @@ def test_saturday_question_is_answered_automatically_and_agent_hands_it_to_a_per
     assert "after an automated answer" in handoff
     resolution.refresh_from_db()
     assert resolution.came_back_at is not None
-    # Only the one automated answer went out.
-    assert OutboundMessage.objects.count() == 1
+    # The automated answer, then the hand-off's confirmation, and nothing else.
+    wait_for(lambda: len(twilio_stub_settings.requests) == 2, what="the confirmation")
+    assert twilio_stub_settings.requests[1].field("Body") == (
+        "Thank you. A person from our team will answer you here shortly."
+    )
+    assert OutboundMessage.objects.count() == 2
 
 
 def test_the_spanish_question_is_answered_in_spanish(
@@ -124,6 +128,68 @@ def test_the_spanish_question_is_answered_in_spanish(
     conversation = Conversation.objects.get()
     assert conversation.language == "es"
     assert IntentDecision.objects.get().language == "es"
+
+    # AGENTE: the hand-off is confirmed in the conversation's language.
+    text(post_twilio, "AGENTE", 2)
+    wait_for(lambda: len(twilio_stub_settings.requests) == 2, what="the confirmation")
+    assert twilio_stub_settings.requests[1].field("Body") == (
+        "Gracias. Una persona de nuestro equipo le responderá aquí en breve."
+    )
+
+
+def test_a_patient_without_a_language_takes_the_one_they_write_in(
+    celery_worker_real, twilio_stub_settings, post_twilio, sms_account, front_desk, answers
+):
+    from compliance.models import AuditEvent
+    from patients.models import Patient
+    from tests.factories import make_patient
+
+    given = make_patient(team=front_desk, phones=(PHONE,), mrn="MRN-ES-1")
+    assert given.preferred_language_source == ""  # none given: the default "en"
+    text(post_twilio, "hola, a qué hora abren el sábado?", 1)
+    wait_for(decided(1), what="the decision")
+    given.refresh_from_db()
+    assert (given.preferred_language, given.preferred_language_source) == ("es", "detected")
+    row = AuditEvent.objects.get(
+        resource_type="patient", details__change="preferred_language_detected"
+    )
+    assert row.patient_ids == [str(given.pk)]
+
+    # A language someone gave is kept, whatever the patient writes in.
+    Patient.objects.filter(pk=given.pk).update(
+        preferred_language="en", preferred_language_source="record"
+    )
+    Conversation.objects.update(language="")
+    text(post_twilio, "hola, necesito información sobre el estacionamiento por favor", 2)
+    wait_for(decided(2), what="the second decision")
+    given.refresh_from_db()
+    assert (given.preferred_language, given.preferred_language_source) == ("en", "record")
+
+
+def test_the_emergency_auto_reply_goes_out_in_spanish(
+    celery_worker_real, twilio_stub_settings, post_twilio, sms_account, front_desk, clinical
+):
+    from escalation.models import EscalationRule
+
+    EscalationRule.objects.create(
+        name="Emergencia",
+        order=5,
+        conditions={"phrases": ["dolor de pecho"]},
+        actions={
+            "set_priority": "urgent",
+            "auto_reply_template": (
+                "Hi $first_name, this is $practice_name. If this is a medical emergency, "
+                "call 911 now. If you are thinking about suicide or are in crisis, call or "
+                "text 988 (Suicide & Crisis Lifeline). Our clinical team has been alerted "
+                "and will contact you."
+            ),
+        },
+    )
+    text(post_twilio, "tengo mucho dolor de pecho y no puedo respirar bien", 1)
+    wait_for(lambda: twilio_stub_settings.requests, what="the auto-reply")
+    body = twilio_stub_settings.requests[0].field("Body")
+    assert body.startswith("Hola estimado/a paciente, le escribe ")
+    assert "llame al 911" in body
 
 
 def test_a_distressed_message_is_never_answered_automatically(
