@@ -307,11 +307,15 @@
     var status = $("[data-composer-status]", form);
     if (status && !event.detail.successful) status.textContent = "";
   });
-  /* A server error page must not replace the composer: keep the draft, say why. */
+  /* A server error page must not replace part of the page. A refresh that failed
+     (a GET) leaves the page as it was: the next event or reconnect fetches again.
+     A send or an action that failed says so, with the draft kept. */
   body.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;
     if (!xhr || xhr.status < 500) return;
     event.detail.shouldSwap = false;
+    var config = event.detail.requestConfig;
+    if (config && config.verb === "get") return;
     var notices = $("#notices");
     if (notices) {
       notices.innerHTML = "";
