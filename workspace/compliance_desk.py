@@ -254,7 +254,8 @@ def audit_row_html(row):
     local = timezone.localtime(row["recorded_at"])
     if row["actor_username"]:
         role = f' <span class="muted">({e(row["actor_role"])})</span>' if row["actor_role"] else ""
-        staff = e(urlencode({"staff": row["actor_username"]}))
+        # By id: it names the account even after a rename or deletion.
+        staff = e(urlencode({"staff": row["actor_user_id"] or row["actor_username"]}))
         who = f'<a href="?{staff}">{e(row["actor_username"])}</a>{role}'
     elif row["api_client_name"]:
         who = f"API key {e(row['api_client_name'])}"

@@ -18,9 +18,9 @@ from tests.workspace.conftest import receive_sms
 
 # Message text that must never reach a compliance page, export or PDF.
 BODIES = (
-    "BODY-SECRET-chest pain since Tuesday 7731",
-    "BODY-SECRET-my HIV results 5512",
-    "BODY-SECRET-reply about the biopsy 9924",
+    "BODY-SECRET chest pain since Tuesday quokkapain",
+    "BODY-SECRET my HIV results zebrafinchresult",
+    "BODY-SECRET reply about the biopsy marzipanbiopsy",
 )
 REASON = "Patient collapsed in the South clinic lobby; need allergy list"
 
