@@ -1,31 +1,42 @@
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
 from channels_app.models import (
     CannedResponse,
     ChannelAccount,
     Conversation,
-    ImapCursor,
     LocalOutboxMessage,
     VoiceMenuChoice,
 )
 from channels_app.selectors import conversations_visible_to, local_outbox_visible_to
 from channels_app.serializers import mask_address
+from channels_app.services import (
+    channel_account_create,
+    channel_account_update,
+    channel_account_validate,
+)
 from contactcenter.admin_site import RoleRestrictedAdmin
-from contactcenter.business_hours import calendar_from_config
 from contactcenter.templating import template_placeholders
 from patients.admin import PhiAdminMixin, mask_name
 
 
 class ChannelAccountForm(forms.ModelForm):
-    """Secrets are write-only: the field is always shown empty, and leaving it
-    empty keeps the stored (encrypted) value."""
+    """The admin's channel-account form checks what the admin-role API
+    (/api/v1/channel-accounts/) and `manage.py create_channel_account` check: the
+    same service, channel_account_validate (E.164 numbers, one account per kind and
+    address, IMAP settings only on a mailbox, opening hours only on a voice number,
+    a secret where one is needed). Secrets are write-only: the field is always shown
+    empty, and leaving it empty keeps the stored (encrypted) value."""
 
     new_secret = forms.CharField(
         label="Secret",
         required=False,
+        max_length=500,
+        strip=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="IMAP password or portal webhook secret. Leave empty to keep the current one.",
+        help_text="IMAP password or portal webhook secret. Write-only: never shown. "
+        "Leave it empty to keep the current one.",
     )
 
     class Meta:
@@ -40,27 +51,36 @@ class ChannelAccountForm(forms.ModelForm):
             "greeting_es",
             "open_hours",
             "active",
+            "imap_host",
+            "imap_port",
+            "imap_username",
+            "imap_use_ssl",
+            "imap_folder",
         ]
 
-    def clean_open_hours(self):
-        value = self.cleaned_data.get("open_hours") or {}
-        if value:
-            try:
-                calendar_from_config(value)
-            except ValueError as exc:
-                raise forms.ValidationError(str(exc)) from exc
-        return value
-
-    def save(self, commit=True):
+    def account_values(self):
+        """The cleaned values as the channel-account services take them."""
+        # Not self._meta.fields: the admin builds the form with its declared fields too.
+        values = {name: self.cleaned_data[name] for name in ChannelAccountForm.Meta.fields}
+        values["open_hours"] = values["open_hours"] or {}  # an empty box is "always open"
         if self.cleaned_data.get("new_secret"):
-            self.instance.secret = self.cleaned_data["new_secret"]
-        account = super().save(commit)
-        if self.instance.pk and {"imap_host", "imap_username", "imap_folder"} & set(
-            self.changed_data
-        ):
-            # UIDs belong to one mailbox folder: a new one is read from the start.
-            ImapCursor.objects.filter(account=self.instance).delete()
-        return account
+            values["secret"] = self.cleaned_data["new_secret"]
+        return values
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned  # a field's own check failed; the service needs every value
+        existing = None if self.instance._state.adding else self.instance
+        try:
+            values = channel_account_validate(values=self.account_values(), account=existing)
+        except ValidationError as exc:
+            for name, messages in exc.message_dict.items():
+                field = "new_secret" if name == "secret" else name
+                self.add_error(field if field in self.fields else None, messages)
+        else:
+            cleaned["address"] = values["address"]
+        return cleaned
 
 
 class VoiceMenuChoiceInline(admin.TabularInline):
@@ -84,6 +104,21 @@ class ChannelAccountAdmin(RoleRestrictedAdmin):
     @admin.display(boolean=True, description="secret set")
     def has_secret(self, account):
         return bool(account.secret)
+
+    def save_model(self, request, obj, form, change):
+        """Written by the services the API and the command use (an update also
+        starts a changed mailbox from its first message)."""
+        values = form.account_values()
+        if change:
+            stored = ChannelAccount.objects.get(pk=obj.pk)
+            saved = channel_account_update(account=stored, values=values)
+        else:
+            # The admin's own object keeps its id, so the menu inlines saved after
+            # this point at the account the service created.
+            saved = channel_account_create(values={**values, "id": obj.pk})
+        obj.secret = saved.secret
+        obj._state.adding = False
+        obj._state.db = saved._state.db
 
 
 class CannedResponseForm(forms.ModelForm):
