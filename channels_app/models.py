@@ -194,6 +194,12 @@ class Conversation(models.Model):
                 name="conv_team_active_counts_idx",
                 condition=Q(status__in=["open", "pending"]),
             ),
+            # The escalated tab's capped count reads at most 1,000 entries of this.
+            models.Index(
+                fields=["team"],
+                name="conv_team_escalated_idx",
+                condition=Q(status__in=["open", "pending"], escalated=True),
+            ),
             models.Index(fields=["assignee", "status"], name="conv_assignee_status_idx"),
             models.Index(fields=["patient", "-last_interaction_at"], name="conv_patient_idx"),
             models.Index(

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from channels_app.models import (
@@ -56,23 +55,40 @@ def local_outbox_visible_to(user):
     return LocalOutboxMessage.objects.filter(outbound__interaction__conversation__in=visible)
 
 
+# Tab counts stop here: a team with more active conversations than this reads
+# "999+" (the count is INBOX_COUNT_CAP + 1 and the tab is named in `capped`).
+INBOX_COUNT_CAP = 999
+
+
 def inbox_counts(*, user):
-    """Counts per tab in one aggregate over the caller's teams' active
-    conversations: counted by the database, never loaded."""
+    """Counts per tab, each exact up to INBOX_COUNT_CAP and capped above it, in one
+    statement of four bounded subqueries: each reads at most CAP + 1 entries of an
+    index (conv_team_active_counts_idx for the team tabs, its unassigned prefix,
+    conv_team_escalated_idx, conv_assignee_status_idx for mine), so a team with
+    200k open conversations costs what one with 2k does. Nothing is loaded."""
     team_ids = team_ids_of(user) or []
-    active = Conversation.objects.filter(
-        team_id__in=team_ids, status__in=list(Conversation.ACTIVE_STATUSES)
-    )
-    # Counting team_id (never null) reads only columns of the partial index
-    # conv_team_active_counts_idx: an index-only scan. Counting "pk" reads the table.
-    counts = active.aggregate(
-        my_teams=Count("team_id"),
-        unassigned=Count("team_id", filter=Q(assignee__isnull=True)),
-        escalated=Count("team_id", filter=Q(escalated=True)),
-    )
-    counts["mine"] = Conversation.objects.filter(
-        assignee=user, status__in=list(Conversation.ACTIVE_STATUSES)
-    ).count()
+    active = Conversation.objects.filter(status__in=list(Conversation.ACTIVE_STATUSES))
+    teams = active.filter(team_id__in=team_ids)
+    tabs = {
+        "mine": active.filter(assignee=user),
+        "unassigned": teams.filter(assignee__isnull=True),
+        "my_teams": teams,
+        "escalated": teams.filter(escalated=True),
+    }
+    parts, params = [], []
+    for name, queryset in tabs.items():
+        # Selecting team_id (never null) keeps each scan index-only.
+        inner, inner_params = (
+            queryset.order_by().values("team_id")[: INBOX_COUNT_CAP + 1].query.sql_with_params()
+        )
+        # Only the fixed tab names and Django's own compiled SQL are formatted in.
+        parts.append(f"(SELECT COUNT(*) FROM ({inner}) {name}_rows) AS {name}")
+        params.extend(inner_params)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts), params)
+        row = cursor.fetchone()
+    counts = dict(zip(tabs, row, strict=True))
+    counts["capped"] = [name for name, value in counts.items() if value > INBOX_COUNT_CAP]
     return counts
 
 

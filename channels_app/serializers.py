@@ -265,10 +265,17 @@ class ReplySerializer(serializers.Serializer):
 
 
 class InboxCountsSerializer(serializers.Serializer):
+    """Each count is exact up to 999; above it the count is 1000 and the tab is
+    listed in `capped` (show "999+")."""
+
     mine = serializers.IntegerField()
     unassigned = serializers.IntegerField()
     my_teams = serializers.IntegerField()
     escalated = serializers.IntegerField()
+    capped = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Tabs with more than 999 conversations: their count reads 1000, shown 999+.",
+    )
 
 
 # --- The phone line: callbacks, team queues, the caller's context -------------------

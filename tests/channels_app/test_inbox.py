@@ -162,7 +162,57 @@ def test_counts_per_tab(client, north, south, agent):
 
     response = client.get("/api/v1/inbox/counts/", **token_for(agent))
 
-    assert response.json() == {"mine": 1, "unassigned": 2, "my_teams": 3, "escalated": 1}
+    assert response.json() == {
+        "mine": 1,
+        "unassigned": 2,
+        "my_teams": 3,
+        "escalated": 1,
+        "capped": [],
+    }
+
+
+def test_counts_stop_at_the_cap_and_name_the_capped_tabs(client, north, agent, monkeypatch):
+    from channels_app import selectors
+
+    monkeypatch.setattr(selectors, "INBOX_COUNT_CAP", 3)
+    for _ in range(5):
+        converse(north)
+    converse(north, assignee=agent)
+    converse(north, escalated=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/api/v1/inbox/counts/", **token_for(agent))
+
+    assert response.json() == {
+        "mine": 1,
+        "unassigned": 4,
+        "my_teams": 4,
+        "escalated": 1,
+        "capped": ["unassigned", "my_teams"],
+    }
+    counting = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert len(counting) == 1
+    # Each tab's subquery stops at CAP + 1 rows, whatever the team holds.
+    assert counting[0].upper().count("LIMIT 4") == 4
+
+
+def test_capped_counts_plan_bounded_index_scans(north, agent):
+    """The statement as built, EXPLAINed: every tab is a Limit over an index scan,
+    so its cost does not grow with the team's open conversations."""
+    from channels_app import selectors
+
+    for _ in range(3):
+        converse(north)
+    converse(north, escalated=True)
+    with CaptureQueriesContext(connection) as queries:
+        selectors.inbox_counts(user=agent)
+    (statement,) = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + statement)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert plan.count("Limit") == 4, plan
+    assert "conv_team_escalated_idx" in plan, plan
 
 
 @pytest.mark.parametrize("page_size", [10, 100])

@@ -120,6 +120,17 @@ def test_inbox_tabs_and_filters(client, agent, make_sms_conversation):
     assert 'Mine <span class="count">1</span>' in counts
 
 
+def test_a_capped_tab_count_reads_999_plus(client, agent, make_sms_conversation, monkeypatch):
+    from channels_app import selectors
+
+    monkeypatch.setattr(selectors, "INBOX_COUNT_CAP", 1)
+    make_sms_conversation(1), make_sms_conversation(2)
+    client.force_login(agent)
+    counts = client.get("/inbox/counts/").text
+    assert 'All my teams <span class="count">999+</span>' in counts
+    assert 'Mine <span class="count">0</span>' in counts
+
+
 def _queries(client, path):
     with CaptureQueriesContext(connection) as captured:
         response = client.get(path)
