@@ -7,6 +7,7 @@ class ChannelsAppConfig(AppConfig):
 
     def ready(self):
         from channels_app import (
+            accounts,  # noqa: F401 - clears the kept channel accounts on a change
             receivers,  # noqa: F401 - connects signal receivers
             retention,
         )

@@ -9,9 +9,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from channels_app import services
+from channels_app import accounts, services
 from channels_app.email_parsing import EmailParseError, parse_email, thread_keys
-from channels_app.models import Attachment, ChannelAccount, Conversation, EmailDetail, Interaction
+from channels_app.models import Attachment, Conversation, EmailDetail, Interaction
 from patients.models import Channel
 
 logger = structlog.stdlib.get_logger(__name__)
@@ -70,13 +70,12 @@ def _account_for(parsed, conversation):
     inbox; with one, it is that one (aliases forward to it)."""
     if conversation is not None and conversation.account_id:
         return conversation.account
-    recipients = [a.lower() for a in (*parsed.to_addresses, *parsed.cc_addresses)]
-    mailboxes = ChannelAccount.objects.filter(kind=Channel.EMAIL, active=True)
-    account = mailboxes.filter(address__in=recipients).first()
+    recipients = {a.lower() for a in (*parsed.to_addresses, *parsed.cc_addresses)}
+    mailboxes = accounts.accounts_of_kind(Channel.EMAIL)
+    account = next((m for m in mailboxes if m.address in recipients), None)
     if account is not None:
         return account
-    only = list(mailboxes[:2])
-    return only[0] if len(only) == 1 else None
+    return mailboxes[0] if len(mailboxes) == 1 else None
 
 
 def ingest_raw_email(*, raw, source):
@@ -95,7 +94,8 @@ def ingest_raw_email(*, raw, source):
         logger.warning("email_unparseable", raw_event_id=str(event.pk), reason=str(exc))
         return EmailIngestOutcome(created=False, error=str(exc), raw_event_id=event.pk)
     provider_id = _provider_id(parsed.message_id or "")
-    with transaction.atomic():
+    # The webhook's transaction when it holds one (no savepoint), else its own.
+    with transaction.atomic(savepoint=False):
         conversation = _thread(parsed)
         if conversation is not None and conversation.status == Conversation.Status.RESOLVED:
             # A reply to a resolved thread reopens it: same matter, same history.
@@ -110,7 +110,8 @@ def ingest_raw_email(*, raw, source):
                 error="No mailbox is configured to receive email.",
                 raw_event_id=event.pk,
             )
-        if conversation is None:
+        opened = conversation is None
+        if opened:
             normalised, index = services.normalise_address(Channel.EMAIL, parsed.from_address)
             patient = services.resolve_patient(channel=Channel.EMAIL, address=normalised)
             conversation = services.conversation_open(
@@ -134,6 +135,7 @@ def ingest_raw_email(*, raw, source):
             source=source,
             raw_payload=_raw_payload(raw),
             conversation=conversation,
+            opened=opened,
             metadata={
                 "auto_reply": parsed.is_auto_reply,
                 "attachments": len(parsed.attachments),

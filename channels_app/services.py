@@ -10,10 +10,12 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import F, Subquery
 from django.utils import timezone
 
 from channels_app import live, signals
@@ -22,6 +24,7 @@ from channels_app.models import (
     CallDetail,
     ChannelAccount,
     Conversation,
+    ConversationGroupObjectPermission,
     DeliveryAttempt,
     ImapCursor,
     Interaction,
@@ -38,7 +41,7 @@ from contactcenter.blind_index import email_index, normalise_email, normalise_ph
 from contactcenter.business_hours import calendar_from_config
 from contactcenter.models import Team
 from contactcenter.queueing import enqueue_on_commit
-from patients.models import Channel, Patient
+from patients.models import Channel
 from patients.selectors import patients_by_email, patients_by_phone
 from patients.services import consent_check
 
@@ -80,12 +83,37 @@ def resolve_patient(*, channel, address):
     """The one patient with this phone or email, or None when there is none or
     several (a shared family line): staff resolve it, the system never guesses."""
     if channel == Channel.EMAIL:
-        matches = list(patients_by_email(raw_email=address).values_list("pk", flat=True)[:2])
+        matches = patients_by_email(raw_email=address)
     elif channel in (Channel.SMS, Channel.VOICE):
-        matches = list(patients_by_phone(raw_phone=address).values_list("pk", flat=True)[:2])
+        matches = patients_by_phone(raw_phone=address)
     else:
         return None
-    return Patient.objects.get(pk=matches[0]) if len(matches) == 1 else None
+    found = list(matches.select_related("team")[:2])
+    return found[0] if len(found) == 1 else None
+
+
+def _grant_new_conversation(conversation, team):
+    """The team's grant on a conversation created in this transaction: one INSERT
+    (guardian's assign_perm would look the permission up and get_or_create the row
+    under a savepoint, five statements, for a row that cannot exist yet). The
+    permission's id is a subquery of the INSERT, never kept: a test database's
+    flush creates the permissions again under new ids."""
+    # bulk_create: guardian's save() would load the permission and the content
+    # type again only to compare them.
+    ConversationGroupObjectPermission.objects.bulk_create(
+        [
+            ConversationGroupObjectPermission(
+                permission_id=Subquery(
+                    Permission.objects.filter(
+                        content_type=ContentType.objects.get_for_model(Conversation),
+                        codename=VIEW_CONVERSATION,
+                    ).values("pk")[:1]
+                ),
+                group_id=team.group_id,
+                content_object=conversation,
+            )
+        ]
+    )
 
 
 def conversation_open(
@@ -118,13 +146,31 @@ def conversation_open(
         thread_key=thread_key,
         last_interaction_at=occurred_at or now,
     )
-    grant_team_access(obj=conversation, team=team, perm=VIEW_CONVERSATION)
+    _grant_new_conversation(conversation, team)
     return conversation
+
+
+def _conversation_discard(conversation):
+    """Undo a conversation opened in this transaction for a message that turned out
+    to be a repeated delivery, so no empty conversation is left in the inbox."""
+    ConversationGroupObjectPermission.objects.filter(content_object=conversation).delete()
+    Conversation.objects.filter(pk=conversation.pk).delete()
 
 
 def conversation_for_inbound(*, channel, account, address, subject="", occurred_at=None):
     """Join the open conversation of this sender on this practice account, or open
     a new one matched to the sender's patient when exactly one has the address."""
+    return _conversation_for_inbound(
+        channel=channel,
+        account=account,
+        address=address,
+        subject=subject,
+        occurred_at=occurred_at,
+    )[0]
+
+
+def _conversation_for_inbound(*, channel, account, address, subject="", occurred_at=None):
+    """(conversation, opened now)."""
     normalised, index = normalise_address(channel, address)
     existing = (
         Conversation.objects.select_for_update()
@@ -134,9 +180,9 @@ def conversation_for_inbound(*, channel, account, address, subject="", occurred_
         .first()
     )
     if existing is not None:
-        return existing
+        return existing, False
     patient = resolve_patient(channel=channel, address=normalised)
-    return conversation_open(
+    conversation = conversation_open(
         channel=channel,
         team=patient.team if patient else account.team,
         account=account,
@@ -146,6 +192,7 @@ def conversation_for_inbound(*, channel, account, address, subject="", occurred_
         subject=subject,
         occurred_at=occurred_at,
     )
+    return conversation, True
 
 
 def _touch_conversation(conversation, interaction):
@@ -228,6 +275,41 @@ def _existing_by_provider_id(channel, provider_id):
     )
 
 
+def _insert_unless_duplicate(instance):
+    """INSERT the row, or nothing when a unique constraint already holds its value:
+    `ON CONFLICT DO NOTHING`, so the constraint decides, also between requests that
+    race (the second waits for the first to commit, then inserts nothing), with no
+    look-up before it and no savepoint around it. True when the row was inserted.
+    Values are prepared by the model's fields (an encrypted body with its row's id
+    bound), as Model.save() would."""
+    model = type(instance)
+    connection = connections[router.db_for_write(model)]
+    quote = connection.ops.quote_name
+    fields = [
+        field
+        for field in model._meta.concrete_fields
+        if not (field.primary_key and field.get_internal_type().endswith("AutoField"))
+    ]
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    # No conflict target: every unique constraint of these models is one a repeated
+    # delivery must respect (the random UUID key never collides). Identifiers come
+    # from the model's metadata; every value is a parameter.
+    statement = "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING".format(  # noqa: S608
+        table=quote(model._meta.db_table),
+        columns=", ".join(quote(field.column) for field in fields),
+        values=", ".join(["%s"] * len(fields)),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, values)
+        inserted = cursor.rowcount == 1
+    if inserted:
+        instance._state.adding = False
+        instance._state.db = connection.alias
+    return inserted
+
+
 def inbound_record(
     *,
     channel,
@@ -243,46 +325,47 @@ def inbound_record(
     metadata=None,
     conversation=None,
     patient=None,
+    opened=False,
 ):
-    """Store one inbound message or call: its raw event (encrypted) and its
-    interaction, in the caller's transaction. The same provider id again stores
-    nothing new, also when two deliveries race (the unique constraint decides).
-    Slow work is queued on commit."""
-    if (
-        provider_id
-        and Interaction.objects.filter(channel=channel, provider_id=provider_id).exists()
-    ):
-        return Ingested(_existing_by_provider_id(channel, provider_id), created=False)
-    try:
-        with transaction.atomic():
-            if conversation is None:
-                conversation = conversation_for_inbound(
-                    channel=channel,
-                    account=account,
-                    address=address,
-                    subject=subject,
-                    occurred_at=occurred_at,
-                )
-            interaction = Interaction.objects.create(
-                conversation=conversation,
-                patient=patient or conversation.patient,
+    """Store one inbound message or call: its interaction and raw event (encrypted),
+    in the caller's transaction (or one of its own), committed before the caller
+    answers. The same provider id again stores nothing new, also when two
+    deliveries race: the unique constraint interaction_unique_provider_id decides
+    (see _insert_unless_duplicate). A conversation opened for a repeated delivery
+    is undone: here when this opens it, and when the caller passes one it opened,
+    with `opened=True`. Slow work is queued on commit.
+
+    Per message on an open conversation: the conversation's row lock, the
+    interaction, the raw event, the conversation's update (four statements)."""
+    with transaction.atomic(savepoint=False):
+        if conversation is None:
+            conversation, opened = _conversation_for_inbound(
                 channel=channel,
-                kind=kind,
-                direction=Interaction.Direction.INBOUND,
-                body=body,
-                provider_id=provider_id,
+                account=account,
+                address=address,
+                subject=subject,
                 occurred_at=occurred_at,
-                metadata=metadata or {},
             )
-            RawEvent.objects.create(
-                source=source, provider_id=provider_id, payload=raw_payload, interaction=interaction
-            )
-            _touch_conversation(conversation, interaction)
-            _interaction_added(interaction, conversation)
-    except IntegrityError:
-        if not provider_id:
-            raise
-        return Ingested(_existing_by_provider_id(channel, provider_id), created=False)
+        interaction = Interaction(
+            conversation=conversation,
+            patient_id=patient.pk if patient is not None else conversation.patient_id,
+            channel=channel,
+            kind=kind,
+            direction=Interaction.Direction.INBOUND,
+            body=body,
+            provider_id=provider_id,
+            occurred_at=occurred_at,
+            metadata=metadata or {},
+        )
+        if not _insert_unless_duplicate(interaction):
+            if opened:
+                _conversation_discard(conversation)
+            return Ingested(_existing_by_provider_id(channel, provider_id), created=False)
+        RawEvent.objects.create(
+            source=source, provider_id=provider_id, payload=raw_payload, interaction=interaction
+        )
+        _touch_conversation(conversation, interaction)
+        _interaction_added(interaction, conversation)
     from channels_app import tasks
 
     enqueue_on_commit(tasks.inbound_process, str(interaction.pk))
@@ -304,15 +387,11 @@ def raw_event_record(*, source, provider_id, payload, interaction=None):
 
 
 def webhook_signature_use(*, signature):
-    """Record a webhook signature's one use; False when it was used before. Run it
-    inside the transaction that stores the event: a request that fails after this
-    leaves the signature unused, so the provider's retry is accepted."""
-    try:
-        with transaction.atomic():
-            WebhookSignatureUse.objects.create(signature=signature)
-    except IntegrityError:
-        return False
-    return True
+    """Record a webhook signature's one use; False when it was used before (the
+    unique constraint decides). Run it inside the transaction that stores the
+    event: a request that fails after this leaves the signature unused, so the
+    provider's retry is accepted."""
+    return _insert_unless_duplicate(WebhookSignatureUse(signature=signature))
 
 
 def webhook_signatures_purge(*, now):

@@ -8,7 +8,7 @@ from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from channels_app import selectors, services
+from channels_app import accounts, selectors, services
 from channels_app.models import (
     Callback,
     CannedResponse,
@@ -90,7 +90,7 @@ class PortalMessageView(IdempotentCreateMixin, AuditedViewMixin, generics.Generi
                 conversation = services.conversation_open(
                     channel=Channel.PORTAL,
                     team=patient.team,
-                    account=ChannelAccount.objects.filter(kind=Channel.PORTAL, active=True).first(),
+                    account=next(iter(accounts.accounts_of_kind(Channel.PORTAL)), None),
                     patient=patient,
                     subject=data["subject"],
                     thread_key=data["thread_id"],
@@ -105,11 +105,10 @@ class PortalMessageView(IdempotentCreateMixin, AuditedViewMixin, generics.Generi
                 source="portal_api",
                 raw_payload={**data, "patient": str(data["patient"])},
                 conversation=conversation,
-            )
-            if opened and not ingested.created:
                 # A repeated delivery (also one racing the first): the conversation
                 # opened for it would stay empty in the inbox, so it is undone.
-                transaction.set_rollback(True)
+                opened=opened,
+            )
         interaction = ingested.interaction
         self.audit(resource_id=interaction.pk)
         return Response(

@@ -18,9 +18,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels_app import selectors, services, tasks
+from channels_app import accounts, selectors, services, tasks
 from channels_app import voice_prompts as prompts
-from channels_app.models import Callback, CallDetail, ChannelAccount, Interaction, VoiceMenuChoice
+from channels_app.models import Callback, CallDetail, Interaction, VoiceMenuChoice
 from channels_app.webhooks import _deny, _twilio_signature_ok
 from contactcenter.blind_index import normalise_phone
 from contactcenter.business_hours import calendar_from_config
@@ -178,11 +178,7 @@ def answer(request):
     params = request.POST
     call_sid, to = params.get("CallSid", ""), params.get("To", "")
     try:
-        account = (
-            ChannelAccount.objects.select_related("team")
-            .filter(kind=Channel.VOICE, address=normalise_phone(to), active=True)
-            .first()
-        )
+        account = accounts.account_for(kind=Channel.VOICE, address=normalise_phone(to))
     except ValueError:
         account = None
     response = VoiceResponse()

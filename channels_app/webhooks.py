@@ -17,9 +17,8 @@ from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from channels_app import email_ingest, services
+from channels_app import accounts, email_ingest, services
 from channels_app.email_parsing import MAX_MESSAGE_BYTES
-from channels_app.models import ChannelAccount
 from channels_app.voice_prompts import CALLBACK_TEXT_KEYWORDS, text
 from contactcenter.blind_index import normalise_phone
 from contactcenter.errors import error_response
@@ -92,11 +91,7 @@ def _sms_account(to_number):
         address = normalise_phone(to_number)
     except ValueError:
         return None
-    return (
-        ChannelAccount.objects.select_related("team")
-        .filter(kind=Channel.SMS, address=address, active=True)
-        .first()
-    )
+    return accounts.account_for(kind=Channel.SMS, address=address)
 
 
 @csrf_exempt

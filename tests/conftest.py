@@ -11,6 +11,17 @@ from tests.factories import make_api_key, make_patient, make_staff
 
 
 @pytest.fixture(autouse=True)
+def forget_channel_accounts():
+    """Webhooks keep the channel accounts per process (channels_app.accounts); a
+    test's accounts roll back with it, so no test sees an earlier test's."""
+    from channels_app import accounts
+
+    accounts.forget()
+    yield
+    accounts.forget()
+
+
+@pytest.fixture(autouse=True)
 def audit_checkpoints(settings, tmp_path):
     """Each test's own checkpoint file: the database is emptied between tests, and
     a checkpoint left by an earlier test would name a chain this one never had."""
