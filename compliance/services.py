@@ -32,6 +32,7 @@ from compliance.models import (
     Disclosure,
     RetentionCheckpoint,
 )
+from contactcenter.replica import read_alias
 from contactcenter.roles import role_of
 
 _USER_AGENT_LENGTH = AuditEvent._meta.get_field("user_agent").max_length
@@ -356,7 +357,8 @@ def anomaly_report(*, day: date) -> list[AnomalyFinding]:
         if stored:
             return stored
     anomalies_detect(day=day)
-    return list(selectors.anomaly_findings(day=day))
+    # Just written to the primary: read back from it, not from a replica behind it.
+    return list(selectors.anomaly_findings(day=day).using("default"))
 
 
 def _read_params(**params):
@@ -378,7 +380,8 @@ def _volume_findings(*, day, end):
         multiple=VOLUME_MULTIPLE,
         margin=VOLUME_MARGIN,
     )
-    with connection.cursor() as cursor:
+    # A lag-tolerant read: on the replica inside replica_reads().
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
@@ -400,7 +403,8 @@ def _after_hours_findings(*, day, start, end):
     params = _read_params(
         since=start, until=end, from_hour=AFTER_HOURS_FROM, until_hour=AFTER_HOURS_UNTIL
     )
-    with connection.cursor() as cursor:
+    # A lag-tolerant read: on the replica inside replica_reads().
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [

@@ -37,6 +37,7 @@ from contactcenter.auth import api_client_of, staff_user_of
 from contactcenter.errors import Conflict
 from contactcenter.idempotency import IdempotentCreateMixin
 from contactcenter.permissions import ScopedAccess
+from contactcenter.replica import ReplicaReadsMixin, stream_from_replica
 
 CARE_ROLES = (roles.AGENT, roles.SUPERVISOR, roles.CLINICIAN)
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
@@ -83,7 +84,9 @@ class _AuditSearchMixin:
         self.audit(patient_ids=[used["patient"]] if "patient" in used else (), filters=used)
 
 
-class AuditEventListView(_AuditSearchMixin, ComplianceView, generics.ListAPIView):
+class AuditEventListView(
+    ReplicaReadsMixin, _AuditSearchMixin, ComplianceView, generics.ListAPIView
+):
     """Search the audit trail, newest first, cursor-paginated."""
 
     serializer_class = AuditEventSerializer
@@ -101,7 +104,7 @@ class AuditEventListView(_AuditSearchMixin, ComplianceView, generics.ListAPIView
         return response
 
 
-class AuditEventExportView(_AuditSearchMixin, ComplianceView):
+class AuditEventExportView(ReplicaReadsMixin, _AuditSearchMixin, ComplianceView):
     """The audit search as CSV, oldest first, streamed; audited as an export."""
 
     queryset = AuditEvent.objects.none()
@@ -121,7 +124,8 @@ class AuditEventExportView(_AuditSearchMixin, ComplianceView):
         self.audit_search()
         rows = search.qs.order_by("recorded_at", "id")
         return _csv_response(
-            exports.stream_csv(rows, exports.AUDIT_EVENT_COLUMNS), "audit-events.csv"
+            stream_from_replica(exports.stream_csv(rows, exports.AUDIT_EVENT_COLUMNS)),
+            "audit-events.csv",
         )
 
 
@@ -156,7 +160,7 @@ class AuditChainVerifyView(ComplianceView):
         )
 
 
-class PatientAccessReportView(ComplianceView, generics.ListAPIView):
+class PatientAccessReportView(ReplicaReadsMixin, ComplianceView, generics.ListAPIView):
     """Who touched this patient's record, when, what, why, with what outcome:
     six years unless since/until say otherwise; JSON pages, or ?format=csv."""
 
@@ -200,7 +204,7 @@ class PatientAccessReportView(ComplianceView, generics.ListAPIView):
             self.audit_action = AuditEvent.Action.EXPORT
             rows = self.get_queryset()
             return _csv_response(
-                exports.stream_csv(rows, exports.ACCESS_REPORT_COLUMNS),
+                stream_from_replica(exports.stream_csv(rows, exports.ACCESS_REPORT_COLUMNS)),
                 f"access-report-{patient_id}.csv",
             )
         return self.list(request)
@@ -329,7 +333,7 @@ class PatientDisclosuresView(IdempotentCreateMixin, AuditedViewMixin, generics.L
         self.audit(patient_ids=[self.kwargs["patient_id"]], resource_id=serializer.instance.pk)
 
 
-class AnomalyReportView(ComplianceView):
+class AnomalyReportView(ReplicaReadsMixin, ComplianceView):
     """The day's anomalies (default yesterday, in the practice's time zone): as
     stored by the nightly report, or found now for a day not analysed yet."""
 

@@ -19,7 +19,7 @@ import datetime
 from contextlib import contextmanager
 from functools import lru_cache
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 try:
     import psycopg
@@ -155,10 +155,14 @@ def analytic_statements():
     """
     # Nested (the report around its live computation): the outer block's
     # transaction-local settings already hold.
+    from contactcenter.replica import read_alias
+
+    alias = read_alias()
+    connection = connections[alias]
     if connection.vendor != "postgresql" or getattr(connection, _ANALYTIC_FLAG, False):
         yield
         return
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic(using=alias, savepoint=False):
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "

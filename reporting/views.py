@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from contactcenter import roles
 from contactcenter.models import Team
 from contactcenter.permissions import role_permission
+from contactcenter.replica import ReplicaReadsMixin
 from contactcenter.services import teams_of
 from contactcenter.throttling import address_throttled
 from reporting import selectors, services
@@ -44,7 +45,7 @@ def _team_scope(user, team_id):
     return [team_id]
 
 
-class KpiReportView(APIView):
+class KpiReportView(ReplicaReadsMixin, APIView):
     """Contact-center KPIs; no PHI (counts, rates and durations only), so the
     request is not audited."""
 

@@ -3,6 +3,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from contactcenter.models import Team
+from contactcenter.replica import replica_reads
 from patients.models import Channel
 from reporting.renderers import flatten
 from reporting.selectors import INTERVALS, kpi_report
@@ -51,15 +52,16 @@ class Command(BaseCommand):
         if since > until:
             raise CommandError("--since must not be after --until.")
         team_ids = [_team(team).pk] if team else None
-        report = KpiReportSerializer(
-            kpi_report(
-                since=since,
-                until=until,
-                team_ids=team_ids,
-                channel=channel,
-                interval=interval or "day",
-            )
-        ).data
+        with replica_reads():
+            report = KpiReportSerializer(
+                kpi_report(
+                    since=since,
+                    until=until,
+                    team_ids=team_ids,
+                    channel=channel,
+                    interval=interval or "day",
+                )
+            ).data
         columns = [report["period"]]
         titles = [f"{since}..{until}"]
         if interval:
