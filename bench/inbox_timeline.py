@@ -17,7 +17,7 @@ the same values decrypted with contactcenter.crypto.decrypt, and, as DESIGN.md a
 an audited read, its audit row inserted and committed (into a scratch copy of the
 audit table with the same indexes, so the bench leaves the real trail alone).
 
-The data set is `manage.py seed_synthetic`'s, created on first use and reused after:
+The data set is `bench/seed_synthetic.py`'s, created on first use and reused after:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cc_bench_inbox \\
         .venv/bin/python bench/inbox_timeline.py [--patients 100000] \\
@@ -130,16 +130,14 @@ def parse_args():
 
 
 def seed_or_reuse(args):
-    from django.core.management import call_command
-
+    from bench.seed_synthetic import seed as seed_synthetic
     from channels_app.models import Interaction
     from patients.models import Patient
 
     if Patient.objects.exists():
         return "reused", None
     started = time.perf_counter()
-    call_command(
-        "seed_synthetic",
+    seed_synthetic(
         patients=args.patients,
         interactions=args.interactions,
         teams=args.teams,
@@ -169,7 +167,7 @@ def subjects():
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from channels_app.management.commands.seed_synthetic import BIG_TEAM_NAME, TEAM_NAME
+    from bench.seed_synthetic import BIG_TEAM_NAME, TEAM_NAME
     from contactcenter import roles
     from contactcenter.models import Team
     from contactcenter.services import staff_create
@@ -663,7 +661,7 @@ def show_settings():
 def table_counts():
     from django.db import connection
 
-    from channels_app.management.commands.seed_synthetic import BIG_TEAM_NAME
+    from bench.seed_synthetic import BIG_TEAM_NAME
 
     counts = {}
     with connection.cursor() as cursor:

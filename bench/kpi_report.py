@@ -1,7 +1,7 @@
 """The KPI report for a year over the synthetic data set: rolled up against live.
 
 On first use the script creates its own database, migrates it, loads the synthetic
-data set with `manage.py seed_synthetic` (1M interactions, 100k patients, two years)
+data set with `bench/seed_synthetic.py` (1M interactions, 100k patients, two years)
 and adds what that command leaves out and the KPIs read: call details (queue results
 and waits) for inbound calls, escalations, reopened conversations, CSAT surveys and
 answers, and business hours for every team (Monday to Friday, 08:00-18:00, New York).
@@ -60,17 +60,13 @@ def parse_args():
 
 
 def seed(args):
-    from django.core.management import call_command, get_commands
-
+    from bench.seed_synthetic import seed as seed_synthetic
     from channels_app.models import Interaction
 
     if Interaction.objects.exists():
         return 0.0
-    if "seed_synthetic" not in get_commands():
-        sys.exit("manage.py seed_synthetic is not available; it loads the data set.")
     started = time.perf_counter()
-    call_command(
-        "seed_synthetic",
+    seed_synthetic(
         patients=args.patients,
         interactions=args.interactions,
         seed=args.seed,

@@ -1,7 +1,11 @@
 """A realistic synthetic data set for load tests and benchmarks, encrypted exactly as
 production stores it.
 
-    python manage.py seed_synthetic --patients 100000 --interactions 1000000
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cc_bench_seed \
+        .venv/bin/python bench/seed_synthetic.py --patients 100000 --interactions 1000000
+
+Bench tooling: the benches import `seed()` (their Django already set up); run as a
+script it sets Django up through bench/common.py on its own database first.
 
 What it holds: teams (each with its group, agents, a supervisor and a channel account
 per channel), patients with phones and emails, conversations on every channel (open,
@@ -39,10 +43,20 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+    # Run as a script: the project on sys.path and Django set up (bench/common.py)
+    # before the models below are imported.
+    sys.path.insert(0, str(ROOT))
+    from bench.common import prepare_database, setup_django
+
+    setup_django("postgres://postgres@127.0.0.1:5432/cc_bench_seed")
+    prepare_database()
 
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections, transaction
 from django.utils import timezone
 from faker import Faker
@@ -547,7 +561,7 @@ class _Batch:
         # Reproducible from --seed and the patients already there (so an --append
         # run draws new ids); nothing secret comes from it: nonces and keys are
         # os.urandom's, in crypto.encrypt.
-        self.rng = random.Random(f"{context.seed}:{context.mrn_offset}:{number}")  # noqa: S311
+        self.rng = random.Random(f"{context.seed}:{context.mrn_offset}:{number}")
         # Names from Faker (the practice's patients in English and Spanish),
         # seeded the same way, so the same --seed gives the same names.
         self.faker = Faker(["en_US", "es_MX"])
@@ -1040,173 +1054,153 @@ def _weighted(rng, weights):
 # --- The command -------------------------------------------------------------------
 
 
-class Command(BaseCommand):
-    help = (
-        "Load a synthetic data set (teams, staff, patients, conversations, interactions), "
-        "encrypted as in production, with COPY. Refuses a database that already holds "
-        "patients or conversations unless --append."
+class SeedError(Exception):
+    """The arguments or the database refuse the seed (said to the user as is)."""
+
+
+def seed(
+    *,
+    patients,
+    interactions,
+    teams=8,
+    big_team_open=20_000,
+    seed=1,
+    workers=2,
+    append=False,
+    verbosity=1,
+    stdout=sys.stdout,
+    stderr=sys.stderr,
+):
+    """Load a synthetic data set (teams, staff, patients, conversations,
+    interactions), encrypted as in production, with COPY. Refuses a database that
+    already holds patients or conversations unless `append`."""
+    n_patients, n_interactions, n_teams = patients, interactions, teams
+    if n_patients < 1 or n_interactions < 0 or n_teams < 1 or workers < 1:
+        raise SeedError("--patients, --teams and --workers must be at least 1.")
+    if big_team_open < 0:
+        raise SeedError("--big-team-open cannot be negative.")
+    if connection.vendor != "postgresql":
+        raise SeedError("seed_synthetic loads with PostgreSQL COPY; point DATABASE_URL at one.")
+    if not append and (
+        Patient.objects.exists() or Conversation.objects.exists() or Interaction.objects.exists()
+    ):
+        raise SeedError(
+            "The database already holds patients or conversations; seed an empty one, "
+            "or pass --append to add a second synthetic set to it."
+        )
+    if workers > 1 and connection.in_atomic_block:
+        raise SeedError(
+            "--workers above 1 load over their own connections, which cannot see this "
+            "transaction; use --workers 1 inside a transaction."
+        )
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    team_infos = _teams(n_teams)
+    context = Context(
+        seed=seed,
+        now_ts=timezone.now().timestamp(),
+        mrn_offset=Patient.objects.count(),
+        teams=team_infos,
+        patient_permission_id=_permission_id(Patient, VIEW_PATIENT),
+        conversation_permission_id=_permission_id(Conversation, VIEW_CONVERSATION),
+    )
+    plan = make_plan(
+        rng=rng,
+        n_patients=n_patients,
+        n_interactions=n_interactions,
+        n_teams=n_teams,
+        big_team_open=big_team_open,
+    )
+    batches = make_batches(plan)
+    planned = time.perf_counter()
+    big = plan.status_counts(team=0)
+    if big[OPEN] < big_team_open:
+        stderr.write(
+            f"The big team has only {big[OPEN]} open conversations: there are not enough "
+            "interactions for --big-team-open; raise --interactions or lower it."
+        )
+
+    totals = {}
+    with (
+        _loader(context, workers) as run,
+        tqdm(
+            total=n_interactions,
+            unit=" interactions",
+            unit_scale=True,
+            desc="seed_synthetic",
+            disable=verbosity == 0,
+            file=sys.stderr,
+        ) as progress,
+    ):
+        for result in run(batches):
+            progress.update(result.get(Interaction._meta.label, 0))
+            for label, count in result.items():
+                totals[label] = totals.get(label, 0) + count
+    loaded = time.perf_counter()
+    with connection.cursor() as cursor:
+        for model in _COLUMNS:
+            cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(model._meta.db_table)))
+    finished = time.perf_counter()
+
+    statuses = plan.status_counts()
+    stdout.write(
+        f"Seeded {totals.get(Patient._meta.label, 0):,} patients "
+        f"({totals.get(ContactPoint._meta.label, 0):,} contact points), "
+        f"{totals.get(Conversation._meta.label, 0):,} conversations "
+        f"({', '.join(f'{status} {count:,}' for status, count in statuses.items())}), "
+        f"{totals.get(Interaction._meta.label, 0):,} interactions, "
+        f"{totals.get(OutboundMessage._meta.label, 0):,} delivery records, "
+        f"{totals.get(ConversationRead._meta.label, 0):,} read markers in {n_teams} teams."
+    )
+    stdout.write(
+        f"Big team {BIG_TEAM_NAME!r}: {big[OPEN]:,} open and {big[PENDING]:,} pending "
+        f"conversations; heaviest patient {max(map(_size, plan.patient_conversations)):,} "
+        "interactions."
+    )
+    stdout.write(
+        f"Took {finished - started:.1f} s: plan {planned - started:.1f} s, load "
+        f"{loaded - planned:.1f} s with {workers} worker(s) "
+        f"({n_interactions / max(loaded - planned, 1e-9):,.0f} interactions/s), "
+        f"analyze {finished - loaded:.1f} s."
     )
 
-    def add_arguments(self, parser):
-        parser.add_argument("--patients", type=int, required=True)
-        parser.add_argument("--interactions", type=int, required=True)
-        parser.add_argument(
-            "--teams", type=int, default=8, help="Teams in all, the big one included."
-        )
-        parser.add_argument(
-            "--big-team-open",
-            type=int,
-            default=20_000,
-            help="Open conversations of the big team (plus 10%% pending).",
-        )
-        parser.add_argument("--seed", type=int, default=1, help="Same seed, same data set.")
-        parser.add_argument(
-            "--workers",
-            type=int,
-            default=2,
-            help="Processes building and loading batches; 1 loads in this process and "
-            "its transaction.",
-        )
-        parser.add_argument(
-            "--append",
-            action="store_true",
-            help="Add to a database that already holds patients or conversations.",
-        )
 
-    def handle(self, *args, **options):
-        n_patients, n_interactions = options["patients"], options["interactions"]
-        n_teams, workers = options["teams"], options["workers"]
-        if n_patients < 1 or n_interactions < 0 or n_teams < 1 or workers < 1:
-            raise CommandError("--patients, --teams and --workers must be at least 1.")
-        if options["big_team_open"] < 0:
-            raise CommandError("--big-team-open cannot be negative.")
-        if connection.vendor != "postgresql":
-            raise CommandError(
-                "seed_synthetic loads with PostgreSQL COPY; point DATABASE_URL at one."
-            )
-        if not options["append"] and (
-            Patient.objects.exists()
-            or Conversation.objects.exists()
-            or Interaction.objects.exists()
-        ):
-            raise CommandError(
-                "The database already holds patients or conversations; seed an empty one, "
-                "or pass --append to add a second synthetic set to it."
-            )
-        if workers > 1 and connection.in_atomic_block:
-            raise CommandError(
-                "--workers above 1 load over their own connections, which cannot see this "
-                "transaction; use --workers 1 inside a transaction."
-            )
-        started = time.perf_counter()
-        rng = random.Random(options["seed"])  # noqa: S311 - synthetic data, not secrets
-        teams = self._teams(n_teams)
-        context = Context(
-            seed=options["seed"],
-            now_ts=timezone.now().timestamp(),
-            mrn_offset=Patient.objects.count(),
-            teams=teams,
-            patient_permission_id=_permission_id(Patient, VIEW_PATIENT),
-            conversation_permission_id=_permission_id(Conversation, VIEW_CONVERSATION),
+def _teams(n_teams):
+    """The big team first; each team with its agents, a supervisor and a channel
+    account per channel. Found by name, so --append reuses them."""
+    teams = []
+    for number in range(n_teams):
+        name = BIG_TEAM_NAME if number == 0 else TEAM_NAME.format(number)
+        label = "big" if number == 0 else f"t{number:02d}"
+        team = team_create(name=name)
+        agents = tuple(
+            staff_create(username=f"synth-{label}-agent-{k:02d}", role=roles.AGENT, teams=[team])
+            for k in range(1, (BIG_TEAM_AGENTS if number == 0 else TEAM_AGENTS) + 1)
         )
-        plan = make_plan(
-            rng=rng,
-            n_patients=n_patients,
-            n_interactions=n_interactions,
-            n_teams=n_teams,
-            big_team_open=options["big_team_open"],
-        )
-        batches = make_batches(plan)
-        planned = time.perf_counter()
-        big = plan.status_counts(team=0)
-        if big[OPEN] < options["big_team_open"]:
-            self.stderr.write(
-                f"The big team has only {big[OPEN]} open conversations: there are not enough "
-                "interactions for --big-team-open; raise --interactions or lower it."
+        staff_create(username=f"synth-{label}-supervisor", role=roles.SUPERVISOR, teams=[team])
+        addresses = {
+            Channel.SMS: f"+1202555{number:04d}",
+            Channel.VOICE: f"+1202555{number:04d}",
+            Channel.EMAIL: f"{label}@synthetic.example.org",
+            Channel.PORTAL: f"https://portal.synthetic.example.org/teams/{label}",
+        }
+        accounts = {}
+        for channel, address in addresses.items():
+            account, _ = ChannelAccount.objects.get_or_create(
+                kind=channel,
+                address=address,
+                defaults={"name": f"{name} ({channel})", "team": team},
             )
-
-        totals = {}
-        with (
-            _loader(context, workers) as run,
-            tqdm(
-                total=n_interactions,
-                unit=" interactions",
-                unit_scale=True,
-                desc="seed_synthetic",
-                disable=options["verbosity"] == 0,
-                file=sys.stderr,
-            ) as progress,
-        ):
-            for result in run(batches):
-                progress.update(result.get(Interaction._meta.label, 0))
-                for label, count in result.items():
-                    totals[label] = totals.get(label, 0) + count
-        loaded = time.perf_counter()
-        with connection.cursor() as cursor:
-            for model in _COLUMNS:
-                cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(model._meta.db_table)))
-        finished = time.perf_counter()
-
-        statuses = plan.status_counts()
-        self.stdout.write(
-            f"Seeded {totals.get(Patient._meta.label, 0):,} patients "
-            f"({totals.get(ContactPoint._meta.label, 0):,} contact points), "
-            f"{totals.get(Conversation._meta.label, 0):,} conversations "
-            f"({', '.join(f'{status} {count:,}' for status, count in statuses.items())}), "
-            f"{totals.get(Interaction._meta.label, 0):,} interactions, "
-            f"{totals.get(OutboundMessage._meta.label, 0):,} delivery records, "
-            f"{totals.get(ConversationRead._meta.label, 0):,} read markers in {n_teams} teams."
-        )
-        self.stdout.write(
-            f"Big team {BIG_TEAM_NAME!r}: {big[OPEN]:,} open and {big[PENDING]:,} pending "
-            f"conversations; heaviest patient {max(map(_size, plan.patient_conversations)):,} "
-            "interactions."
-        )
-        self.stdout.write(
-            f"Took {finished - started:.1f} s: plan {planned - started:.1f} s, load "
-            f"{loaded - planned:.1f} s with {workers} worker(s) "
-            f"({n_interactions / max(loaded - planned, 1e-9):,.0f} interactions/s), "
-            f"analyze {finished - loaded:.1f} s."
-        )
-
-    def _teams(self, n_teams):
-        """The big team first; each team with its agents, a supervisor and a channel
-        account per channel. Found by name, so --append reuses them."""
-        teams = []
-        for number in range(n_teams):
-            name = BIG_TEAM_NAME if number == 0 else TEAM_NAME.format(number)
-            label = "big" if number == 0 else f"t{number:02d}"
-            team = team_create(name=name)
-            agents = tuple(
-                staff_create(
-                    username=f"synth-{label}-agent-{k:02d}", role=roles.AGENT, teams=[team]
-                )
-                for k in range(1, (BIG_TEAM_AGENTS if number == 0 else TEAM_AGENTS) + 1)
+            accounts[channel.value] = account.pk
+        teams.append(
+            TeamInfo(
+                id=team.pk,
+                group_id=team.group_id,
+                agents=tuple((user.pk, user.get_username()) for user in agents),
+                accounts=accounts,
             )
-            staff_create(username=f"synth-{label}-supervisor", role=roles.SUPERVISOR, teams=[team])
-            addresses = {
-                Channel.SMS: f"+1202555{number:04d}",
-                Channel.VOICE: f"+1202555{number:04d}",
-                Channel.EMAIL: f"{label}@synthetic.example.org",
-                Channel.PORTAL: f"https://portal.synthetic.example.org/teams/{label}",
-            }
-            accounts = {}
-            for channel, address in addresses.items():
-                account, _ = ChannelAccount.objects.get_or_create(
-                    kind=channel,
-                    address=address,
-                    defaults={"name": f"{name} ({channel})", "team": team},
-                )
-                accounts[channel.value] = account.pk
-            teams.append(
-                TeamInfo(
-                    id=team.pk,
-                    group_id=team.group_id,
-                    agents=tuple((user.pk, user.get_username()) for user in agents),
-                    accounts=accounts,
-                )
-            )
-        return tuple(teams)
+        )
+    return tuple(teams)
 
 
 @contextmanager
@@ -1241,3 +1235,40 @@ def _permission_id(model, codename):
 
 def _size(conversations):
     return sum(item[0] for item in conversations)
+
+
+def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=seed.__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, required=True)
+    parser.add_argument("--interactions", type=int, required=True)
+    parser.add_argument("--teams", type=int, default=8, help="Teams in all, the big one included.")
+    parser.add_argument(
+        "--big-team-open",
+        type=int,
+        default=20_000,
+        help="Open conversations of the big team (plus 10%% pending).",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="Same seed, same data set.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="Processes building and loading batches; 1 loads in this process and its transaction.",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="Add to a database that already holds patients or conversations.",
+    )
+    parser.add_argument("--verbosity", type=int, default=1)
+    options = vars(parser.parse_args())
+    try:
+        seed(**options)
+    except SeedError as exc:
+        sys.exit(str(exc))
+
+
+if __name__ == "__main__":
+    main()

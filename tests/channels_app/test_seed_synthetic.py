@@ -4,14 +4,14 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
-from channels_app.management.commands.seed_synthetic import (
+from bench.seed_synthetic import (
     BIG_TEAM_NAME,
     TEAM_NAME,
+    SeedError,
     make_plan,
 )
+from bench.seed_synthetic import seed as seed_synthetic
 from channels_app.models import (
     Conversation,
     ConversationGroupObjectPermission,
@@ -41,7 +41,7 @@ def seed(**options):
         "stdout": StringIO(),
         "stderr": StringIO(),
     }
-    call_command("seed_synthetic", **{**defaults, **options})
+    seed_synthetic(**{**defaults, **options})
 
 
 def heaviest_patient():
@@ -131,7 +131,7 @@ def test_conversation_summary_columns_follow_their_latest_message():
 def test_seed_refuses_a_database_that_holds_patients_unless_appending():
     make_patient(team=TeamFactory(name="Existing team"))
 
-    with pytest.raises(CommandError, match="--append"):
+    with pytest.raises(SeedError, match="--append"):
         seed()
     assert Interaction.objects.count() == 0
 
