@@ -3,7 +3,7 @@ concurrent signed deliveries, against the raw floor of the same writes.
 
 What runs (all on this machine, started and stopped by the script):
 
-  web     gunicorn with the production settings (`contactcenter.settings.production`,
+  web     gunicorn with the production settings (`config.settings.production`,
           the environment of `.ci/run`'s check --deploy step plus local bench keys),
           behind a pretend proxy (`X-Forwarded-Proto: https`), on PostgreSQL and Redis;
           `--web uvicorn` (default, as docker/start-web.sh), `gthread` or `sync`
@@ -590,7 +590,7 @@ def production_environment(log_dir):
     environment.update(
         {
             # As .ci/run's check --deploy step, with the bench's own keys.
-            "DJANGO_SETTINGS_MODULE": "contactcenter.settings.production",
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
             "CONTACTCENTER_READ_DEV_ENV": "false",
             "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
             "DATABASE_URL": os.environ["DATABASE_URL"],
@@ -610,17 +610,17 @@ def production_environment(log_dir):
 
 def start_web(args, port, environment, log_dir, root=ROOT, name="web"):
     if args.web == "uvicorn":
-        app = ["contactcenter.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker"]
+        app = ["config.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker"]
     elif args.web == "gthread":
         app = [
-            "contactcenter.wsgi:application",
+            "config.wsgi:application",
             "--worker-class",
             "gthread",
             "--threads",
             str(args.threads),
         ]
     else:
-        app = ["contactcenter.wsgi:application", "--worker-class", "sync"]
+        app = ["config.wsgi:application", "--worker-class", "sync"]
     command = [
         sys.executable,
         "-m",
@@ -658,7 +658,7 @@ def start_worker(concurrency, environment, log_dir):
         "-m",
         "celery",
         "-A",
-        "contactcenter",
+        "config",
         "worker",
         "-Q",
         "inbound,escalations,outbound,default",

@@ -10,7 +10,7 @@ import time
 
 import django
 
-os.environ["DJANGO_SETTINGS_MODULE"] = "contactcenter.settings.test"
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
 django.setup()
 
 from django.db import connections  # noqa: E402

@@ -36,7 +36,12 @@ def test_every_app_service_command_is_a_script_in_the_image():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     services = _app_services(_compose())
 
-    assert set(services) == {"migrate", "web", "worker", "beat"}
+    assert {n for n, s in services.items() if not s.get("profiles")} == {
+        "migrate",
+        "web",
+        "worker",
+        "beat",
+    }
     for name, service in services.items():
         command = service["command"][0]
         assert command.startswith("/app/docker/"), name
@@ -46,8 +51,19 @@ def test_every_app_service_command_is_a_script_in_the_image():
         assert Path(command).name in dockerfile, f"{name}: the image does not copy {script.name}"
 
 
+def _variables_read_by_start_scripts():
+    names = set()
+    for script in DOCKER.glob("*.sh"):
+        names.update(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", script.read_text()))
+    return names
+
+
 def test_every_variable_compose_sets_is_read_by_the_settings():
-    read = _variables_read_by_settings() | {"DJANGO_SETTINGS_MODULE"}
+    read = (
+        _variables_read_by_settings()
+        | _variables_read_by_start_scripts()
+        | {"DJANGO_SETTINGS_MODULE"}
+    )
 
     for name, service in _app_services(_compose()).items():
         unknown = set(service["environment"]) - read
@@ -69,3 +85,52 @@ def test_start_scripts_name_commands_that_exist():
         assert "set -eu" in text
         for command in re.findall(r"^\s*(?:exec\s+)?(\w+)\s", text, flags=re.MULTILINE):
             assert command in {"set", "exec", "python", "gunicorn", "celery"}, (script, command)
+
+
+def test_the_scale_profile_runs_a_worker_per_queue_web_and_a_replica():
+    compose = _compose()
+    scale = {n: s for n, s in compose["services"].items() if "scale" in s.get("profiles", ())}
+    queues = set(settings.CELERY_TASK_QUEUES_NAMES)
+
+    served = {
+        s["environment"]["WORKER_QUEUES"]
+        for s in scale.values()
+        if s.get("command") == ["/app/docker/start-worker.sh"]
+    }
+    assert served == queues
+    assert any(s.get("command") == ["/app/docker/start-web.sh"] for s in scale.values())
+    app_services = _app_services(compose)
+    for name, service in scale.items():
+        if name in app_services:
+            replica_url = service["environment"]["DATABASE_REPLICA_URL"]
+            assert "@postgres-replica:5432/" in replica_url, name
+    assert "postgres-replica" in scale
+    # Queues the settings route tasks to are all served by some worker.
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed <= served
+
+
+def test_every_file_compose_mounts_or_runs_exists():
+    """Bind mounts (the replica's scripts) and every command's program: a script in
+    the image, a mounted script, or a server the image ships."""
+    compose = _compose()
+    mounted = {}
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", ()):
+            source, target = volume.split(":")[:2]
+            if source.startswith("./"):
+                path = DOCKER / source[2:]
+                assert path.exists(), f"{name}: {path} is missing"
+                assert path.stat().st_mode & 0o111, f"{name}: {path} is not executable"
+                assert path.read_text().startswith("#!/bin/sh"), path
+                mounted[target] = path
+    for name, service in compose["services"].items():
+        program = service.get("entrypoint") or service.get("command") or []
+        program = [part for part in program if part != "/bin/sh"][:1]
+        if not program or program[0] in ("redis-server",):
+            continue
+        target = program[0]
+        if target.startswith("/app/docker/"):
+            assert (DOCKER / Path(target).name).exists(), name
+        else:
+            assert target in mounted, f"{name}: {target} is neither in the image nor mounted"
