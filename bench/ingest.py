@@ -115,6 +115,12 @@ def parse_args():
     parser.add_argument("--requests", type=int, help="SMS requests per level above 1")
     parser.add_argument("--skip-drain", action="store_true", help="no worker phase")
     parser.add_argument(
+        "--drain-sample",
+        type=int,
+        help="stop the drain after this many messages fully processed (the rate is theirs) "
+        "and empty the bench broker's queues after",
+    )
+    parser.add_argument(
         "--baseline-root",
         help="another checkout of the project (e.g. `git worktree add /tmp/base main`): a "
         "second gunicorn runs its code on the same database, timed interleaved with this one",
@@ -706,6 +712,20 @@ def summary(results, elapsed):
     }
 
 
+def print_row(table, row):
+    """One line as soon as it is measured (the table is printed whole at the end)."""
+    level, kind, figures, _resent, before = row
+    floors = {(lv, k): f for lv, k, f, _, _ in table}
+    floor_figures = floors.get((level, f"{kind.split(' ')[0]} floor"))
+    ratio = f"{figures['rate'] / floor_figures['rate']:.2f}" if floor_figures else ""
+    print(
+        f"  {level:>3} {kind:<15}{figures['rate']:>7.0f}/s p50 {figures['p50']:.1f} "
+        f"p99 {figures['p99']:.1f} ms {ratio} {','.join(map(str, figures['statuses']))} "
+        f"load {before}",
+        flush=True,
+    )
+
+
 def load():
     return "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
 
@@ -746,7 +766,19 @@ def count_rows(ids_by_kind):
     return figures
 
 
-def drain(ids_by_kind, concurrency, environment, log_dir, timeout):
+def purge_queues(environment):
+    """Empty the task queues of the bench's broker (the production settings' queue
+    names, unprefixed): run before a timed run and after a sampled drain, so a
+    drain only ever works on this run's messages. Point REDIS_URL at a database of
+    the bench's own."""
+    import redis
+
+    client = redis.Redis.from_url(environment["REDIS_URL"])
+    for queue in ("inbound", "escalations", "outbound", "reminders", "default"):
+        client.delete(queue)
+
+
+def drain(ids_by_kind, concurrency, environment, log_dir, timeout, sample=None):
     """Start the worker on the backlog; messages fully processed (the inbound task's
     mark and the escalation task's run) per second, between the first and the last
     completion, from the database's own timestamps."""
@@ -761,6 +793,7 @@ def drain(ids_by_kind, concurrency, environment, log_dir, timeout):
         mine = mine | Interaction.objects.filter(channel=kind, provider_id__in=_stored_ids(ids))
     ids = list(mine.values_list("pk", flat=True))
     total = len(ids)
+    goal = min(total, sample or total)
     worker = start_worker(concurrency, environment, log_dir)
     started = time.monotonic()
     try:
@@ -768,7 +801,7 @@ def drain(ids_by_kind, concurrency, environment, log_dir, timeout):
         while time.monotonic() - started < timeout:
             done = EscalationRun.objects.filter(interaction_id__in=ids, stage="text").count()
             processed = Interaction.objects.filter(pk__in=ids, processed_at__isnull=False).count()
-            if done >= total and processed >= total:
+            if done >= goal and (processed >= total or goal < total):
                 break
             if worker.poll() is not None:
                 sys.exit(f"the worker exited with {worker.returncode}; see {log_dir}/worker.log")
@@ -781,6 +814,9 @@ def drain(ids_by_kind, concurrency, environment, log_dir, timeout):
         first=Min("created_at"), last=Max("created_at")
     )
     processed = Interaction.objects.filter(pk__in=ids, processed_at__isnull=False).count()
+    done = EscalationRun.objects.filter(interaction_id__in=ids, stage="text").count()
+    if sample:
+        purge_queues(environment)
     seconds = (
         (span["last"] - span["first"]).total_seconds() if span["first"] and span["last"] else 0
     )
@@ -810,6 +846,7 @@ def main():
     log_dir = tempfile.mkdtemp(prefix="bench-ingest-")
     port = free_port()
     environment = production_environment(log_dir)
+    purge_queues(environment)
     tag = secrets.token_hex(3)
     ids_by_kind = {}
     table = []
@@ -898,12 +935,18 @@ def main():
                         table.append(
                             (level, kind + suffix, summary(results, elapsed), resent, before)
                         )
+                        print_row(table, table[-1])
                     if kind == "health":
                         continue
                     transactions = floor_transactions(floor, kind, count, context, connection)
                     connection.close()
-                    results, elapsed, _ = floor_drive(transactions, level, conninfo)
+                    try:
+                        results, elapsed, _ = floor_drive(transactions, level, conninfo)
+                    except Exception as exc:  # a shared server out of connections, say
+                        print(f"  {kind} floor at {level}: {type(exc).__name__}: {exc}")
+                        continue
                     table.append((level, f"{kind} floor", summary(results, elapsed), 0, load()))
+                    print_row(table, table[-1])
                 offset += 7
             connection.close()
         finally:
@@ -919,6 +962,7 @@ def main():
                 environment,
                 log_dir,
                 timeout=300 if args.quick else 1200,
+                sample=args.drain_sample,
             )
     floor.drop(connection)
 
