@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels_app", "0013_drop_reply_idempotency"),
+        ("channels_app", "0014_interaction_occurred_idx"),
     ]
 
     operations = [
