@@ -2,6 +2,7 @@ import django_filters
 from django import forms
 
 from compliance.models import AuditEvent, BreakGlassGrant
+from compliance.selectors import naming_patient
 from contactcenter.filters import IdFilter
 
 
@@ -32,8 +33,7 @@ class AuditEventFilter(django_filters.FilterSet):
         fields = []
 
     def filter_patient(self, queryset, name, value):
-        # `@>` on the jsonb array, answered by the GIN index (migration 0002).
-        return queryset.filter(patient_ids__contains=[str(value)])
+        return naming_patient(queryset, value)
 
 
 class BreakGlassGrantFilter(django_filters.FilterSet):

@@ -67,15 +67,31 @@ def audit_events_only_about(*, patients):
     return AuditEvent.objects.extra(where=[where], params=list(params))  # noqa: S610 - params
 
 
+def naming_patient(queryset, patient_id):
+    """The audit rows of `queryset` that name the patient. On PostgreSQL `@>` on the
+    jsonb array, answered by the GIN index (migration 0002). SQLite (the embedded
+    default of `make run`) has no JSON containment lookup, and Django raises
+    NotSupportedError for it; json_each reads the array there instead."""
+    if connection.vendor == "postgresql":
+        return queryset.filter(patient_ids__contains=[str(patient_id)])
+    # The id is a parameter of the query.
+    return queryset.extra(
+        where=[
+            'EXISTS (SELECT 1 FROM json_each("compliance_auditevent"."patient_ids") '
+            "WHERE value = %s)"
+        ],
+        params=[str(patient_id)],
+    )
+
+
 def patient_access_report(*, patient_id, since=None, until=None):
     """Who touched this patient's record, when, what, why and with what outcome:
     the audit rows naming the patient (GIN containment on patient_ids), newest first,
     over the last six years unless told otherwise."""
     until = until or timezone.now()
     since = since or years_before(until, LOOKBACK_YEARS)
-    return AuditEvent.objects.filter(
-        patient_ids__contains=[str(patient_id)], recorded_at__gte=since, recorded_at__lt=until
-    ).order_by("-recorded_at", "-id")
+    rows = AuditEvent.objects.filter(recorded_at__gte=since, recorded_at__lt=until)
+    return naming_patient(rows, patient_id).order_by("-recorded_at", "-id")
 
 
 def break_glass_grants(*, reviewed=None):
