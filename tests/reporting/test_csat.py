@@ -18,7 +18,7 @@ from escalation.sentiment import score_text
 from patients.models import Channel, ContactPoint
 from patients.services import sms_opt_out
 from reporting.models import SurveyReply, SurveyRequest, SurveyResponse
-from reporting.selectors import kpi_report
+from reporting.selectors import kpi_report, kpi_today
 from reporting.services import survey_reply_record, surveys_send_due
 from reporting.tasks import send_due_surveys
 from tests.channels_app.conftest import sms_params, twilio_signed
@@ -340,7 +340,7 @@ def test_survey_answers_are_left_out_of_conversation_figures_and_fcr(
 ):
     inbound(client, "4")
     inbound(client, "Great service")
-    today = timezone.localdate()
+    today = kpi_today()  # the practice's day, which the report counts in
 
     figures = kpi_report(since=today, until=today, team_ids=[north.pk])["period"]
 
