@@ -16,8 +16,12 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	DJANGO_SETTINGS_MODULE=config.settings.local VENV=$(VENV) bash scripts/run_local.sh
 
+# The canary test's worker subprocess once never answered its start-up ping inside
+# the parallel run (it passes in a process of its own; the cause is not found yet), so
+# it runs after the parallel run in a pytest process of its own.
 test: venv
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto -m "not own_process"
+	$(BIN)/pytest -m own_process
 
 lint: venv
 	$(BIN)/ruff check .

@@ -265,6 +265,7 @@ def _wait_for_the_worker():
     raise AssertionError("the worker did not process and send everything within 90 s")
 
 
+@pytest.mark.own_process
 def test_canaries_appear_in_no_database_dump_and_no_log_of_web_worker_or_beat(
     processes, twilio_stub_settings, smtp_server
 ):

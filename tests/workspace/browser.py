@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -61,6 +62,25 @@ def wait_live(browser):
     )
 
 
+def gone(element):
+    """Until the element has left the document (the page it was on was replaced).
+    Chromium sometimes reports a node of a page being replaced as "does not belong
+    to the document" rather than as stale; both mean it is gone."""
+
+    def predicate(_driver):
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return predicate
+
+
 def sign_in(browser, live_server, user, *, path="/inbox/"):
     browser.get(f"{live_server.url}/signin/?next={path}")
     browser.find_element(By.ID, "id_username").send_keys(user.username)
@@ -69,7 +89,7 @@ def sign_in(browser, live_server, user, *, path="/inbox/"):
         browser.find_element(By.ID, "id_otp").send_keys(current_totp(user))
     button = browser.find_element(By.CSS_SELECTOR, "button[type=submit]")
     button.click()
-    wait(browser, expected_conditions.staleness_of(button))
+    wait(browser, gone(button))
     wait(browser, lambda d: d.execute_script("return document.readyState") == "complete")
 
 
