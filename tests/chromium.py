@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -45,3 +46,22 @@ def chromium_driver(size=(1400, 1000), *, console_log=False):
         # The console, where Chromium reports every Content-Security-Policy violation.
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def gone(element):
+    """Until the element has left the document (the page it was on was replaced).
+    Chromium sometimes reports a node of a page being replaced as "does not belong
+    to the document" rather than as stale; both mean it is gone."""
+
+    def predicate(_driver):
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return predicate

@@ -8,7 +8,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from channels_app.services import conversation_open, inbound_record
@@ -18,7 +17,7 @@ from contactcenter.models import Team
 from escalation.models import EscalationRule
 from patients.models import Channel
 from reminders.models import ReminderPolicy
-from tests.chromium import chromium_driver, needs_chromium
+from tests.chromium import chromium_driver, gone, needs_chromium
 from tests.factories import TeamFactory, current_totp, make_patient, make_staff
 
 SCREENSHOTS = Path(django_settings.BASE_DIR) / "test-artifacts" / "admin_browser"
@@ -49,7 +48,7 @@ def submit(browser, by, value):
     database before the next page has replaced this one races the server."""
     button = browser.find_element(by, value)
     button.click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(button))
+    WebDriverWait(browser, 20).until(gone(button))
     WebDriverWait(browser, 20).until(
         lambda driver: driver.execute_script("return document.readyState") == "complete"
     )

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.chromium import chromium_driver
+from tests.chromium import chromium_driver, gone
 from tests.factories import current_totp
 
 SCREENSHOTS = Path(django_settings.BASE_DIR) / "test-artifacts" / "workspace_browser"
@@ -60,25 +59,6 @@ def wait_live(browser):
     wait(
         browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "open"
     )
-
-
-def gone(element):
-    """Until the element has left the document (the page it was on was replaced).
-    Chromium sometimes reports a node of a page being replaced as "does not belong
-    to the document" rather than as stale; both mean it is gone."""
-
-    def predicate(_driver):
-        try:
-            element.is_enabled()
-        except StaleElementReferenceException:
-            return True
-        except WebDriverException as exc:
-            if "does not belong to the document" in str(exc):
-                return True
-            raise
-        return False
-
-    return predicate
 
 
 def sign_in(browser, live_server, user, *, path="/inbox/"):
