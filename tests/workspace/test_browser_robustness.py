@@ -36,14 +36,19 @@ def live_settings(settings, live_server, twilio_stub_settings):
 
 
 def next_totp(user):
+    """A code the server has not seen yet: django-otp accepts each 30-second step once
+    and one step of drift, so after a sign-in in this step, the next step's code;
+    after one in an earlier step, this step's."""
     import base64
-    import time
 
     from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
 
+    device = TOTPDevice.objects.filter(user=user).order_by("pk").last()
     secret = user.totp_secret + "=" * (-len(user.totp_secret) % 8)
-    totp = TOTP(base64.b32decode(secret))
-    totp.time = time.time() + 30
+    totp = TOTP(base64.b32decode(secret), step=device.step, t0=device.t0)
+    step = max(totp.t(), device.last_t + 1)
+    totp.time = device.t0 + step * device.step
     return f"{totp.token():06d}"
 
 
