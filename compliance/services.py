@@ -159,7 +159,7 @@ def _normalise_patient_ids(patient_ids):
 
 def _client_ip(request):
     # The same resolver django-axes uses for lockouts, so lockout and audit rows
-    # name the same address; it honours the AXES_IPWARE_* proxy settings.
+    # name the same address (contactcenter/client_address.py: TRUSTED_PROXY_COUNT).
     address = get_client_ip_address(request)
     try:
         return str(ipaddress.ip_address(address)) if address else None

@@ -1,3 +1,4 @@
+from axes.helpers import get_client_ip_address
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -58,7 +59,8 @@ class TokenView(APIView):
             raise ApiError(
                 str(refused), code=refused.code, status_code=refused.http_status
             ) from None
-        issued = services.token_issue(user=user, source_ip=django_request.META.get("REMOTE_ADDR"))
+        # The client behind TRUSTED_PROXY_COUNT proxies, as lockout and audit see it.
+        issued = services.token_issue(user=user, source_ip=get_client_ip_address(django_request))
         signin.record_sign_in(request=request, sender=type(self), user=user, http_status=201)
         return Response(
             {

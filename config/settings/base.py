@@ -550,7 +550,10 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15.0) / 60.0
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Proxies of our own in front of the app (the compose file's nginx is one): the
+# client is read from X-Forwarded-For behind exactly that many, never beyond.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "contactcenter.client_address.client_address"
 AXES_LOCKOUT_CALLABLE = "contactcenter.auth.lockout_response"
 
 # --- Logging --------------------------------------------------------------------

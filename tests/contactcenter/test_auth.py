@@ -51,6 +51,28 @@ def test_login_with_password_and_totp_returns_token_with_expiry(client):
     assert _last_event(action="login").actor_user_id == user.pk
 
 
+def test_token_records_the_client_behind_the_trusted_proxy_not_the_proxy(client, settings):
+    """Behind the compose file's proxy REMOTE_ADDR is the proxy; the token keeps the
+    client that lockout and audit see."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    user = make_staff(totp=True)
+
+    response = client.post(
+        TOKEN_URL,
+        {
+            "username": user.username,
+            "password": "correct-horse-battery-staple",
+            "otp": current_totp(user),
+        },
+        content_type="application/json",
+        REMOTE_ADDR="172.18.0.5",
+        HTTP_X_FORWARDED_FOR="198.51.100.23",
+    )
+
+    assert response.status_code == 201, response.json()
+    assert AuthToken.objects.get(user=user).source_ip == "198.51.100.23"
+
+
 def test_wrong_otp_is_refused_and_audited(client):
     user = make_staff(totp=True)
 
