@@ -39,6 +39,7 @@ def test_every_app_service_command_is_a_script_in_the_image():
     assert {n for n, s in services.items() if not s.get("profiles")} == {
         "migrate",
         "web",
+        "live",
         "worker",
         "beat",
     }
@@ -121,8 +122,9 @@ def test_every_file_compose_mounts_or_runs_exists():
             if source.startswith("./"):
                 path = DOCKER / source[2:]
                 assert path.exists(), f"{name}: {path} is missing"
-                assert path.stat().st_mode & 0o111, f"{name}: {path} is not executable"
-                assert path.read_text().startswith("#!/bin/sh"), path
+                if path.suffix == ".sh":
+                    assert path.stat().st_mode & 0o111, f"{name}: {path} is not executable"
+                    assert path.read_text().startswith("#!/bin/sh"), path
                 mounted[target] = path
     for name, service in compose["services"].items():
         program = service.get("entrypoint") or service.get("command") or []
@@ -134,3 +136,54 @@ def test_every_file_compose_mounts_or_runs_exists():
             assert (DOCKER / Path(target).name).exists(), name
         else:
             assert target in mounted, f"{name}: {target} is neither in the image nor mounted"
+
+
+def _bind_port(script):
+    return int(re.search(r"--bind 0\.0\.0\.0:(\d+)", (DOCKER / script).read_text()).group(1))
+
+
+def test_web_is_threaded_wsgi_and_live_is_asgi():
+    """gthread carried about 3x uvicorn's webhooks on 2 cores (README); the async
+    stream alone needs ASGI."""
+    web = (DOCKER / "start-web.sh").read_text()
+    live = (DOCKER / "start-live.sh").read_text()
+    assert "config.wsgi:application" in web and "--worker-class gthread" in web
+    assert "config.asgi:application" in live and "uvicorn_worker.UvicornWorker" in live
+    assert _bind_port("start-web.sh") != _bind_port("start-live.sh")
+
+
+def test_the_proxy_sends_the_live_stream_to_live_and_everything_else_to_web():
+    from django.urls import reverse
+
+    from workspace.stream import LIVE_STREAM_SECONDS
+
+    compose = _compose()
+    proxy = compose["services"]["proxy"]
+    assert "./proxy/nginx.conf:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
+    assert proxy["ports"] == ["8000:8000"]
+    assert "ports" not in compose["services"]["web"], "web is reached through the proxy"
+    conf = (DOCKER / "proxy" / "nginx.conf").read_text()
+
+    upstreams = dict(re.findall(r"upstream (\w+) \{[^}]*?server ([\w:-]+)", conf))
+    assert upstreams == {
+        "web": f"web:{_bind_port('start-web.sh')}",
+        "live": f"live:{_bind_port('start-live.sh')}",
+    }
+    locations = {
+        path: body for path, body in re.findall(r"location ((?:= )?/[^ ]*) \{([^}]*)\}", conf)
+    }
+    assert set(locations) == {f"= {reverse('workspace:live')}", "/"}
+    stream = locations[f"= {reverse('workspace:live')}"]
+    assert "proxy_pass http://live;" in stream
+    assert "proxy_buffering off;" in stream
+    read_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", stream).group(1))
+    assert read_timeout > LIVE_STREAM_SECONDS
+    assert "proxy_pass http://web;" in locations["/"]
+    # nginx drops the server's proxy_set_header lines in a location that sets one of
+    # its own, and X-Forwarded-For with them (seen in a run of this file's config).
+    assert all("proxy_set_header" not in body for body in locations.values())
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
+    # The proxy is a hop the client-address lookup must skip.
+    assert compose["x-app"]["environment"]["TRUSTED_PROXY_COUNT"].startswith(
+        "${TRUSTED_PROXY_COUNT:-1"
+    )
