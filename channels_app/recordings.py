@@ -2,11 +2,12 @@
 the audio behind the account's credentials, so the browser never gets a Twilio
 URL; the workspace streams it through its own audited view."""
 
-import ipaddress
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+
+from channels_app.adapters.twilio_sms import is_loopback
 
 CHUNK_BYTES = 64 * 1024
 
@@ -19,15 +20,6 @@ def _is_twilio(url):
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     return parts.scheme == "https" and (host == "twilio.com" or host.endswith(".twilio.com"))
-
-
-def _is_loopback(hostname):
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname or "").is_loopback
-    except ValueError:
-        return False
 
 
 def recording_open(call):
@@ -48,7 +40,7 @@ def recording_open(call):
     session = requests.Session()
     if settings.TWILIO_API_BASE_URL:
         target = BaseUrlHttpClient(settings.TWILIO_API_BASE_URL).rewrite(target)
-        session.trust_env = not _is_loopback(urlsplit(target).hostname)
+        session.trust_env = not is_loopback(urlsplit(target).hostname)
     try:
         response = session.get(
             target,

@@ -337,33 +337,27 @@ def _kpi_charts(report):
                 ("Abandoned", [c["abandoned"] for c in calls]),
             ],
         ),
-        charts.histogram(
-            title="Distribution of first response times (business time)",
-            desc=(
-                f"{period['first_response_seconds']['count']} conversations; median "
-                f"{charts.duration_text(period['first_response_seconds']['median'])}, p90 "
-                f"{charts.duration_text(period['first_response_seconds']['p90'])}."
-            ),
-            samples=samples.get("first_response", []),
-            marks=[
-                ("Median", period["first_response_seconds"]["median"]),
-                ("p90", period["first_response_seconds"]["p90"]),
-            ],
+        _duration_histogram(
+            "first response", period["first_response_seconds"], samples.get("first_response", [])
         ),
-        charts.histogram(
-            title="Distribution of resolution times (business time)",
-            desc=(
-                f"{period['resolution_seconds']['count']} conversations; median "
-                f"{charts.duration_text(period['resolution_seconds']['median'])}, p90 "
-                f"{charts.duration_text(period['resolution_seconds']['p90'])}."
-            ),
-            samples=samples.get("resolution", []),
-            marks=[
-                ("Median", period["resolution_seconds"]["median"]),
-                ("p90", period["resolution_seconds"]["p90"]),
-            ],
+        _duration_histogram(
+            "resolution", period["resolution_seconds"], samples.get("resolution", [])
         ),
     ]
+
+
+def _duration_histogram(what, summary, samples):
+    """A distribution of business-time durations with its median and p90 marked."""
+    return charts.histogram(
+        title=f"Distribution of {what} times (business time)",
+        desc=(
+            f"{summary['count']} conversations; median "
+            f"{charts.duration_text(summary['median'])}, p90 "
+            f"{charts.duration_text(summary['p90'])}."
+        ),
+        samples=samples,
+        marks=[("Median", summary["median"]), ("p90", summary["p90"])],
+    )
 
 
 def _figure_rows(report, params):

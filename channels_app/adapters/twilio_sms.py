@@ -30,7 +30,7 @@ class BaseUrlHttpClient(TwilioHttpClient):
             raise ValueError(f"base_url must be absolute, like http://127.0.0.1:8080: {base_url!r}")
         self.base_url = base_url
         self._target = target
-        if self.session is not None and _is_loopback(target.hostname):
+        if self.session is not None and is_loopback(target.hostname):
             # A developer's HTTP(S)_PROXY must not capture requests to a local stub;
             # any other target keeps the environment's proxy settings.
             self.session.trust_env = False
@@ -54,7 +54,7 @@ class BaseUrlHttpClient(TwilioHttpClient):
         )
 
 
-def _is_loopback(hostname):
+def is_loopback(hostname):
     if hostname == "localhost":
         return True
     try:

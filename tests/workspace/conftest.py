@@ -58,3 +58,12 @@ def make_sms_conversation(north, sms_account):
 
 from tests.workspace.browser import open_browser  # noqa: E402, F401
 from tests.workspace.compliance_fixtures import desk_data  # noqa: E402, F401
+
+
+@pytest.fixture
+def live_settings(settings, live_server, twilio_stub_settings):
+    """For browser tests: providers call back to the live server, as they would the
+    public URL, and sign-in asks for the second factor as in production."""
+    settings.PUBLIC_BASE_URL = live_server.url
+    settings.MFA_REQUIRED = True
+    return twilio_stub_settings

@@ -26,14 +26,6 @@ from tests.workspace.browser import (
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 
 
-@pytest.fixture
-def live_settings(settings, live_server, twilio_stub_settings):
-    """Providers call back to the live server, as they would the public URL."""
-    settings.PUBLIC_BASE_URL = live_server.url
-    settings.MFA_REQUIRED = True
-    return twilio_stub_settings
-
-
 def post_inbound_sms(live_server, *, sender, to, body, sid):
     """An inbound SMS as Twilio posts it: signed with the auth token."""
     import requests

@@ -28,13 +28,6 @@ from workspace import stream
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 
 
-@pytest.fixture
-def live_settings(settings, live_server, twilio_stub_settings):
-    settings.PUBLIC_BASE_URL = live_server.url
-    settings.MFA_REQUIRED = True
-    return twilio_stub_settings
-
-
 def next_totp(user):
     """A code the server has not seen yet: django-otp accepts each 30-second step once
     and one step of drift, so after a sign-in in this step, the next step's code;
