@@ -5,15 +5,19 @@ rules, routing, SLA, in its transaction), is timed per message on this machine's
 PostgreSQL, interleaved:
 
   A  with understanding connected: before the rules, the intent model and the
-     language detector run and the decision is stored; after the commit, the
-     follow-up reads the routes and decides (one route and one self-service answer
-     are configured, so the lookups are real);
+     language detector run and the decision is stored; after the rules, in their
+     transaction, the follow-up reads what it looks at and acts (routes for four
+     intents and twelve self-service answers are configured, so the lookups and
+     the actions are real);
   B  the same service with understanding's receivers disconnected: the baseline.
 
-Messages are the held-out evaluation texts, each stored as a fresh SMS conversation;
-every message is processed once. Prints the medians of A and B, their difference
-(what understanding adds, its database writes and actions included), and the
-classification alone (intent model and language detection, pure CPU).
+Messages are the held-out evaluation texts, each stored as a fresh SMS conversation
+and processed once. A and B get the same texts, in pairs, in alternating order (A
+then B, then B then A), after a warm-up of both sides that is not counted. Prints the
+medians and 95th percentiles of A and B, their difference (what understanding adds,
+its database writes and actions included), the SQL statements and commits per
+message on each side (counted on further pairs, untimed), and the classification
+alone (intent model and language detection, pure CPU).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cc_bench_understanding \\
         .venv/bin/python bench/understanding_worker.py [--messages 400]
@@ -87,10 +91,11 @@ def seed(count):
         kind="sms", name=f"Line {run}", address=f"+1500555{run[:4]}", team=desk
     )
     rows = heldout_set()
-    texts = [text for text, _intent, _lang in rows]
     interactions = []
     truth = {}
     for n in range(count):
+        # Messages 2k and 2k+1 (one for each side) have the same text.
+        row = rows[(n // 2) % len(rows)]
         address = f"+1415555{n:04d}"
         _normalised, index = normalise_address("sms", address)
         conversation = conversation_open(
@@ -106,7 +111,7 @@ def seed(count):
                 channel="sms",
                 account=account,
                 address=address,
-                body=texts[n % len(texts)],
+                body=row[0],
                 provider_id="",
                 occurred_at=timezone.now(),
                 source="bench",
@@ -115,8 +120,27 @@ def seed(count):
             )
         ).interaction
         interactions.append(interaction.pk)
-        truth[interaction.pk] = rows[n % len(rows)][1]
+        truth[interaction.pk] = row[1]
     return interactions, truth, clinical
+
+
+def by_action(timings):
+    """A's median per action taken ({interaction_id: ms}), against B's: a routing
+    move or an automated answer is channels_app's work that understanding sets off."""
+    from understanding.models import IntentDecision
+
+    actions = dict(
+        IntentDecision.objects.filter(interaction_id__in=list(timings)).values_list(
+            "interaction_id", "action"
+        )
+    )
+    groups = {}
+    for interaction_id, elapsed in timings.items():
+        groups.setdefault(actions.get(interaction_id) or "pending", []).append(elapsed)
+    return ", ".join(
+        f"{name} {len(values)} at {statistics.median(values):.2f} ms"
+        for name, values in sorted(groups.items(), key=lambda item: -len(item[1]))
+    )
 
 
 def outcomes(interaction_ids, truth, clinical):
@@ -161,6 +185,55 @@ def outcomes(interaction_ids, truth, clinical):
     )
 
 
+WARM_UP_PAIRS = 5
+COUNTED_PAIRS = 20
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def process(interaction_id, *, connected):
+    """interaction_process with understanding connected or not; returns ms."""
+    from escalation.services import interaction_process
+    from escalation.signals import inbound_analysing, inbound_processed
+    from understanding import receivers
+
+    if not connected:
+        inbound_analysing.disconnect(receivers.analyse_inbound)
+        inbound_processed.disconnect(receivers.follow_up_inbound)
+    try:
+        started = time.perf_counter()
+        interaction_process(interaction_id=interaction_id)
+        return (time.perf_counter() - started) * 1000
+    finally:
+        if not connected:
+            inbound_analysing.connect(receivers.analyse_inbound)
+            inbound_processed.connect(receivers.follow_up_inbound)
+
+
+def statements(pairs):
+    """Median SQL statements and commits per message on each side (untimed)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = {True: [], False: []}
+    for a_id, b_id in pairs:
+        for interaction_id, connected in ((a_id, True), (b_id, False)):
+            with CaptureQueriesContext(connection) as captured:
+                process(interaction_id, connected=connected)
+            sql = [query["sql"] for query in captured.captured_queries]
+            counts[connected].append((len(sql), sum(1 for q in sql if q == "COMMIT")))
+    return {
+        side: (
+            statistics.median(n for n, _commits in rows),
+            statistics.median(c for _n, c in rows),
+        )
+        for side, rows in counts.items()
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=400, help="messages per side")
@@ -173,29 +246,30 @@ def main():
     ensure_database()
     call_command("migrate", verbosity=0, interactive=False)
 
-    from escalation.services import interaction_process
-    from escalation.signals import inbound_analysing, inbound_processed
-    from understanding import receivers
     from understanding.classifier import classify
     from understanding.language import detect
     from understanding.training.dataset import heldout_set
 
-    interactions, truth, clinical = seed(args.messages * 2)
+    pairs_total = WARM_UP_PAIRS + args.messages + COUNTED_PAIRS
+    interactions, truth, clinical = seed(pairs_total * 2)
+    pairs = list(zip(interactions[::2], interactions[1::2], strict=True))
+    warm, timed, counted = (
+        pairs[:WARM_UP_PAIRS],
+        pairs[WARM_UP_PAIRS : WARM_UP_PAIRS + args.messages],
+        pairs[WARM_UP_PAIRS + args.messages :],
+    )
     classify("warm up")  # the model loads once per worker process
-    interaction_process(interaction_id=interactions.pop())
-    with_understanding, without = [], []
-    for n, interaction_id in enumerate(interactions):
-        connected = n % 2 == 0
-        if not connected:
-            inbound_analysing.disconnect(receivers.analyse_inbound)
-            inbound_processed.disconnect(receivers.follow_up_inbound)
-        started = time.perf_counter()
-        interaction_process(interaction_id=interaction_id)
-        elapsed = (time.perf_counter() - started) * 1000
-        if not connected:
-            inbound_analysing.connect(receivers.analyse_inbound)
-            inbound_processed.connect(receivers.follow_up_inbound)
-        (with_understanding if connected else without).append(elapsed)
+    for a_id, b_id in warm:
+        process(a_id, connected=True)
+        process(b_id, connected=False)
+    timings = {True: {}, False: {}}
+    for n, (a_id, b_id) in enumerate(timed):
+        # Alternate which side goes first, so neither always follows the other.
+        order = ((a_id, True), (b_id, False)) if n % 2 == 0 else ((b_id, False), (a_id, True))
+        for interaction_id, connected in order:
+            timings[connected][interaction_id] = process(interaction_id, connected=connected)
+    with_understanding, without = list(timings[True].values()), list(timings[False].values())
+    counts = statements(counted)
 
     texts = [text for text, _intent, _lang in heldout_set()]
     model, classification = [], []
@@ -208,13 +282,25 @@ def main():
         model.append((middle - started) * 1000)
         classification.append((ended - started) * 1000)
 
-    actions = outcomes(interactions[::2], truth, clinical)
+    actions = outcomes([a_id for a_id, _b_id in timed], truth, clinical)
     a, b = statistics.median(with_understanding), statistics.median(without)
+    a95, b95 = percentile(with_understanding, 0.95), percentile(without, 0.95)
+    (a_sql, a_commits), (b_sql, b_commits) = counts[True], counts[False]
     out = sys.stdout
+    out.write(f"load average: {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores\n")
     out.write(f"messages per side: {len(with_understanding)} / {len(without)}\n")
-    out.write(f"A  interaction_process with understanding:    median {a:.2f} ms\n")
-    out.write(f"B  interaction_process without (baseline):    median {b:.2f} ms\n")
-    out.write(f"understanding adds {a - b:.2f} ms per message (A/B {a / b:.2f}x)\n")
+    out.write(f"A  with understanding:  median {a:.2f} ms, p95 {a95:.2f} ms\n")
+    out.write(f"B  without (baseline):  median {b:.2f} ms, p95 {b95:.2f} ms\n")
+    out.write(
+        f"understanding adds {a - b:.2f} ms per message at the median (A/B {a / b:.2f}x), "
+        f"{a95 - b95:.2f} ms at p95\n"
+    )
+    out.write(f"A by action: {by_action(timings[True])}\n")
+    out.write(
+        f"statements per message (median of {len(counted)} pairs): A {a_sql:g} "
+        f"({a_commits:g} commit), B {b_sql:g} ({b_commits:g} commit): "
+        f"understanding adds {a_sql - b_sql:g}, {a_commits - b_commits:g} commit\n"
+    )
     out.write(
         f"classification (intent model and language detection): median "
         f"{statistics.median(classification):.3f} ms, the model alone "
@@ -222,7 +308,7 @@ def main():
     )
     out.write(
         "the rest of the difference is understanding's database work: storing the "
-        "decision and the language, then the follow-up's reads and its action\n"
+        "decision and the language, then the follow-up's read and its action\n"
     )
     out.write(actions)
 
