@@ -540,10 +540,10 @@ def interaction_process(*, interaction_id):
             return []  # processed by another worker meanwhile
         escalations = _process_locked(conversation, interaction, sentiment, text, active_rules)
         if has_text:
-            escalated = bool(escalations)
-            transaction.on_commit(
-                lambda: _announce_processed(interaction, conversation.pk, escalated)
-            )
+            # After the rules, still in their transaction and with the conversation
+            # locked: what a receiver does (understanding's routing, automated
+            # answers) costs no transaction of its own, and the rules have decided.
+            _announce_processed(interaction, conversation, bool(escalations))
         return escalations
 
 
@@ -560,11 +560,11 @@ def _analyse(interaction):
             )
 
 
-def _announce_processed(interaction, conversation_id, escalated):
+def _announce_processed(interaction, conversation, escalated):
     for receiver, result in inbound_processed.send_robust(
         sender=Interaction,
-        interaction_id=interaction.pk,
-        conversation_id=conversation_id,
+        interaction=interaction,
+        conversation=conversation,
         escalated=escalated,
     ):
         if isinstance(result, Exception):

@@ -8,6 +8,8 @@ from django.dispatch import Signal
 # receiver never stops escalation; a receiver that writes does so in a savepoint
 # (transaction.atomic), so its failure leaves the rules' transaction usable.
 inbound_analysing = Signal()
-# kwargs: interaction_id, conversation_id, escalated (a rule matched this message),
-# sent after the processing transaction committed.
+# kwargs: interaction (as inbound_analysing had it), conversation (locked, as the
+# rules left it), escalated (a rule matched this message); sent in the worker inside
+# the rules' transaction after the rules ran, robustly, so a receiver that writes does
+# so in a savepoint like inbound_analysing's, and its work commits with the rules'.
 inbound_processed = Signal()

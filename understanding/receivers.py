@@ -10,7 +10,7 @@ def analyse_inbound(sender, *, interaction, **kwargs):
 
 
 @receiver(inbound_processed)
-def follow_up_inbound(sender, *, interaction_id, conversation_id, escalated, **kwargs):
+def follow_up_inbound(sender, *, interaction, conversation, escalated, **kwargs):
     services.interaction_follow_up(
-        interaction_id=interaction_id, conversation_id=conversation_id, escalated=escalated
+        interaction=interaction, conversation=conversation, escalated=escalated
     )

@@ -3,19 +3,20 @@ what follows from them when no escalation rule took the message: routing by
 intent, a self-service answer to a general question, a refill intake, a hand-off
 to a person when the patient asks for one.
 
-Order in the escalation worker: `interaction_analyse` runs before the rules (the
-conversation's language is then known to routing); `interaction_follow_up` runs
-after the rules' transaction committed, so an escalation always comes first and a
-distressed or urgent message is never answered by a machine nor delayed by one.
+Order in the escalation worker, both in the rules' transaction (one commit per
+message, each step in a savepoint of its own): `interaction_analyse` runs before the
+rules (the conversation's language is then known to routing); `interaction_follow_up`
+runs after them, so an escalation always comes first and a distressed or urgent
+message is never answered by a machine: it only records that it held the message.
 Conversations change only through channels_app's services and escalation's routing."""
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -26,6 +27,7 @@ from channels_app.services import (
     event_record,
     outbound_create,
 )
+from contactcenter.models import Team
 from escalation import selectors as escalation_selectors
 from escalation.services import conversation_language, conversation_route
 from patients.models import Channel
@@ -78,8 +80,9 @@ _WORD = re.compile(r"[a-z0-9ñ]+")
 
 def interaction_analyse(*, interaction):
     """Classify the message and detect its language; store the decision once per
-    interaction and remember the language on the conversation, in one transaction
-    (one commit). Idempotent: a second run finds the decision and changes nothing."""
+    interaction and remember the language on the conversation, in one savepoint of the
+    rules' transaction. Idempotent: a second run finds the decision and changes
+    nothing. The decision is left on `interaction` for the follow-up (no re-read)."""
     text = interaction.body
     classification = classify(text)
     language, _probability = language_detection.detect(text)
@@ -104,48 +107,85 @@ def interaction_analyse(*, interaction):
                 patient_language_detected(patient_id=interaction.patient_id, language=language)
     except IntegrityError:
         return None  # analysed before (a retried task)
+    # Only once stored: a rolled-back decision must not be found on the message. A
+    # one-to-one assignment caches both ways (interaction.intent_decision too).
+    decision.interaction = interaction
     return decision
 
 
 # --- After the rules ---------------------------------------------------------------
 
 
-def interaction_follow_up(*, interaction_id, conversation_id, escalated):
-    """Act on a classified message once (the decision is claimed by a conditional
-    update). Returns the decision with its action, or None."""
-    # One transaction: one commit for the claim, the action and its record. The
-    # claim is the row lock on a decision not acted on yet, taken by the one read
-    # that also brings what every decision looks at (bench/understanding_worker.py).
+@dataclass(frozen=True)
+class _Previous:
+    """The sender's latest conversation closed by an automated answer."""
+
+    pk: int
+    conversation_id: object
+    resolved_at: object
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the follow-up looks at besides the decision and the conversation, read in
+    one statement (bench/understanding_worker.py counts it)."""
+
+    previous: _Previous | None
+    open_refill_id: object
+    # The active route of the intent: its minimum confidence and team, or None.
+    route_min_confidence: float | None
+    route_team: Team | None
+    staff_wrote: bool
+    sentiment: float | None
+
+
+def interaction_follow_up(*, interaction, conversation, escalated):
+    """Act on a classified message once, in the rules' transaction after the rules
+    (so an escalation always comes first), with the conversation they locked, in a
+    savepoint of its own. Returns the decision with its action, or None."""
     with transaction.atomic():
-        decision = _claimed_decision(interaction_id, conversation_id)
+        decision = _decision_to_act_on(interaction)
         if decision is None:
             return None
-        conversation = decision.conversation
-        previous = (
-            SelfServiceResolution.objects.get(pk=decision.previous_resolution_id)
-            if decision.previous_resolution_id
-            else None
-        )
+        facts = _facts(decision, conversation)
+        previous = facts.previous
         if previous is not None and not conversation.language:
             _language_of_earlier(conversation, previous)
-        action, reason = _act(decision, conversation, escalated=escalated, previous=previous)
+        action, reason = _act(decision, conversation, escalated=escalated, facts=facts)
         if previous is not None and action not in (
             IntentDecision.Action.ANSWERED,
             IntentDecision.Action.NONE,
         ):
             SelfServiceResolution.objects.filter(pk=previous.pk, came_back_at=None).update(
-                came_back_at=decision.interaction.occurred_at
+                came_back_at=interaction.occurred_at
             )
         decision.action, decision.action_reason = action, reason[:300]
         decision.acted_at = timezone.now()
         decision.save(update_fields=["action", "action_reason", "acted_at"])
     logger.info(
         "intent_decided",
-        interaction_id=str(interaction_id),
+        interaction_id=str(interaction.pk),
         intent=decision.intent,
         confidence=decision.confidence,
         action=action,
     )
+    return decision
+
+
+def _decision_to_act_on(interaction):
+    """The decision the analysis stored in this transaction, in hand; else (the
+    analysis failed, or stored it in an earlier attempt) the stored one not acted on
+    yet, locked, or None."""
+    if Interaction.intent_decision.is_cached(interaction):
+        decision = interaction.intent_decision
+        return decision if decision.acted_at is None else None
+    decision = (
+        IntentDecision.objects.select_for_update()
+        .filter(interaction_id=interaction.pk, acted_at=None)
+        .first()
+    )
+    if decision is not None:
+        decision.interaction = interaction
     return decision
 
 
@@ -163,47 +203,74 @@ def _language_of_earlier(conversation, previous):
         conversation.language = earlier
 
 
-def _claimed_decision(interaction_id, conversation_id):
-    """The decision not acted on yet, locked, with its message and conversation,
-    and as annotations what the follow-up reads every time: the sender's recent
-    automated answer, an open refill dialog, the route of its intent, whether staff
-    wrote in the conversation. None when it was acted on (or never made)."""
-    # The sender's latest conversation closed by an automated answer in the 24 hours
-    # before this message (this one or an earlier one on the same number or mailbox).
-    recent = SelfServiceResolution.objects.filter(
-        account_id=OuterRef("conversation__account_id"),
-        contact_index=OuterRef("conversation__contact_index"),
-        resolved_at__gte=OuterRef("interaction__occurred_at") - SAME_SENDER_WINDOW,
-        resolved_at__lte=OuterRef("interaction__occurred_at"),
-    ).exclude(contact_index="")
-    route = IntentRoute.objects.filter(intent=OuterRef("intent"), active=True)
-    return (
-        IntentDecision.objects.select_for_update(of=("self",))
-        .select_related("interaction", "conversation__team", "conversation__patient")
-        .filter(interaction_id=interaction_id, conversation_id=conversation_id, acted_at=None)
-        .annotate(
-            previous_resolution_id=Subquery(recent.order_by("-resolved_at").values("pk")[:1]),
-            open_refill_id=Subquery(
-                RefillRequest.objects.filter(
-                    conversation_id=OuterRef("conversation_id"),
-                    state__in=RefillRequest.OPEN_STATES,
-                ).values("pk")[:1]
-            ),
-            route_id=Subquery(route.values("pk")[:1]),
-            route_team_id=Subquery(route.values("team_id")[:1]),
-            route_min_confidence=Subquery(route.values("min_confidence")[:1]),
-            staff_wrote=Exists(
-                Interaction.objects.filter(
-                    conversation_id=OuterRef("conversation_id"), author__isnull=False
-                )
-            ),
-        )
-        .first()
-    )
+# One statement for every message, index lookups only: written out because the ORM
+# spends longer compiling its equivalent than PostgreSQL spends running it.
+_FACTS_SQL = """
+    SELECT previous.id, previous.conversation_id, previous.resolved_at,
+           (SELECT r.id FROM understanding_refillrequest r
+             WHERE r.conversation_id = %(conversation)s AND r.state = ANY(%(open)s)
+             LIMIT 1),
+           route.id, route.min_confidence,
+           team.id, team.name, team.group_id, team.is_clinical,
+           EXISTS (SELECT 1 FROM channels_app_interaction i
+                    WHERE i.conversation_id = %(conversation)s AND i.author_id IS NOT NULL),
+           (SELECT i.sentiment FROM channels_app_interaction i WHERE i.id = %(interaction)s)
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (
+            SELECT s.id, s.conversation_id, s.resolved_at
+              FROM understanding_selfserviceresolution s
+             WHERE s.account_id = %(account)s AND s.contact_index = %(contact)s
+               AND s.contact_index <> ''
+               AND s.resolved_at >= %(since)s AND s.resolved_at <= %(at)s
+             ORDER BY s.resolved_at DESC LIMIT 1
+      ) AS previous ON TRUE
+      LEFT JOIN LATERAL (
+            SELECT t.id, t.team_id, t.min_confidence FROM understanding_intentroute t
+             WHERE t.intent = %(intent)s AND t.active LIMIT 1
+      ) AS route ON TRUE
+      LEFT JOIN contactcenter_team team ON team.id = route.team_id
+"""
+_TEAM_COLUMNS = ("id", "name", "group_id", "is_clinical")
 
 
-def _act(decision, conversation, *, escalated, previous):
+def _facts(decision, conversation):
+    """The sender's automated answer in the 24 hours before this message (in this
+    conversation or an earlier one on the same number or mailbox), an open refill
+    dialog, the active route of the intent, whether staff wrote in the conversation,
+    and the message's sentiment (stored by the rules)."""
     interaction = decision.interaction
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FACTS_SQL,
+            {
+                "conversation": conversation.pk,
+                "open": list(RefillRequest.OPEN_STATES),
+                "interaction": interaction.pk,
+                "account": conversation.account_id,
+                "contact": conversation.contact_index,
+                "since": interaction.occurred_at - SAME_SENDER_WINDOW,
+                "at": interaction.occurred_at,
+                "intent": decision.intent,
+            },
+        )
+        row = cursor.fetchone()
+    previous = _Previous(*row[0:3]) if row[0] is not None else None
+    open_refill_id, route_id, route_min_confidence = row[3:6]
+    team = row[6:10]
+    # The route's team as it is now (the same statement read it), for the move.
+    route_team = Team.from_db(connection.alias, _TEAM_COLUMNS, team) if route_id else None
+    return _Facts(previous, open_refill_id, route_min_confidence, route_team, *row[10:])
+
+
+def _all_or_nothing():
+    """An action's writes together. The follow-up's savepoint already rolls all of an
+    action back when it fails, so no savepoint of its own (two statements fewer)."""
+    return transaction.atomic(savepoint=False)
+
+
+def _act(decision, conversation, *, escalated, facts):
+    interaction = decision.interaction
+    previous = facts.previous
     hold = _hold_reason(conversation, interaction, escalated=escalated)
     if hold:
         return IntentDecision.Action.HELD, hold
@@ -211,8 +278,8 @@ def _act(decision, conversation, *, escalated, previous):
         return IntentDecision.Action.HANDED_OFF, _hand_off(
             conversation, decision, why=_asked_for_person_text(previous)
         )
-    if decision.open_refill_id is not None:
-        dialog = RefillRequest.objects.get(pk=decision.open_refill_id)
+    if facts.open_refill_id is not None:
+        dialog = RefillRequest.objects.get(pk=facts.open_refill_id)
         return _refill_continue(dialog, conversation, decision)
     if previous is not None:
         # Never two automated answers in a row: the sender came back, a person answers.
@@ -221,13 +288,13 @@ def _act(decision, conversation, *, escalated, previous):
             decision,
             why=f"wrote again {_ago(previous.resolved_at)} after an automated answer",
         )
-    moved = _route_by_intent(conversation, decision)
+    moved = _route_by_intent(conversation, decision, facts)
     if moved:
         return IntentDecision.Action.ROUTED, moved
-    distress = _distress(interaction)
+    distress = _distress(facts.sentiment)
     if distress:
         return IntentDecision.Action.HELD, distress
-    staffed = decision.staff_wrote
+    staffed = facts.staff_wrote
     if decision.intent == "general_info" and not staffed:
         answered = _answer(conversation, decision)
         if answered:
@@ -249,11 +316,10 @@ def _hold_reason(conversation, interaction, *, escalated):
     return ""
 
 
-def _distress(interaction):
+def _distress(score):
     """Why the message reads as distressed, or "": such a message is routed to a
-    person like any other but never answered by a machine."""
-    # Read with the decision, after the rules' transaction stored it.
-    score = interaction.sentiment
+    person like any other but never answered by a machine. `score` is the sentiment
+    the rules stored on the message."""
     if score is not None and score <= DISTRESS_SENTIMENT:
         return f"the message reads as distressed (sentiment {score:.2f})"
     return ""
@@ -282,7 +348,7 @@ def decision_summary(decision):
 
 def _hand_off(conversation, decision, *, why):
     """Give the conversation to a person of its team at once, with what happened."""
-    with transaction.atomic():
+    with _all_or_nothing():
         RefillRequest.objects.filter(
             conversation=conversation, state__in=RefillRequest.OPEN_STATES
         ).update(state=RefillRequest.State.HANDED_OFF, updated_at=timezone.now())
@@ -310,24 +376,24 @@ def _hand_off(conversation, decision, *, why):
     return text
 
 
-def _route_by_intent(conversation, decision):
-    if decision.route_id is None or decision.route_team_id == conversation.team_id:
+def _route_by_intent(conversation, decision, facts):
+    team = facts.route_team
+    if team is None or team.pk == conversation.team_id:
         return ""
-    if decision.confidence < decision.route_min_confidence:
+    if decision.confidence < facts.route_min_confidence:
         return ""
-    if decision.staff_wrote:
+    if facts.staff_wrote:
         return ""
-    route = IntentRoute.objects.select_related("team").get(pk=decision.route_id)
-    if not route.team.is_clinical and keeps_with_clinicians(decision):
+    if not team.is_clinical and keeps_with_clinicians(decision):
         return ""
-    text = f"routed to {route.team.name}: {decision_summary(decision)}"
-    with transaction.atomic():
+    text = f"routed to {team.name}: {decision_summary(decision)}"
+    with _all_or_nothing():
         event_record(
             conversation=conversation,
             text=text,
             metadata={"decision": "intent_route", "intent_decision": str(decision.pk)},
         )
-        conversation_route(conversation=conversation, team=route.team)
+        conversation_route(conversation=conversation, team=team)
     return text
 
 
@@ -415,7 +481,7 @@ def _refill_start(conversation, decision):
     if conversation.channel not in _REPLYABLE:
         return ""
     language = decision.language or conversation_language(conversation) or "en"
-    with transaction.atomic(), translation.override(language):
+    with _all_or_nothing(), translation.override(language):
         RefillRequest.objects.create(
             conversation=conversation,
             state=RefillRequest.State.ASKING_MEDICATION,
@@ -443,7 +509,7 @@ def _refill_continue(dialog, conversation, decision):
     language = details.get("language", "en")
     if dialog.state == RefillRequest.State.ASKING_MEDICATION:
         details["medication"] = body
-        with transaction.atomic(), translation.override(language):
+        with _all_or_nothing(), translation.override(language):
             dialog.details = details
             dialog.state = RefillRequest.State.ASKING_PHARMACY
             dialog.save(update_fields=["details", "state", "updated_at"])
@@ -461,7 +527,7 @@ def _refill_request(dialog, conversation, decision, details):
     route = IntentRoute.objects.select_related("team").filter(intent="refill", active=True).first()
     team = route.team if route else escalation_selectors.clinical_team() or conversation.team
     language = details.get("language", "en")
-    with transaction.atomic():
+    with _all_or_nothing():
         dialog.details = details
         dialog.state = RefillRequest.State.REQUESTED
         dialog.save(update_fields=["details", "state", "updated_at"])
