@@ -6,7 +6,8 @@ from understanding import services
 
 @receiver(inbound_analysing)
 def analyse_inbound(sender, *, interaction, **kwargs):
-    services.interaction_analyse(interaction=interaction)
+    # Stored by the follow-up with its action, in the same transaction.
+    services.interaction_analyse(interaction=interaction, store=False)
 
 
 @receiver(inbound_processed)

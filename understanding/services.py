@@ -78,26 +78,30 @@ _WORD = re.compile(r"[a-z0-9ñ]+")
 # --- Before the rules ------------------------------------------------------------------
 
 
-def interaction_analyse(*, interaction):
-    """Classify the message and detect its language; store the decision once per
-    interaction and remember the language on the conversation, in one savepoint of the
-    rules' transaction. Idempotent: a second run finds the decision and changes
-    nothing. The decision is left on `interaction` for the follow-up (no re-read)."""
+def interaction_analyse(*, interaction, store=True):
+    """Classify the message and detect its language, and remember the language on
+    the conversation, in one savepoint of the rules' transaction; the decision is left
+    on `interaction` (interaction.intent_decision) for the follow-up. With `store`, the
+    decision is stored at once, once per interaction (a second run finds it and
+    changes nothing); the worker passes store=False and the follow-up stores it with
+    its action, in one statement instead of an insert and an update."""
     text = interaction.body
     classification = classify(text)
     language, _probability = language_detection.detect(text)
+    decision = IntentDecision(
+        interaction_id=interaction.pk,
+        conversation_id=interaction.conversation_id,
+        intent=classification.intent,
+        confidence=classification.confidence,
+        clinical_probability=classification.clinical_probability,
+        language=language or "",
+        explanation=list(classification.words),
+        model_version=classification.model_version,
+    )
     try:
         with transaction.atomic():
-            decision = IntentDecision.objects.create(
-                interaction_id=interaction.pk,
-                conversation_id=interaction.conversation_id,
-                intent=classification.intent,
-                confidence=classification.confidence,
-                clinical_probability=classification.clinical_probability,
-                language=language or "",
-                explanation=list(classification.words),
-                model_version=classification.model_version,
-            )
+            if store:
+                decision.save(force_insert=True)
             learnt = bool(language) and conversation_set_language(
                 conversation_id=interaction.conversation_id, language=language
             )
@@ -107,8 +111,8 @@ def interaction_analyse(*, interaction):
                 patient_language_detected(patient_id=interaction.patient_id, language=language)
     except IntegrityError:
         return None  # analysed before (a retried task)
-    # Only once stored: a rolled-back decision must not be found on the message. A
-    # one-to-one assignment caches both ways (interaction.intent_decision too).
+    # Only once the savepoint is released: a rolled-back decision must not be found
+    # on the message. A one-to-one assignment caches both ways.
     decision.interaction = interaction
     return decision
 
@@ -142,11 +146,31 @@ class _Facts:
 def interaction_follow_up(*, interaction, conversation, escalated):
     """Act on a classified message once, in the rules' transaction after the rules
     (so an escalation always comes first), with the conversation they locked, in a
-    savepoint of its own. Returns the decision with its action, or None."""
+    savepoint of its own, and store the decision with its action. Returns the
+    decision, or None."""
+    decision = _decision_to_act_on(interaction)
+    if decision is None:
+        return None
+    # Left by the analysis to be stored here with its action (one INSERT).
+    unsaved = decision._state.adding
+    try:
+        action = _follow_up(decision, interaction, conversation, escalated=escalated)
+    except Exception:
+        if unsaved:
+            _store_without_action(decision)
+        raise
+    logger.info(
+        "intent_decided",
+        interaction_id=str(interaction.pk),
+        intent=decision.intent,
+        confidence=decision.confidence,
+        action=action,
+    )
+    return decision
+
+
+def _follow_up(decision, interaction, conversation, *, escalated):
     with transaction.atomic():
-        decision = _decision_to_act_on(interaction)
-        if decision is None:
-            return None
         facts = _facts(decision, conversation)
         previous = facts.previous
         if previous is not None and not conversation.language:
@@ -161,21 +185,26 @@ def interaction_follow_up(*, interaction, conversation, escalated):
             )
         decision.action, decision.action_reason = action, reason[:300]
         decision.acted_at = timezone.now()
-        decision.save(update_fields=["action", "action_reason", "acted_at"])
-    logger.info(
-        "intent_decided",
-        interaction_id=str(interaction.pk),
-        intent=decision.intent,
-        confidence=decision.confidence,
-        action=action,
-    )
-    return decision
+        if decision._state.adding:
+            decision.save(force_insert=True)
+        else:
+            decision.save(update_fields=["action", "action_reason", "acted_at"])
+    return action
+
+
+def _store_without_action(decision):
+    """The follow-up failed and its savepoint took its writes back: the decision is
+    stored all the same, with no action, so that every message keeps its intent."""
+    decision.action, decision.action_reason, decision.acted_at = "", "", None
+    decision._state.adding = True
+    with transaction.atomic():
+        decision.save(force_insert=True)
 
 
 def _decision_to_act_on(interaction):
-    """The decision the analysis stored in this transaction, in hand; else (the
-    analysis failed, or stored it in an earlier attempt) the stored one not acted on
-    yet, locked, or None."""
+    """The decision the analysis left on the message in this transaction, in hand;
+    else (the analysis failed, or the decision was stored before) the stored one not
+    acted on yet, locked, or None."""
     if Interaction.intent_decision.is_cached(interaction):
         decision = interaction.intent_decision
         return decision if decision.acted_at is None else None

@@ -1,23 +1,25 @@
-"""What understanding adds to the worker's processing of one message, in SQL
-statements and commits (bench/understanding_worker.py times it): the analysis and
-the follow-up run in the rules' transaction, each in a savepoint, and read what they
-need in one statement. A change that adds a round trip per message fails here."""
+"""Understanding in the worker's processing of one message: what it adds in SQL
+statements and commits (bench/understanding_worker.py times it), and that a failure
+of its follow-up, which runs in the rules' transaction, never costs the rules' work
+nor the decision."""
 
 from contextlib import contextmanager
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from channels_app.models import Conversation
+from escalation.models import Escalation, EscalationRun
 from escalation.services import interaction_process
 from escalation.signals import inbound_analysing, inbound_processed
 from tests.escalation.conftest import receive
-from understanding import receivers
+from understanding import receivers, services
 from understanding.models import IntentDecision
 
-# Analysis: SAVEPOINT, INSERT decision, UPDATE conversation language, RELEASE.
-# Follow-up: SAVEPOINT, SELECT what it looks at, UPDATE decision, RELEASE.
-ADDED_PER_MESSAGE = 8
+# Analysis: SAVEPOINT, UPDATE conversation language, RELEASE. Follow-up: SAVEPOINT,
+# SELECT what it looks at, INSERT the decision with its action, RELEASE.
+ADDED_PER_MESSAGE = 7
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -65,3 +67,29 @@ def test_understanding_adds_a_fixed_number_of_statements_and_no_commit(
     assert len(with_understanding) - len(without) == ADDED_PER_MESSAGE, with_understanding
     # One transaction for the whole message: the follow-up commits with the rules.
     assert with_understanding.count("COMMIT") == without.count("COMMIT") == 1
+
+
+def test_a_failing_follow_up_keeps_the_rules_work_and_stores_the_decision(
+    front_desk, defaults, monkeypatch
+):
+    def failing_act(*args, **kwargs):
+        # A real database error inside the follow-up's savepoint.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
+
+    monkeypatch.setattr(services, "_act", failing_act)
+    interaction = receive(front_desk, "I have chest pain, what time do you open?")
+
+    [escalation] = interaction_process(interaction_id=interaction.pk)
+
+    # Committed with the rules: the escalation, the run, the sentiment, the language.
+    assert not transaction.get_connection().in_atomic_block
+    assert Escalation.objects.filter(pk=escalation.pk).exists()
+    assert EscalationRun.objects.filter(interaction_id=interaction.pk).exists()
+    conversation = Conversation.objects.get(pk=interaction.conversation_id)
+    assert conversation.escalated
+    assert conversation.sentiment_latest is not None
+    assert conversation.language == "en"
+    decision = IntentDecision.objects.get(interaction=interaction)
+    assert (decision.action, decision.acted_at) == ("", None)
+    assert (decision.language, bool(decision.explanation)) == ("en", True)
