@@ -25,6 +25,7 @@ alone (intent model and language detection, pure CPU).
 
 import argparse
 import os
+import random
 import secrets
 import statistics
 import sys
@@ -91,6 +92,9 @@ def seed(count):
         kind="sms", name=f"Line {run}", address=f"+1500555{run[:4]}", team=desk
     )
     rows = heldout_set()
+    # The held-out file is in intent order: a fixed shuffle gives the warm-up, the
+    # timed and the counted messages the same mix of intents and languages.
+    random.Random(23).shuffle(rows)
     interactions = []
     truth = {}
     for n in range(count):
@@ -186,7 +190,7 @@ def outcomes(interaction_ids, truth, clinical):
 
 
 WARM_UP_PAIRS = 5
-COUNTED_PAIRS = 20
+COUNTED_PAIRS = 40
 
 
 def percentile(values, fraction):
@@ -214,24 +218,42 @@ def process(interaction_id, *, connected):
 
 
 def statements(pairs):
-    """Median SQL statements and commits per message on each side (untimed)."""
+    """SQL statements and commits per message (untimed): the medians on each side,
+    and the median added per pair by A's action."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    counts = {True: [], False: []}
+    from understanding.models import IntentDecision
+
+    counts = {}
     for a_id, b_id in pairs:
         for interaction_id, connected in ((a_id, True), (b_id, False)):
             with CaptureQueriesContext(connection) as captured:
                 process(interaction_id, connected=connected)
             sql = [query["sql"] for query in captured.captured_queries]
-            counts[connected].append((len(sql), sum(1 for q in sql if q == "COMMIT")))
-    return {
-        side: (
-            statistics.median(n for n, _commits in rows),
-            statistics.median(c for _n, c in rows),
+            counts[interaction_id] = (len(sql), sql.count("COMMIT"))
+    actions = dict(
+        IntentDecision.objects.filter(interaction_id__in=[a for a, _b in pairs]).values_list(
+            "interaction_id", "action"
         )
-        for side, rows in counts.items()
+    )
+    added = {}
+    for a_id, b_id in pairs:
+        added.setdefault(actions.get(a_id) or "pending", []).append(
+            counts[a_id][0] - counts[b_id][0]
+        )
+    sides = {
+        side: (
+            statistics.median(counts[pair[index]][0] for pair in pairs),
+            statistics.median(counts[pair[index]][1] for pair in pairs),
+        )
+        for side, index in ((True, 0), (False, 1))
     }
+    by_action = ", ".join(
+        f"{name} {statistics.median(values):g}"
+        for name, values in sorted(added.items(), key=lambda item: -len(item[1]))
+    )
+    return sides, by_action
 
 
 def main():
@@ -269,7 +291,7 @@ def main():
         for interaction_id, connected in order:
             timings[connected][interaction_id] = process(interaction_id, connected=connected)
     with_understanding, without = list(timings[True].values()), list(timings[False].values())
-    counts = statements(counted)
+    counts, added_by_action = statements(counted)
 
     texts = [text for text, _intent, _lang in heldout_set()]
     model, classification = [], []
@@ -295,11 +317,17 @@ def main():
         f"understanding adds {a - b:.2f} ms per message at the median (A/B {a / b:.2f}x), "
         f"{a95 - b95:.2f} ms at p95\n"
     )
+    paired = [timings[True][a_id] - timings[False][b_id] for a_id, b_id in timed]
+    out.write(
+        f"median of the paired differences (same text, A minus B): "
+        f"{statistics.median(paired):.2f} ms\n"
+    )
     out.write(f"A by action: {by_action(timings[True])}\n")
     out.write(
         f"statements per message (median of {len(counted)} pairs): A {a_sql:g} "
         f"({a_commits:g} commit), B {b_sql:g} ({b_commits:g} commit): "
-        f"understanding adds {a_sql - b_sql:g}, {a_commits - b_commits:g} commit\n"
+        f"understanding adds {a_sql - b_sql:g}, {a_commits - b_commits:g} commit; "
+        f"added by action: {added_by_action}\n"
     )
     out.write(
         f"classification (intent model and language detection): median "
