@@ -527,17 +527,17 @@ def interaction_process(*, interaction_id):
     sentiment = score_text(text) if has_text else None
     active_rules = list(EscalationRule.objects.filter(active=True))
     with transaction.atomic():
-        if has_text:
-            # In the rules' transaction (each receiver in a savepoint of its own), so
-            # what the analysis stores costs no commit of its own; before the row
-            # lock, so the rules and routing read what it stored.
-            _analyse(interaction)
         conversation = _locked_conversation(interaction.conversation_id)
         try:
             with transaction.atomic():
                 EscalationRun.objects.create(interaction_id=interaction.pk, stage=stage)
         except IntegrityError:
             return []  # processed by another worker meanwhile
+        if has_text:
+            # Before the rules, on the locked conversation: what a receiver learns
+            # (the language) is set on it for the rules and routing to read; the
+            # receivers of inbound_processed store it.
+            _analyse(interaction, conversation)
         escalations = _process_locked(conversation, interaction, sentiment, text, active_rules)
         if has_text:
             # After the rules, still in their transaction and with the conversation
@@ -547,9 +547,9 @@ def interaction_process(*, interaction_id):
         return escalations
 
 
-def _analyse(interaction):
+def _analyse(interaction, conversation):
     for receiver, result in inbound_analysing.send_robust(
-        sender=Interaction, interaction=interaction
+        sender=Interaction, interaction=interaction, conversation=conversation
     ):
         if isinstance(result, Exception):
             logger.error(

@@ -2,14 +2,15 @@
 
 from django.dispatch import Signal
 
-# kwargs: interaction (inbound, with text), sent in the worker inside the rules'
-# transaction, before the rules run and before the conversation is locked, so what a
-# receiver learns (the language) is there for routing. Sent robustly: a failing
-# receiver never stops escalation; a receiver that writes does so in a savepoint
-# (transaction.atomic), so its failure leaves the rules' transaction usable.
+# kwargs: interaction (inbound, with text), conversation (locked); sent in the worker
+# inside the rules' transaction, before the rules run, robustly (a failing receiver
+# never stops escalation). A receiver sets what it learns (the language) on
+# `conversation` for the rules and routing, and writes nothing: a statement that
+# failed here would abort the rules' transaction. Its writes go in inbound_processed.
 inbound_analysing = Signal()
-# kwargs: interaction (as inbound_analysing had it), conversation (locked, as the
-# rules left it), escalated (a rule matched this message); sent in the worker inside
-# the rules' transaction after the rules ran, robustly, so a receiver that writes does
-# so in a savepoint like inbound_analysing's, and its work commits with the rules'.
+# kwargs: interaction and conversation (as inbound_analysing had them, the
+# conversation as the rules left it), escalated (a rule matched this message); sent in
+# the worker inside the rules' transaction after the rules ran, robustly. A receiver
+# writes in a savepoint (transaction.atomic), so its failure leaves the rules'
+# transaction usable, and its work commits with the rules'.
 inbound_processed = Signal()

@@ -5,9 +5,9 @@ from understanding import services
 
 
 @receiver(inbound_analysing)
-def analyse_inbound(sender, *, interaction, **kwargs):
-    # Stored by the follow-up with its action, in the same transaction.
-    services.interaction_analyse(interaction=interaction, store=False)
+def analyse_inbound(sender, *, interaction, conversation, **kwargs):
+    # Writes nothing: the follow-up stores the decision with its action.
+    services.interaction_analyse(interaction=interaction, conversation=conversation)
 
 
 @receiver(inbound_processed)

@@ -4,10 +4,12 @@ intent, a self-service answer to a general question, a refill intake, a hand-off
 to a person when the patient asks for one.
 
 Order in the escalation worker, both in the rules' transaction (one commit per
-message, each step in a savepoint of its own): `interaction_analyse` runs before the
-rules (the conversation's language is then known to routing); `interaction_follow_up`
-runs after them, so an escalation always comes first and a distressed or urgent
-message is never answered by a machine: it only records that it held the message.
+message): `interaction_analyse` runs before the rules on the conversation they locked
+and writes nothing (the language it sets on the conversation is read by the rules and
+routing); `interaction_follow_up` runs after them, in a savepoint, and stores the
+language and the decision with its action. An escalation always comes first, and a
+distressed or urgent message is never answered by a machine: the follow-up only
+records that it held the message.
 Conversations change only through channels_app's services and escalation's routing."""
 
 import re
@@ -78,13 +80,16 @@ _WORD = re.compile(r"[a-z0-9ñ]+")
 # --- Before the rules ------------------------------------------------------------------
 
 
-def interaction_analyse(*, interaction, store=True):
-    """Classify the message and detect its language, and remember the language on
-    the conversation, in one savepoint of the rules' transaction; the decision is left
-    on `interaction` (interaction.intent_decision) for the follow-up. With `store`, the
-    decision is stored at once, once per interaction (a second run finds it and
-    changes nothing); the worker passes store=False and the follow-up stores it with
-    its action, in one statement instead of an insert and an update."""
+def interaction_analyse(*, interaction, conversation=None):
+    """Classify the message and detect its language; the decision is left on
+    `interaction` (interaction.intent_decision).
+
+    In the worker, `conversation` is the one the rules locked, before they run:
+    nothing is written here (a failed statement would abort the rules' transaction);
+    the language is set on `conversation` for the rules and routing to read, and the
+    follow-up stores it with the decision in its savepoint. Alone (no `conversation`),
+    the decision is stored once per interaction (a second run finds it and changes
+    nothing) and the conversation remembers the language, in one savepoint."""
     text = interaction.body
     classification = classify(text)
     language, _probability = language_detection.detect(text)
@@ -98,23 +103,31 @@ def interaction_analyse(*, interaction, store=True):
         explanation=list(classification.words),
         model_version=classification.model_version,
     )
-    try:
-        with transaction.atomic():
-            if store:
+    if conversation is not None:
+        # Learnt once, or when the patient switched: stored by the follow-up.
+        decision.language_learnt = bool(language) and conversation.language != language
+        if decision.language_learnt:
+            conversation.language = language
+    else:
+        try:
+            with transaction.atomic():
                 decision.save(force_insert=True)
-            learnt = bool(language) and conversation_set_language(
-                conversation_id=interaction.conversation_id, language=language
-            )
-            if learnt and interaction.patient_id is not None:
-                # The conversation learnt its language (once, or when the patient
-                # switched): the patient's record takes it when it has none.
-                patient_language_detected(patient_id=interaction.patient_id, language=language)
-    except IntegrityError:
-        return None  # analysed before (a retried task)
-    # Only once the savepoint is released: a rolled-back decision must not be found
-    # on the message. A one-to-one assignment caches both ways.
+                _remember_language(interaction, language)
+        except IntegrityError:
+            return None  # analysed before
+    # A one-to-one assignment caches both ways (interaction.intent_decision too).
     decision.interaction = interaction
     return decision
+
+
+def _remember_language(interaction, language):
+    learnt = bool(language) and conversation_set_language(
+        conversation_id=interaction.conversation_id, language=language
+    )
+    if learnt and interaction.patient_id is not None:
+        # The conversation learnt its language (once, or when the patient switched):
+        # the patient's record takes it when it has none.
+        patient_language_detected(patient_id=interaction.patient_id, language=language)
 
 
 # --- After the rules ---------------------------------------------------------------
@@ -171,6 +184,7 @@ def interaction_follow_up(*, interaction, conversation, escalated):
 
 def _follow_up(decision, interaction, conversation, *, escalated):
     with transaction.atomic():
+        _store_language(decision, interaction)
         facts = _facts(decision, conversation)
         previous = facts.previous
         if previous is not None and not conversation.language:
@@ -192,12 +206,21 @@ def _follow_up(decision, interaction, conversation, *, escalated):
     return action
 
 
+def _store_language(decision, interaction):
+    """The language the analysis set on the conversation for the rules, when it
+    learnt one (the conversation is locked since: no one else wrote it)."""
+    if getattr(decision, "language_learnt", False):
+        _remember_language(interaction, decision.language)
+
+
 def _store_without_action(decision):
-    """The follow-up failed and its savepoint took its writes back: the decision is
-    stored all the same, with no action, so that every message keeps its intent."""
+    """The follow-up failed and its savepoint took its writes back: the decision and
+    the language are stored all the same, with no action, so that every message keeps
+    its intent."""
     decision.action, decision.action_reason, decision.acted_at = "", "", None
     decision._state.adding = True
     with transaction.atomic():
+        _store_language(decision, decision.interaction)
         decision.save(force_insert=True)
 
 

@@ -17,9 +17,10 @@ from tests.escalation.conftest import receive
 from understanding import receivers, services
 from understanding.models import IntentDecision
 
-# Analysis: SAVEPOINT, UPDATE conversation language, RELEASE. Follow-up: SAVEPOINT,
-# SELECT what it looks at, INSERT the decision with its action, RELEASE.
-ADDED_PER_MESSAGE = 7
+# The analysis writes nothing. Follow-up: SAVEPOINT, UPDATE the conversation's
+# language (a new conversation learns it), SELECT what it looks at, INSERT the
+# decision with its action, RELEASE.
+ADDED_PER_MESSAGE = 5
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -67,6 +68,24 @@ def test_understanding_adds_a_fixed_number_of_statements_and_no_commit(
     assert len(with_understanding) - len(without) == ADDED_PER_MESSAGE, with_understanding
     # One transaction for the whole message: the follow-up commits with the rules.
     assert with_understanding.count("COMMIT") == without.count("COMMIT") == 1
+
+
+def test_a_conversation_that_knows_its_language_is_not_written_again(front_desk, defaults):
+    text = "can I book an appointment for next tuesday morning"
+    first = receive(front_desk, text, address="+14155550103")
+    interaction_process(interaction_id=first.pk)
+    second = receive(front_desk, text, conversation=first.conversation, address="+14155550103")
+    baseline = receive(front_desk, text, address="+14155550104")
+    with understanding_disconnected():
+        interaction_process(interaction_id=baseline.pk)
+        again = receive(
+            front_desk, text, conversation=baseline.conversation, address="+14155550104"
+        )
+        without = statements(again)
+    with_understanding = statements(second)
+
+    assert len(with_understanding) - len(without) == ADDED_PER_MESSAGE - 1
+    assert IntentDecision.objects.get(interaction=second).language == "en"
 
 
 def test_a_failing_follow_up_keeps_the_rules_work_and_stores_the_decision(
