@@ -1,9 +1,12 @@
 import re
 
 from django import template
+from django.template.defaultfilters import filesizeformat, linebreaksbr
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
+from django.utils.text import Truncator, capfirst
 
 register = template.Library()
 
@@ -168,3 +171,243 @@ def delivery_reason(error):
     if found and found.group(1) in TWILIO_REASONS:
         return f"{TWILIO_REASONS[found.group(1)]} (Twilio {found.group(1)})"
     return error
+
+
+# --- Inbox rows and thread messages, built here -------------------------------------
+#
+# A page shows fifty inbox rows and up to fifty messages. Through the template
+# engine (an include per row, two {% url %}, twenty variable lookups and ifs) the
+# rows were half of the inbox page's time and the messages a quarter of the
+# thread's, what made the pages 1.8x the API for the same data (bench/workspace.py).
+# Built here, as the compliance desk's audit rows are: every value escaped, the
+# markup byte for byte what the templates produced.
+
+_URL_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+
+def _url_maker(context, name):
+    """A function id -> URL of `name`, reversing once per template render (the
+    script prefix and URLconf are the request's, so never cached across requests)."""
+    key = ("workspace-url", name)
+    cache = context.render_context
+    if key not in cache:
+        before, _, after = reverse(name, args=[_URL_PLACEHOLDER]).partition(_URL_PLACEHOLDER)
+        before, after = escape(before), escape(after)
+        cache[key] = lambda pk: f"{before}{escape(pk)}{after}"
+    return cache[key]
+
+
+def _user_pk(context):
+    user = context.get("user")
+    return getattr(user, "pk", None)
+
+
+@register.simple_tag(takes_context=True)
+def inbox_row(context, row):
+    """One inbox row (<li>): the conversation's link, who, when, a preview and badges."""
+    e = escape
+    selected = context.get("selected")
+    query = context.get("query")
+    is_selected = row["id"] == selected
+    current = 'aria-current="true"' if is_selected else ""
+    href = _url_maker(context, "workspace:conversation")(row["id"])
+    if query:
+        href += f"?{e(query)}"
+    classes = "row"
+    if row["unread"]:
+        classes += " is-unread"
+    if is_selected:
+        classes += " is-selected"
+    classes += f" priority-{e(row['priority'])}"
+    if row["escalated"]:
+        classes += " is-escalated"
+    who = e(row["patient_name"]) if row["patient_name"] else e(row["contact"] or "Unknown sender")
+    outbound = (
+        '<span class="visually-hidden">Last sent by staff: </span>'
+        '<span aria-hidden="true">You: </span>'
+        if row["last_direction"] == "outbound"
+        else ""
+    )
+    badges = []
+    badges.append('<span class="badge badge-unread">Unread</span>' if row["unread"] else "")
+    if row["escalated"]:
+        red = " badge-red" if row["priority"] == "urgent" else ""
+        reason = row.get("escalation_reason")
+        reason = f": {e(Truncator(reason).chars(60))}" if reason else ""
+        badges.append(f'<span class="badge badge-escalated{red}">Escalated{reason}</span>')
+    else:
+        badges.append("")
+    if row["priority"] == "urgent":
+        badges.append('<span class="badge badge-red">Urgent</span>')
+    elif row["priority"] == "high":
+        badges.append('<span class="badge badge-high">High priority</span>')
+    else:
+        badges.append("")
+    remaining = row["sla_remaining"]
+    if remaining is None:
+        badges.append("")
+    elif remaining < 0:
+        badges.append(
+            f'<span class="badge badge-red">Reply overdue {e(duration_words(remaining))}</span>'
+        )
+    else:
+        badges.append(
+            f'<span class="badge badge-sla">Reply due in {e(duration_words(remaining))}</span>'
+        )
+    if row["assignee_name"]:
+        whose = (
+            "Assigned to you"
+            if row["assignee"] == _user_pk(context)
+            else f"Assigned to {e(row['assignee_name'])}"
+        )
+        badges.append(f'<span class="badge badge-assignee">{whose}</span>')
+    else:
+        badges.append('<span class="badge badge-open">Unassigned</span>')
+    status = row["status"]
+    badges.append(f'<span class="badge">{e(capfirst(status))}</span>' if status != "open" else "")
+    badges.append(
+        "".join(f'<span class="badge badge-label">{e(label)}</span>' for label in row["labels"])
+    )
+    badge_lines = "".join(f"      {badge}\n" for badge in badges)
+    return mark_safe(  # noqa: S308 - every value above is escaped
+        f'<li class="{classes}" data-conversation="{e(row["id"])}">\n'
+        f'  <a class="row-link" href="{href}"\n'
+        f'     hx-get="{href}" hx-target="#work" hx-swap="outerHTML" hx-push-url="true"\n'
+        f"     {current}>\n"
+        '    <span class="row-top">\n'
+        f"      {channel_badge(row['channel'])}\n"
+        f'      <span class="who">{who}</span>\n'
+        f"      {when(row['last_interaction'])}\n"
+        "    </span>\n"
+        f'    <span class="preview">{outbound}{e(row["preview"] or "(no text)")}</span>\n'
+        '    <span class="badges">\n'
+        f"{badge_lines}"
+        "    </span>\n"
+        "  </a>\n"
+        "</li>\n"
+    )
+
+
+def _message_who(m):
+    if m["kind"] == "note":
+        return f"Note by {escape(m['author'])}"
+    if m["direction"] == "inbound":
+        return "Patient"
+    return escape(m["author"]) if m["author"] else "Sent automatically"
+
+
+def _message_channel(m):
+    kind = m["kind"]
+    if kind == "call":
+        return channel_badge("voice")
+    if kind == "voicemail":
+        return f"{channel_badge('voice')} Voicemail"
+    if kind == "note":
+        return "Internal, never sent"
+    return channel_badge(m["channel"])
+
+
+def _call_body(context, m, details):
+    e = escape
+    call = details.call if details is not None else None
+    if m["kind"] == "voicemail":
+        what = "Voicemail left by the patient"
+    elif m["direction"] == "inbound":
+        what = "Incoming call"
+    else:
+        what = "Outgoing call"
+    facts = e(call_facts(call)) if call else ""
+    recording = ""
+    if call is not None and call.recording_url:
+        url = _url_maker(context, "workspace:recording")(m["id"])
+        recording = (
+            f'<audio class="recording" controls preload="none" src="{url}">\n'
+            f'      <a href="{url}">Download the recording</a></audio>'
+        )
+    if call is not None and call.transcript:
+        text = (
+            '<div class="transcript"><p class="transcript-label">Transcript</p>'
+            f"<p>{linebreaksbr(call.transcript, autoescape=True)}</p></div>"
+        )
+    elif m["body"]:
+        text = f'<div class="msg-body">{linebreaksbr(m["body"], autoescape=True)}</div>'
+    else:
+        text = ""
+    return f'\n    <p class="call-facts">{what}{facts}</p>\n    {recording}\n    {text}\n    '
+
+
+def _attachment(context, a):
+    e = escape
+    name = e(a.filename or "Unnamed file")
+    if a.rejected_reason:
+        return (
+            f'<li><span class="attachment-rejected">{name} ({e(filesizeformat(a.size))}): '
+            f"not stored, {e(a.rejected_reason)}</span></li>"
+        )
+    url = _url_maker(context, "workspace:attachment")(a.pk)
+    return (
+        f'<li><a href="{url}" download>{name}</a> <span class="muted">'
+        f"({e(a.content_type)}, {e(filesizeformat(a.size))})</span></li>"
+    )
+
+
+def _text_body(context, m, details):
+    body = linebreaksbr(m["body"], autoescape=True) or "(no text)"
+    quoted = details.quoted_text if details is not None else None
+    quoted = (
+        '<details class="quoted"><summary>Show the quoted earlier message</summary>'
+        f"<blockquote>{linebreaksbr(quoted, autoescape=True)}</blockquote></details>"
+        if quoted
+        else ""
+    )
+    attachments = details.attachments if details is not None else None
+    attachments = (
+        '<ul class="attachments" aria-label="Attachments">'
+        + "".join(_attachment(context, a) for a in attachments)
+        + "</ul>"
+        if attachments
+        else ""
+    )
+    return f'\n    <div class="msg-body">{body}</div>\n    {quoted}\n    {attachments}\n    '
+
+
+@register.simple_tag(takes_context=True)
+def thread_message(context, m):
+    """One message of a thread (<li>): an event as a line; a text, email, call,
+    voicemail or note with who, the channel, when, its body or call facts and,
+    sent by staff, its delivery state."""
+    e = escape
+    if m["kind"] == "event":
+        return mark_safe(  # noqa: S308 - every value is escaped
+            f'<li class="msg msg-event" id="m-{e(m["id"])}"><p>{e(m["body"])} · '
+            f"{when(m['occurred_at'])}</p></li>\n"
+        )
+    details = m.get("details")
+    new = " is-new" if str(m["id"]) == context.get("highlight") else ""
+    if m["kind"] in ("call", "voicemail"):
+        body = _call_body(context, m, details)
+    else:
+        body = _text_body(context, m, details)
+    status = m["delivery_status"]
+    delivery = ""
+    if m["direction"] == "outbound" and status:
+        reason = ""
+        # "in" a string, as the template had it: a substring test.
+        if m["delivery_error"] and status in "failed undeliverable":
+            reason = f": {e(delivery_reason(m['delivery_error']))}"
+        delivery = (
+            f'<p class="delivery delivery-{e(status)}" data-delivery="{e(status)}">'
+            f"{e(delivery_word(status))}{reason}</p>"
+        )
+    return mark_safe(  # noqa: S308 - every value above is escaped
+        f'<li class="msg msg-{e(m["direction"])} kind-{e(m["kind"])}{new}" id="m-{e(m["id"])}" '
+        f'data-direction="{e(m["direction"])}">\n'
+        "  <article>\n"
+        '    <header class="msg-header">\n'
+        f'      <span class="msg-who">{_message_who(m)}</span>\n'
+        f'      <span class="msg-channel">{_message_channel(m)}</span>\n'
+        f"      {when(m['occurred_at'])}\n"
+        f"    </header>\n    {body}\n    {delivery}\n"
+        "  </article>\n"
+        "</li>\n"
+    )
