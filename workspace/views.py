@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib.auth import login, logout
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -139,6 +140,24 @@ def _page_request(request, size):
         return PageRequest(cursor=None, size=size)
 
 
+def _escalation_reasons(rows):
+    """The newest open escalation's reason of each escalated row. Only rows with
+    the flag are asked for: the escalation services keep it (set with an
+    escalation, cleared when the last one is acknowledged) and a row shows a
+    reason only beside it, so a page with none escalated reads nothing."""
+    return open_escalation_reasons(conversation_ids=[row["id"] for row in rows if row["escalated"]])
+
+
+def _open_escalations(conversation):
+    """The conversation's unacknowledged escalations, read only when its flag says
+    it has some (see _escalation_reasons)."""
+    if not conversation.escalated:
+        return []
+    return open_escalation_reasons(conversation_ids=[conversation.pk], full=True).get(
+        conversation.pk, []
+    )
+
+
 def _business_countdowns(rows, now):
     """Remaining business time to each row's SLA due time, in its team's calendar
     (one read per team on the page, never per row)."""
@@ -164,7 +183,7 @@ def inbox_rows_context(request, *, filters, page_request):
     """The rows of one inbox page as the templates show them, with their audit
     row written (naming every patient on the page)."""
     page = selectors.inbox_page(user=request.user, filters=filters, page=page_request)
-    reasons = open_escalation_reasons(conversation_ids=[row["id"] for row in page.rows])
+    reasons = _escalation_reasons(page.rows)
     now = timezone.now()
     _business_countdowns(page.rows, now)
     rows = []
@@ -237,10 +256,30 @@ def inbox_counts(request):
 # --- A conversation ----------------------------------------------------------------
 
 
-def _visible_conversation(request, conversation_id):
+def _visible_conversation(request, conversation_id, *, with_patient=False, contacts=False):
     """The conversation when the caller may see it; otherwise None, with the
-    refused look audited against its patient by the 404 page."""
-    return selectors.conversation_get_visible(user=request.user, conversation_id=conversation_id)
+    refused look audited against its patient by the 404 page.
+
+    with_patient=True is for the views that show the patient: the same read (the
+    selector's joins, which load the patient anyway) also answers whether the
+    caller may see the patient (`patient_visible`, by patients_visible_to's
+    rule), so the patient is neither read nor decrypted a second time; with
+    contacts=True its contact points come along (the panel and the composer's
+    consent check read them)."""
+    if not with_patient:
+        return selectors.conversation_get_visible(
+            user=request.user, conversation_id=conversation_id
+        )
+    patient_visible = patients_visible_to(request.user).filter(pk=OuterRef("patient_id"))
+    queryset = (
+        selectors.conversations_visible_to(request.user)
+        .select_related("patient", "assignee", "team", "account")
+        .annotate(patient_visible=Exists(patient_visible))
+        .filter(pk=conversation_id)
+    )
+    if contacts:
+        queryset = queryset.prefetch_related("patient__contact_points")
+    return queryset.first()
 
 
 def _denied(request, conversation_id):
@@ -317,14 +356,16 @@ def _refusal_text(reason, conversation):
     return "Not sent: this address cannot receive messages."
 
 
-def _visible_patient(request, conversation, *, panel=True):
-    """The conversation's patient when the caller may see it; with panel=False
-    only the patient row (a thread refresh shows the name, not the contacts)."""
+def _visible_patient(request, conversation):
+    """The conversation's patient when the caller may see it: the one read with the
+    conversation when it was asked for (_visible_conversation(with_patient=True)),
+    else read now."""
     if conversation.patient_id is None:
         return None
-    if not panel:
-        return patients_visible_to(request.user).filter(pk=conversation.patient_id).first()
-    return patient_get_visible(user=request.user, patient_id=conversation.patient_id)
+    visible = getattr(conversation, "patient_visible", None)
+    if visible is None:
+        return patient_get_visible(user=request.user, patient_id=conversation.patient_id)
+    return conversation.patient if visible else None
 
 
 def _patient_panel(request, conversation):
@@ -364,9 +405,7 @@ def conversation_context(request, conversation):
         "conversation": conversation,
         "reply": _reply_target(conversation),
         "idempotency_key": uuid.uuid4().hex,
-        "escalations": open_escalation_reasons(conversation_ids=[conversation.pk], full=True).get(
-            conversation.pk, []
-        ),
+        "escalations": _open_escalations(conversation),
         "teammates": selectors.teammates_of(conversation=conversation),
         "callback": selectors.callback_pending_of(conversation_id=conversation.pk),
         "priorities": Conversation.Priority.choices,
@@ -380,7 +419,7 @@ def conversation_context(request, conversation):
 @require_GET
 @staff_page(*CARE_ROLES)
 def conversation(request, conversation_id):
-    found = _visible_conversation(request, conversation_id)
+    found = _visible_conversation(request, conversation_id, with_patient=True, contacts=True)
     if found is None:
         return _denied(request, conversation_id)
     context = conversation_context(request, found)
@@ -411,7 +450,9 @@ def conversation(request, conversation_id):
 @require_GET
 @staff_page(*CARE_ROLES)
 def conversation_thread(request, conversation_id):
-    found = _visible_conversation(request, conversation_id)
+    # The live refresh (after=, message=) shows no patient: the plain read.
+    refresh = "after" in request.GET or "message" in request.GET
+    found = _visible_conversation(request, conversation_id, with_patient=not refresh)
     if found is None:
         return _denied(request, conversation_id)
     if "after" in request.GET or "message" in request.GET:
@@ -419,10 +460,8 @@ def conversation_thread(request, conversation_id):
     page_request = _page_request(request, THREAD_PAGE_SIZE)
     context = {
         "conversation": found,
-        "patient": _visible_patient(request, found, panel=False),
-        "escalations": open_escalation_reasons(conversation_ids=[found.pk], full=True).get(
-            found.pk, []
-        ),
+        "patient": _visible_patient(request, found),
+        "escalations": _open_escalations(found),
         **thread_context(found, page_request=page_request),
     }
     page_audit(
@@ -506,7 +545,7 @@ def _composer_response(request, conversation, *, status, error="", draft="", not
 @require_POST
 @staff_page(*CARE_ROLES)
 def reply(request, conversation_id):
-    found = _visible_conversation(request, conversation_id)
+    found = _visible_conversation(request, conversation_id, with_patient=True, contacts=True)
     if found is None:
         return _denied(request, conversation_id)
     internal = request.POST.get("mode") == "note"
@@ -617,7 +656,7 @@ def reply(request, conversation_id):
             draft=body,
             stale=True,
             highlight=str(stale.latest_interaction_id),
-            patient=_visible_patient(request, found, panel=False),
+            patient=_visible_patient(request, found),
             **thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE)),
         )
     audit["resource_id"] = interaction_id
@@ -629,7 +668,7 @@ def reply(request, conversation_id):
         status=200,
         sent=True,
         note=internal,
-        patient=_visible_patient(request, found, panel=False),
+        patient=_visible_patient(request, found),
         **context,
     )
 
@@ -723,7 +762,7 @@ def act(request, conversation_id):
         page_audit(request, outcome="error", http_status=409, **audit)
         return _notice(request, str(refused), status=409)
     page_audit(request, **audit)
-    updated = _visible_conversation(request, conversation_id)
+    updated = _visible_conversation(request, conversation_id, with_patient=True, contacts=True)
     if updated is None:
         # Moved to a team the actor is not in: back to the inbox.
         response = HttpResponse(status=204)
