@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib.auth import login, logout
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,6 +23,7 @@ from channels_app.models import Conversation, Interaction
 from channels_app.recordings import RecordingUnavailable, recording_open
 from channels_app.serializers import ReplySerializer, inbox_row
 from compliance import services as compliance_services
+from compliance.access import team_ids_of
 from contactcenter import idempotency, roles, signin
 from contactcenter.keyset import Cursor, InvalidCursor, PageRequest
 from escalation import services as escalation_services
@@ -256,30 +256,23 @@ def inbox_counts(request):
 # --- A conversation ----------------------------------------------------------------
 
 
-def _visible_conversation(request, conversation_id, *, with_patient=False, contacts=False):
+def _visible_conversation(request, conversation_id, *, contacts=False):
     """The conversation when the caller may see it; otherwise None, with the
-    refused look audited against its patient by the 404 page.
-
-    with_patient=True is for the views that show the patient: the same read (the
-    selector's joins, which load the patient anyway) also answers whether the
-    caller may see the patient (`patient_visible`, by patients_visible_to's
-    rule), so the patient is neither read nor decrypted a second time; with
-    contacts=True its contact points come along (the panel and the composer's
-    consent check read them)."""
-    if not with_patient:
+    refused look audited against its patient by the 404 page. The read is the
+    API's (the selector joins the patient); with contacts=True the patient's
+    contact points come with it, for the views whose panel and consent check
+    both read them."""
+    if not contacts:
         return selectors.conversation_get_visible(
             user=request.user, conversation_id=conversation_id
         )
-    patient_visible = patients_visible_to(request.user).filter(pk=OuterRef("patient_id"))
-    queryset = (
+    return (
         selectors.conversations_visible_to(request.user)
         .select_related("patient", "assignee", "team", "account")
-        .annotate(patient_visible=Exists(patient_visible))
+        .prefetch_related("patient__contact_points")
         .filter(pk=conversation_id)
+        .first()
     )
-    if contacts:
-        queryset = queryset.prefetch_related("patient__contact_points")
-    return queryset.first()
 
 
 def _denied(request, conversation_id):
@@ -356,16 +349,22 @@ def _refusal_text(reason, conversation):
     return "Not sent: this address cannot receive messages."
 
 
-def _visible_patient(request, conversation):
-    """The conversation's patient when the caller may see it: the one read with the
-    conversation when it was asked for (_visible_conversation(with_patient=True)),
-    else read now."""
+def _visible_patient(request, conversation, *, panel=True):
+    """The conversation's patient when the caller may see it; with panel=False
+    only the patient row (a thread refresh shows the name, not the contacts).
+
+    A patient of one of the caller's teams is the one the conversation's read
+    loaded: compliance.access.team_ids_of is the rule's team half (its grants
+    follow the team), the form the inbox already applies, so it needs no read of
+    its own. Any other patient (a break-glass grant, or none) goes through the
+    whole rule, patients_visible_to."""
     if conversation.patient_id is None:
         return None
-    visible = getattr(conversation, "patient_visible", None)
-    if visible is None:
-        return patient_get_visible(user=request.user, patient_id=conversation.patient_id)
-    return conversation.patient if visible else None
+    if conversation.patient.team_id in (team_ids_of(request.user) or ()):
+        return conversation.patient
+    if not panel:
+        return patients_visible_to(request.user).filter(pk=conversation.patient_id).first()
+    return patient_get_visible(user=request.user, patient_id=conversation.patient_id)
 
 
 def _patient_panel(request, conversation):
@@ -419,7 +418,7 @@ def conversation_context(request, conversation):
 @require_GET
 @staff_page(*CARE_ROLES)
 def conversation(request, conversation_id):
-    found = _visible_conversation(request, conversation_id, with_patient=True, contacts=True)
+    found = _visible_conversation(request, conversation_id, contacts=True)
     if found is None:
         return _denied(request, conversation_id)
     context = conversation_context(request, found)
@@ -450,9 +449,7 @@ def conversation(request, conversation_id):
 @require_GET
 @staff_page(*CARE_ROLES)
 def conversation_thread(request, conversation_id):
-    # The live refresh (after=, message=) shows no patient: the plain read.
-    refresh = "after" in request.GET or "message" in request.GET
-    found = _visible_conversation(request, conversation_id, with_patient=not refresh)
+    found = _visible_conversation(request, conversation_id)
     if found is None:
         return _denied(request, conversation_id)
     if "after" in request.GET or "message" in request.GET:
@@ -460,7 +457,7 @@ def conversation_thread(request, conversation_id):
     page_request = _page_request(request, THREAD_PAGE_SIZE)
     context = {
         "conversation": found,
-        "patient": _visible_patient(request, found),
+        "patient": _visible_patient(request, found, panel=False),
         "escalations": _open_escalations(found),
         **thread_context(found, page_request=page_request),
     }
@@ -545,7 +542,7 @@ def _composer_response(request, conversation, *, status, error="", draft="", not
 @require_POST
 @staff_page(*CARE_ROLES)
 def reply(request, conversation_id):
-    found = _visible_conversation(request, conversation_id, with_patient=True, contacts=True)
+    found = _visible_conversation(request, conversation_id, contacts=True)
     if found is None:
         return _denied(request, conversation_id)
     internal = request.POST.get("mode") == "note"
@@ -656,7 +653,7 @@ def reply(request, conversation_id):
             draft=body,
             stale=True,
             highlight=str(stale.latest_interaction_id),
-            patient=_visible_patient(request, found),
+            patient=_visible_patient(request, found, panel=False),
             **thread_context(found, page_request=PageRequest(cursor=None, size=THREAD_PAGE_SIZE)),
         )
     audit["resource_id"] = interaction_id
@@ -668,7 +665,7 @@ def reply(request, conversation_id):
         status=200,
         sent=True,
         note=internal,
-        patient=_visible_patient(request, found),
+        patient=_visible_patient(request, found, panel=False),
         **context,
     )
 
@@ -762,7 +759,7 @@ def act(request, conversation_id):
         page_audit(request, outcome="error", http_status=409, **audit)
         return _notice(request, str(refused), status=409)
     page_audit(request, **audit)
-    updated = _visible_conversation(request, conversation_id, with_patient=True, contacts=True)
+    updated = _visible_conversation(request, conversation_id, contacts=True)
     if updated is None:
         # Moved to a team the actor is not in: back to the inbox.
         response = HttpResponse(status=204)

@@ -187,16 +187,30 @@ def test_an_open_escalation_shows_on_its_row_and_thread_until_acknowledged(
 
 
 def test_the_thread_names_only_a_patient_the_caller_may_see(client, agent, north, south):
+    """A patient of the agent's team is named from the conversation's own read;
+    another team's only with a break-glass grant (the whole rule)."""
     from channels_app.services import conversation_open
+    from compliance.services import break_glass_grant
     from tests.factories import make_patient
 
     elsewhere = make_patient(team=south, given_name="Remote", family_name="Patient")
     mine = make_patient(team=north, given_name="Near", family_name="Patient")
     client.force_login(agent)
-    for n, (patient, heading) in enumerate(((elsewhere, "Patient"), (mine, "Near Patient"))):
+    threads = {}
+    for n, patient in enumerate((elsewhere, mine)):
         conversation = conversation_open(
             channel="sms", team=north, patient=patient, contact_address=f"+1415555017{n}"
         )
-        thread = client.get(f"/conversations/{conversation.pk}/thread/").text
-        assert f'<h2 id="thread-heading">{heading}</h2>' in thread
-        assert "Remote" not in thread
+        threads[patient] = f"/conversations/{conversation.pk}/thread/"
+    heading = '<h2 id="thread-heading">{}</h2>'
+    assert heading.format("Near Patient") in client.get(threads[mine]).text
+    thread = client.get(threads[elsewhere]).text
+    assert heading.format("Patient") in thread and "Remote" not in thread
+    page = client.get(threads[elsewhere].removesuffix("thread/")).text
+    assert "Remote" not in page and "belongs to another team" in page
+    break_glass_grant(
+        user=agent, patient_id=elsewhere.pk, reason="Patient collapsed in the waiting room now."
+    )
+    assert heading.format("Remote Patient") in client.get(threads[elsewhere]).text
+    page = client.get(threads[elsewhere].removesuffix("thread/")).text
+    assert "Remote Patient" in page and "belongs to another team" not in page
