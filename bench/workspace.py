@@ -9,7 +9,8 @@ conversations (`seed_synthetic`'s big team):
   inbox        GET /inbox/ (tabs, counts, 50 rows)   vs  GET /api/v1/conversations/
                                                           + GET /api/v1/inbox/counts/
   conversation GET /conversations/{id}/ of the conversation with the most messages
-               (thread of 50, patient panel, 50 inbox rows beside it)
+               (its thread, up to 50: the seed's longest has about 20; patient
+               panel; 50 inbox rows beside it)
                                                       vs  GET /api/v1/conversations/{id}/
                                                           + .../messages/ + GET /api/v1/
                                                           patients/{id}/ + /api/v1/conversations/
@@ -17,6 +18,9 @@ conversations (`seed_synthetic`'s big team):
                                                       vs  GET .../messages/
   thread refresh  GET /conversations/{id}/thread/?after=<cursor> (the live refresh:
                the one message after the newest but one)  vs  GET .../messages/?cursor=<same>
+
+The staff token's rate limit is counted per second here (THROTTLE_STAFF_TOKEN_RATE,
+see the setting below): a quiet machine passes 600 API requests a minute.
 
 Part 2, live latency with the real pieces: the project served by `manage.py
 runserver` (threaded, as the test server), a real Celery worker on Redis, and
@@ -29,6 +33,10 @@ and ours are the same machine's).
     REDIS_URL=redis://127.0.0.1:6379/5 \\
         .venv/bin/python bench/workspace.py [--patients 100000] [--interactions 1000000] \\
         [--rounds 200] [--live-rounds 100]
+
+`--live-rounds 0` runs part 1 only. The 100k set (a team with 2,200 open):
+`--patients 10000 --interactions 100000 --big-team-open 2200`, on a database of its
+own (the seed is kept and reused by the next run on the same DATABASE_URL).
 """
 
 import argparse
