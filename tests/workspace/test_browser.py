@@ -8,7 +8,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 
-from channels_app.models import Conversation, Interaction, OutboundMessage
+from channels_app.models import CannedResponse, Conversation, Interaction, OutboundMessage
 from compliance.models import AuditEvent
 from contactcenter import roles
 from tests.chromium import needs_chromium
@@ -98,6 +98,11 @@ def test_inbound_sms_appears_in_open_inbox_and_conversation_without_reload(
     sms_account,
 ):
     conversation = make_sms_conversation(103, body="Is the pharmacy open today?")
+    for title, body in (
+        ("Pharmacy hours", "Our pharmacy is open 9 to 5 on weekdays."),
+        ("Flu shots", "Flu shots are given without an appointment on weekday mornings."),
+    ):
+        CannedResponse.objects.create(team=conversation.team, title=title, body=body)
     inbox = open_browser()
     sign_in(inbox, live_server, agent)
     wait_live(inbox)
@@ -115,6 +120,8 @@ def test_inbound_sms_appears_in_open_inbox_and_conversation_without_reload(
         sid="SM" + "3" * 32,
     )
     wait_text(thread, "#thread", "Also, can I get a flu shot?")
+    # The suggested replies follow the newest message without a reload.
+    wait_text(thread, "#composer-suggestions", "shares the words flu")
     post_inbound_sms(
         live_server,
         sender="+14155550999",

@@ -341,10 +341,23 @@
   /* While the agent writes, a newer patient message is shown but not counted as
      seen until they look at it: a send then meets the server's stale-reply guard
      instead of answering a message they have not read. */
+  /* The suggested replies answer the patient's latest message: when the thread
+     shows a newer one, they are fetched again (a new composer fetches its own). */
+  function followLatestInbound(thread) {
+    var box = $("#composer-suggestions");
+    var latest = thread.dataset.lastInbound || "";
+    if (!box) return;
+    if (box.dataset.forInbound === undefined) { box.dataset.forInbound = latest; return; }
+    if (box.dataset.forInbound === latest) return;
+    box.dataset.forInbound = latest;
+    fire("live-suggestions");
+  }
+
   function onThreadSwapped() {
     var thread = $("#thread");
     var form = composer();
     if (!thread || !form) return;
+    followLatestInbound(thread);
     var messages = $(".messages", thread);
     if (messages) messages.scrollTop = messages.scrollHeight;
     var seenField = $("[data-last-seen]", form);
