@@ -535,8 +535,8 @@ def interaction_process(*, interaction_id):
             return []  # processed by another worker meanwhile
         if has_text:
             # Before the rules, on the locked conversation: what a receiver learns
-            # (the language) is set on it for the rules and routing to read; the
-            # receivers of inbound_processed store it.
+            # (the language) is set on it for the rules and routing to read, and
+            # saved with the rules' changes.
             _analyse(interaction, conversation)
         escalations = _process_locked(conversation, interaction, sentiment, text, active_rules)
         if has_text:
@@ -683,7 +683,9 @@ def _process_locked(conversation, interaction, sentiment, text, active_rules):
             events.append(_notify_supervisors(escalation, conversation.team))
         if rule.actions.get("auto_reply_template"):
             events.append(_auto_reply(conversation, escalation, rule))
-    conversation.save(update_fields=_CONVERSATION_FIELDS)
+    # With the language inbound_analysing's receivers set on it (understanding's
+    # detection), in the same statement.
+    conversation.save(update_fields=[*_CONVERSATION_FIELDS, "language"])
     _record_events(conversation, events, metadata=metadata)
     return escalations
 

@@ -4,9 +4,10 @@ from django.dispatch import Signal
 
 # kwargs: interaction (inbound, with text), conversation (locked); sent in the worker
 # inside the rules' transaction, before the rules run, robustly (a failing receiver
-# never stops escalation). A receiver sets what it learns (the language) on
-# `conversation` for the rules and routing, and writes nothing: a statement that
-# failed here would abort the rules' transaction. Its writes go in inbound_processed.
+# never stops escalation). A receiver sets the language it detects on `conversation`
+# (the rules and routing read it; the rules' save stores it) and writes nothing: a
+# statement that failed here would abort the rules' transaction. Its writes go in
+# inbound_processed.
 inbound_analysing = Signal()
 # kwargs: interaction and conversation (as inbound_analysing had them, the
 # conversation as the rules left it), escalated (a rule matched this message); sent in

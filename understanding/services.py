@@ -6,8 +6,8 @@ to a person when the patient asks for one.
 Order in the escalation worker, both in the rules' transaction (one commit per
 message): `interaction_analyse` runs before the rules on the conversation they locked
 and writes nothing (the language it sets on the conversation is read by the rules and
-routing); `interaction_follow_up` runs after them, in a savepoint, and stores the
-language and the decision with its action. An escalation always comes first, and a
+routing, and saved with their changes); `interaction_follow_up` runs after them, in a
+savepoint, and stores the decision with its action. An escalation always comes first, and a
 distressed or urgent message is never answered by a machine: the follow-up only
 records that it held the message.
 Conversations change only through channels_app's services and escalation's routing."""
@@ -86,10 +86,12 @@ def interaction_analyse(*, interaction, conversation=None):
 
     In the worker, `conversation` is the one the rules locked, before they run:
     nothing is written here (a failed statement would abort the rules' transaction);
-    the language is set on `conversation` for the rules and routing to read, and the
-    follow-up stores it with the decision in its savepoint. Alone (no `conversation`),
-    the decision is stored once per interaction (a second run finds it and changes
-    nothing) and the conversation remembers the language, in one savepoint."""
+    the language is set on `conversation`, read by the rules and routing and saved
+    with the rules' changes, and the follow-up stores the decision in its savepoint
+    (and the patient's language when the conversation learnt one). Alone (no
+    `conversation`), the decision is stored once per interaction (a second run finds
+    it and changes nothing) and the conversation remembers the language, in one
+    savepoint."""
     text = interaction.body
     classification = classify(text)
     language, _probability = language_detection.detect(text)
@@ -104,7 +106,7 @@ def interaction_analyse(*, interaction, conversation=None):
         model_version=classification.model_version,
     )
     if conversation is not None:
-        # Learnt once, or when the patient switched: stored by the follow-up.
+        # Learnt once, or when the patient switched.
         decision.language_learnt = bool(language) and conversation.language != language
         if decision.language_learnt:
             conversation.language = language
@@ -124,9 +126,14 @@ def _remember_language(interaction, language):
     learnt = bool(language) and conversation_set_language(
         conversation_id=interaction.conversation_id, language=language
     )
-    if learnt and interaction.patient_id is not None:
-        # The conversation learnt its language (once, or when the patient switched):
-        # the patient's record takes it when it has none.
+    if learnt:
+        _patient_language(interaction, language)
+
+
+def _patient_language(interaction, language):
+    # The conversation learnt its language (once, or when the patient switched): the
+    # patient's record takes it when it has none.
+    if interaction.patient_id is not None:
         patient_language_detected(patient_id=interaction.patient_id, language=language)
 
 
@@ -184,7 +191,7 @@ def interaction_follow_up(*, interaction, conversation, escalated):
 
 def _follow_up(decision, interaction, conversation, *, escalated):
     with transaction.atomic():
-        _store_language(decision, interaction)
+        _store_patient_language(decision, interaction)
         facts = _facts(decision, conversation)
         previous = facts.previous
         if previous is not None and not conversation.language:
@@ -206,21 +213,21 @@ def _follow_up(decision, interaction, conversation, *, escalated):
     return action
 
 
-def _store_language(decision, interaction):
-    """The language the analysis set on the conversation for the rules, when it
-    learnt one (the conversation is locked since: no one else wrote it)."""
+def _store_patient_language(decision, interaction):
+    """The conversation learnt its language in the analysis (the rules' save stored
+    it): the patient's record takes it when it has none."""
     if getattr(decision, "language_learnt", False):
-        _remember_language(interaction, decision.language)
+        _patient_language(interaction, decision.language)
 
 
 def _store_without_action(decision):
-    """The follow-up failed and its savepoint took its writes back: the decision and
-    the language are stored all the same, with no action, so that every message keeps
-    its intent."""
+    """The follow-up failed and its savepoint took its writes back: the decision (and
+    the patient's language) are stored all the same, with no action, so that every
+    message keeps its intent."""
     decision.action, decision.action_reason, decision.acted_at = "", "", None
     decision._state.adding = True
     with transaction.atomic():
-        _store_language(decision, decision.interaction)
+        _store_patient_language(decision, decision.interaction)
         decision.save(force_insert=True)
 
 
