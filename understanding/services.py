@@ -190,6 +190,7 @@ def interaction_follow_up(*, interaction, conversation, escalated):
 
 
 def _follow_up(decision, interaction, conversation, *, escalated):
+    # The savepoint is what keeps a failure here from costing the rules' work.
     with transaction.atomic():
         _store_patient_language(decision, interaction)
         facts = _facts(decision, conversation)
@@ -238,11 +239,15 @@ def _decision_to_act_on(interaction):
     if Interaction.intent_decision.is_cached(interaction):
         decision = interaction.intent_decision
         return decision if decision.acted_at is None else None
-    decision = (
-        IntentDecision.objects.select_for_update()
-        .filter(interaction_id=interaction.pk, acted_at=None)
-        .first()
-    )
+    # In a savepoint like every statement of the follow-up: a statement that failed
+    # outside one would abort the rules' transaction, and PostgreSQL answers its
+    # COMMIT with a rollback that nothing reports (test_worker.py).
+    with transaction.atomic():
+        decision = (
+            IntentDecision.objects.select_for_update()
+            .filter(interaction_id=interaction.pk, acted_at=None)
+            .first()
+        )
     if decision is not None:
         decision.interaction = interaction
     return decision

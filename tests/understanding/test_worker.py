@@ -114,3 +114,17 @@ def test_a_failing_follow_up_keeps_the_rules_work_and_stores_the_decision(
     decision = IntentDecision.objects.get(interaction=interaction)
     assert (decision.action, decision.acted_at) == ("", None)
     assert (decision.language, bool(decision.explanation)) == ("en", True)
+
+
+def test_a_failing_analysis_leaves_the_rules_to_run(front_desk, defaults, monkeypatch):
+    def failing_classify(text):
+        raise RuntimeError("model missing")
+
+    monkeypatch.setattr(services, "classify", failing_classify)
+    interaction = receive(front_desk, "I have chest pain and I can't breathe")
+
+    [escalation] = interaction_process(interaction_id=interaction.pk)
+
+    assert Escalation.objects.filter(pk=escalation.pk).exists()
+    assert Conversation.objects.get(pk=interaction.conversation_id).escalated
+    assert not IntentDecision.objects.filter(interaction=interaction).exists()
