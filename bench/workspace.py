@@ -281,7 +281,7 @@ def live_latency(args, agent, conversation):
     from selenium.webdriver.support.ui import WebDriverWait
     from twilio.request_validator import RequestValidator
 
-    from tests.workspace.browser import _driver
+    from tests.chromium import chromium_driver
 
     agent.set_password("bench-password-123456")
     agent.save(update_fields=["password"])
@@ -315,7 +315,7 @@ def live_latency(args, agent, conversation):
         return params["MessageSid"]
 
     web, worker = start_processes(port)
-    browser = _driver((1280, 900))
+    browser = chromium_driver((1280, 900))
     latencies = []
     try:
         first = post_sms("bench live: first message")
