@@ -9,8 +9,9 @@ What runs (all on this machine, started and stopped by the script):
           `--web uvicorn` (default, as docker/start-web.sh), `gthread` or `sync`
   worker  a real Celery worker with the same settings on the same broker, started after
           the timed phases: it drains what the webhooks accepted, and its rate is the
-          messages fully processed per second (inbound task: patient, receivers;
-          escalation task: sentiment, rules, routing, understanding)
+          messages fully processed per second (one inbound task a message: the
+          receivers, then escalation's sentiment, rules, routing, understanding;
+          bench/worker_drain.py measures the drain alone, beside a no-op task's rate)
   client  an asyncio HTTP/1.1 client in this process (keep-alive where the server
           offers it), every request built and signed before the clock starts
 

@@ -26,7 +26,14 @@ CALLBACK_DIAL_MAX_RETRIES = 3
 def inbound_process(interaction_id):
     """Hand a stored inbound interaction to the apps above (sentiment, rules,
     reminders' replies). Receivers are idempotent; the row is marked processed
-    only after they ran, so a crash leaves it for the sweeper."""
+    only after they ran, so a crash leaves it for the sweeper (or the broker's
+    redelivery: acks_late).
+
+    A receiver may return a callable: it runs here after every receiver has seen
+    the message, before the mark. Escalation's processing (sentiment, rules,
+    routing, understanding) runs that way, in this task, instead of one more task
+    through the broker per message; it still comes after the reminders' and
+    surveys' receivers, as it did when it was queued from here."""
     interaction = (
         Interaction.objects.select_related("conversation", "patient")
         .filter(pk=interaction_id, processed_at__isnull=True)
@@ -34,7 +41,10 @@ def inbound_process(interaction_id):
     )
     if interaction is None:
         return
-    interaction_received.send(sender=Interaction, interaction=interaction)
+    responses = interaction_received.send(sender=Interaction, interaction=interaction)
+    for _receiver, then in responses:
+        if callable(then):
+            then()
     Interaction.objects.filter(pk=interaction_id, processed_at__isnull=True).update(
         processed_at=timezone.now()
     )

@@ -1,4 +1,5 @@
-from django.db import transaction
+from functools import partial
+
 from django.dispatch import receiver
 
 from channels_app.signals import interaction_received, staff_replied
@@ -7,15 +8,12 @@ from patients.signals import patients_merged
 
 
 @receiver(interaction_received)
-def queue_inbound_processing(sender, *, interaction, **kwargs):
-    # Not enqueue_on_commit, which logs a failed publish and carries on: the inbound
-    # worker sends this signal outside a transaction, so the publish runs at once and a
-    # broker error fails that task before it marks the interaction processed, leaving
-    # it to the channels sweeper instead of losing the escalation.
-    interaction_id = str(interaction.pk)
-    transaction.on_commit(
-        lambda: tasks.process_inbound.apply_async(args=[interaction_id], retry=False)
-    )
+def process_inbound_after_receivers(sender, *, interaction, **kwargs):
+    # Returned, not run: the inbound task runs it after every receiver (reminders'
+    # and surveys' replies first, as when this queued a task of its own), in that
+    # task, and before it marks the interaction processed (so a failure that cannot
+    # even queue the escalation task leaves it to the channels sweeper).
+    return partial(tasks.process_inbound_here, interaction)
 
 
 @receiver(staff_replied)

@@ -15,7 +15,7 @@ import structlog
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
 
@@ -201,7 +201,11 @@ def _route_locked(conversation, *, team=None, supervisors_only=False, metadata=N
     services (each records its own timeline event)."""
     metadata = {"decision": "route", **(metadata or {})}
     target = team or conversation.team
-    moved = conversation_move_to_team(conversation=conversation, team=target, metadata=metadata)
+    # The caller holds the conversation's lock, so its team and assignee as read are
+    # current: the services (which lock again to check) are called only for a change.
+    moved = target.pk != conversation.team_id and conversation_move_to_team(
+        conversation=conversation, team=target, metadata=metadata
+    )
     member_ids = list(selectors.team_members(team=target).values_list("pk", flat=True))
     supervisor_ids = (
         list(
@@ -234,8 +238,10 @@ def _route_locked(conversation, *, team=None, supervisors_only=False, metadata=N
         decision = RouteDecision(
             user_id, how, f"{fallback}routed to {assignee.get_username()}: {why}"
         )
-    changed = conversation_assign(
-        conversation=conversation, assignee=assignee, note=decision.text, metadata=metadata
+    changed = (assignee.pk if assignee else None) != conversation.assignee_id and (
+        conversation_assign(
+            conversation=conversation, assignee=assignee, note=decision.text, metadata=metadata
+        )
     )
     return _Routed(decision, moved, "" if changed else decision.text)
 
@@ -505,34 +511,63 @@ def _record_events(conversation, events, *, actor=None, metadata=None):
         )
 
 
-def interaction_process(*, interaction_id):
+def _run_claim(interaction_id, stage):
+    """Insert the run row unless it exists: True when this processing is the first.
+    ON CONFLICT instead of a savepoint around an INSERT that may fail: one statement
+    instead of three, in the transaction that holds the conversation's lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EscalationRun._meta.db_table} (interaction_id, stage, created_at) "  # noqa: S608
+            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            [interaction_id, stage, timezone.now()],
+        )
+        return cursor.rowcount == 1
+
+
+def interaction_process(*, interaction_id, interaction=None):
     """Everything an inbound interaction sets off, in one transaction: its sentiment
     (stored on it and on the conversation), the rules, the escalations they raise with
     their actions, routing when the conversation needs an owner, and the SLA due
     times. Processing the same interaction again changes nothing (EscalationRun).
-    Returns the escalations created."""
-    interaction = (
-        Interaction.objects.filter(pk=interaction_id, direction=Interaction.Direction.INBOUND)
-        .only("id", "conversation_id", "patient_id", "kind", "body", "channel", "occurred_at")
-        .first()
-    )
+    `interaction` is the row when the caller has it (the inbound task): not read
+    again, and no look-up of the run before the transaction (the first processing is
+    the usual case there; a repeat is still refused by the run row). Returns the
+    escalations created."""
     if interaction is None:
+        interaction = (
+            Interaction.objects.filter(pk=interaction_id, direction=Interaction.Direction.INBOUND)
+            .only(
+                "id",
+                "conversation_id",
+                "patient_id",
+                "direction",
+                "kind",
+                "body",
+                "channel",
+                "occurred_at",
+            )
+            .first()
+        )
+        repeat_check = True
+    else:
+        repeat_check = False
+    if interaction is None or interaction.direction != Interaction.Direction.INBOUND:
         return []
     text = interaction.body if interaction.kind in _TEXT_KINDS else ""
     has_text = bool(text and not text.isspace())
     stage = EscalationRun.Stage.TEXT if has_text else EscalationRun.Stage.CONTACT
-    if EscalationRun.objects.filter(interaction_id=interaction.pk, stage=stage).exists():
+    if (
+        repeat_check
+        and EscalationRun.objects.filter(interaction_id=interaction.pk, stage=stage).exists()
+    ):
         return []
     # Scoring is pure CPU: done before the transaction, so no lock waits on it.
     sentiment = score_text(text) if has_text else None
     active_rules = list(EscalationRule.objects.filter(active=True))
     with transaction.atomic():
         conversation = _locked_conversation(interaction.conversation_id)
-        try:
-            with transaction.atomic():
-                EscalationRun.objects.create(interaction_id=interaction.pk, stage=stage)
-        except IntegrityError:
-            return []  # processed by another worker meanwhile
+        if not _run_claim(interaction.pk, stage):
+            return []  # processed already, or by another worker meanwhile
         if has_text:
             # Before the rules, on the locked conversation: what a receiver learns
             # (the language) is set on it for the rules and routing to read, and

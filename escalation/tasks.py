@@ -1,9 +1,12 @@
 """Thin task wrappers on the escalations queue: ids in, a service call, nothing else."""
 
+import structlog
 from celery import Task, shared_task
 
 from contactcenter.retry import is_transient_database_error, retry_or_give_up
 from escalation import services
+
+logger = structlog.stdlib.get_logger(__name__)
 
 
 class _FailsafeOnFailure(Task):
@@ -32,6 +35,26 @@ def process_inbound(self, interaction_id):
         services.interaction_process(interaction_id=interaction_id)
     except Exception as exc:
         retry_or_give_up(self, exc, permanent=not is_transient_database_error(exc), base=2, cap=300)
+
+
+def process_inbound_here(interaction):
+    """Escalation's processing of an inbound message inside the inbound task that
+    received it (see escalation.receivers): one task per message instead of two, and
+    the interaction the task read is not read again. When it fails, the message
+    goes to process_inbound on the escalations queue, with its retries and the
+    failsafe: nothing is committed by a failed try (one transaction), and the run
+    row makes a second processing a no-op. When that publish fails too, the error
+    fails the inbound task before it marks the message processed, so the channels
+    sweeper queues it again."""
+    try:
+        services.interaction_process(interaction_id=interaction.pk, interaction=interaction)
+    except Exception as exc:
+        logger.warning(
+            "inbound_processing_queued",
+            interaction_id=str(interaction.pk),
+            error=exc.__class__.__name__,
+        )
+        process_inbound.apply_async(args=[str(interaction.pk)], retry=False)
 
 
 @shared_task(name="escalation.tasks.sweep_sla_breaches", ignore_result=True)

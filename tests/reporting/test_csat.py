@@ -458,7 +458,9 @@ def test_the_survey_goes_out_in_the_patients_language(
 ):
     patient.preferred_language = "es"
     patient.save(update_fields=["preferred_language"])
-    conv = inbound(client, "Is Dr. Patel in on Monday?").conversation
+    # Written in Spanish: the inbound task runs escalation's processing, whose language
+    # detection the survey follows before the record's language.
+    conv = inbound(client, "Hola, ¿el doctor Patel atiende el lunes?").conversation
     resolve(conv, north_agent, django_capture_on_commit_callbacks)
     make_due()
 

@@ -1,0 +1,83 @@
+"""Escalation's processing runs inside the inbound task, with a real worker on Redis:
+one task per message, and a processing that fails there still ends in the escalation
+task's retries and failsafe, never in silence."""
+
+import time
+
+import pytest
+from celery.signals import task_postrun
+
+from channels_app.models import Interaction
+from escalation import services
+from escalation.models import Escalation, EscalationRule, EscalationRun
+from tests.escalation.conftest import receive
+
+pytestmark = pytest.mark.usefixtures("blank_configuration")
+
+INBOUND = "channels_app.tasks.inbound_process"
+ESCALATION = "escalation.tasks.process_inbound"
+
+
+def wait_for(condition, *, timeout=20.0, what="the worker"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def tasks_run():
+    """Names of the tasks the in-process worker finished, in order."""
+    ran = []
+
+    def record(sender=None, **kwargs):
+        ran.append(sender.name)
+
+    task_postrun.connect(record, weak=False)
+    yield ran
+    task_postrun.disconnect(record)
+
+
+def test_one_task_processes_an_inbound_message(celery_worker_real, tasks_run, front_desk):
+    # Stored as the webhook stores it: the inbound task is queued on commit.
+    interaction = receive(front_desk, "Can I move my appointment to Friday?")
+
+    wait_for(
+        lambda: Interaction.objects.filter(pk=interaction.pk, processed_at__isnull=False).exists(),
+        what="the inbound task to mark the message processed",
+    )
+
+    assert EscalationRun.objects.filter(interaction=interaction, stage="text").count() == 1
+    assert Interaction.objects.get(pk=interaction.pk).sentiment is not None
+    assert tasks_run == [INBOUND]
+
+
+def test_a_processing_that_fails_in_the_inbound_task_goes_to_the_escalation_task(
+    celery_worker_real, tasks_run, front_desk, desk_supervisor
+):
+    rule = services.rule_create(
+        name="Pharmacy", conditions={"phrases": ["refill"]}, actions={"set_priority": "high"}
+    )
+    # Written around validation: evaluating it raises TypeError, in the inbound task
+    # and again in the escalation task, which gives up at once (not a transient error).
+    EscalationRule.objects.filter(pk=rule.pk).update(conditions={"phrases": 5})
+
+    interaction = receive(front_desk, "I think I am having a stroke")
+
+    failsafe = wait_for(
+        lambda: Escalation.objects.filter(
+            interaction_id=interaction.pk, kind=Escalation.Kind.FAILSAFE
+        ).first(),
+        what="the escalation task's failsafe",
+    )
+    wait_for(lambda: len(tasks_run) >= 2, what="both tasks to finish")
+    assert tasks_run == [INBOUND, ESCALATION]
+    assert failsafe.to_team == front_desk
+    # The inbound task queued the escalation task, then marked the message: nothing
+    # is left for the sweeper, and the failed try in it committed nothing.
+    assert Interaction.objects.filter(pk=interaction.pk, processed_at__isnull=False).exists()
+    assert not EscalationRun.objects.filter(interaction=interaction).exists()
+    assert Escalation.objects.count() == 1
