@@ -71,6 +71,11 @@ def parse_args():
     parser.add_argument("--profile", action="store_true", help="in-process profile instead")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument(
+        "--worker-args",
+        default="",
+        help="more options for `celery worker`, e.g. '--prefetch-multiplier 4'",
+    )
+    parser.add_argument(
         "--worker-root",
         default=str(ROOT),
         help="the checkout whose code the worker runs (e.g. `git worktree add /tmp/base "
@@ -127,7 +132,7 @@ def worker_environment():
     return environment
 
 
-def start_worker(concurrency, log_dir, root):
+def start_worker(concurrency, log_dir, root, extra=()):
     command = [
         sys.executable,
         "-m",
@@ -146,6 +151,7 @@ def start_worker(concurrency, log_dir, root):
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
+        *extra,
     ]
     log = open(Path(log_dir) / "worker.log", "ab")  # noqa: SIM115
     return subprocess.Popen(  # noqa: S603
@@ -162,12 +168,12 @@ def stop(process):
         process.wait()
 
 
-def drain(ids, warmup, concurrency, log_dir, timeout, root):
+def drain(ids, warmup, concurrency, log_dir, timeout, root, extra=()):
     from channels_app.models import Interaction
     from escalation.models import EscalationRun
 
     total = len(ids)
-    worker = start_worker(concurrency, log_dir, root)
+    worker = start_worker(concurrency, log_dir, root, extra)
     started = time.monotonic()
     try:
         while time.monotonic() - started < timeout:
@@ -197,7 +203,7 @@ def drain(ids, warmup, concurrency, log_dir, timeout, root):
     }
 
 
-def noop_floor(count, concurrency, log_dir, timeout, root):
+def noop_floor(count, concurrency, log_dir, timeout, root, extra=()):
     from celery import current_app
 
     client = redis_client()
@@ -207,7 +213,7 @@ def noop_floor(count, concurrency, log_dir, timeout, root):
         for _ in range(count):
             accumulate.apply_async(args=[1], queue="default", producer=producer)
     assert client.llen(queue) == count, client.llen(queue)
-    worker = start_worker(concurrency, log_dir, root)
+    worker = start_worker(concurrency, log_dir, root, extra)
     started = first = None
     deadline = time.monotonic() + timeout
     try:
@@ -286,13 +292,22 @@ def main():
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(60)
+        stats.print_callees("interaction_process|inbound_process")
         return
     print(
         f"draining with {args.concurrency} worker processes of {args.worker_root}, "
         f"load {load()} ...",
         flush=True,
     )
-    drained = drain(ids, args.warmup, args.concurrency, log_dir, args.timeout, args.worker_root)
+    drained = drain(
+        ids,
+        args.warmup,
+        args.concurrency,
+        log_dir,
+        args.timeout,
+        args.worker_root,
+        args.worker_args.split(),
+    )
     print(
         f"drain: {drained['done']} of {drained['total']} fully processed "
         f"({drained['marked']} marked processed), {drained['rate']:.1f} messages/s "
@@ -301,7 +316,14 @@ def main():
         flush=True,
     )
     if args.noop:
-        rate = noop_floor(args.noop, args.concurrency, log_dir, args.timeout, args.worker_root)
+        rate = noop_floor(
+            args.noop,
+            args.concurrency,
+            log_dir,
+            args.timeout,
+            args.worker_root,
+            args.worker_args.split(),
+        )
         print(f"no-op floor: {rate:.0f} tasks/s ({args.noop} tasks), load {load()}")
     purge()
 

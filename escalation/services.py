@@ -31,7 +31,13 @@ from contactcenter.models import StaffProfile, Team
 from contactcenter.templating import render_template
 from escalation import rules as rule_logic
 from escalation import selectors
-from escalation.models import Escalation, EscalationRule, EscalationRun, Notification
+from escalation.models import (
+    BusinessHours,
+    Escalation,
+    EscalationRule,
+    EscalationRun,
+    Notification,
+)
 from escalation.sentiment import score_text
 from escalation.signals import inbound_analysing, inbound_processed
 from patients.models import Channel
@@ -48,12 +54,24 @@ ROUTE_ATTEMPTS = 5
 
 
 def _locked_conversation(conversation_id):
-    # of=self: the team and patient rows joined in are read, not locked.
+    # of=self: the team and patient rows joined in are read, not locked. The team's
+    # group (its members, for routing) and business hours (the SLA's calendar) come
+    # in the same read: two statements fewer per message.
     return (
         Conversation.objects.select_for_update(of=("self",))
-        .select_related("team", "patient")
+        .select_related("team__group", "team__business_hours", "patient")
         .get(pk=conversation_id)
     )
+
+
+def _team_calendar(team):
+    """The team's calendar, or None for a team that works around the clock; read
+    with the locked conversation when it is still its team, else looked up."""
+    try:
+        hours = team.business_hours
+    except BusinessHours.DoesNotExist:
+        return None
+    return hours.calendar()
 
 
 # --- Rules -------------------------------------------------------------------------
@@ -294,7 +312,7 @@ def _sla_on_inbound(conversation, interaction):
     policy = selectors.sla_policy_for(priority=conversation.priority)
     if policy is None:
         return []
-    calendar = selectors.business_calendar_for(team_id=conversation.team_id)
+    calendar = _team_calendar(conversation.team)
     first = conversation.last_staff_response_at is None
     if first:
         label, minutes = "first", policy.first_response_minutes
