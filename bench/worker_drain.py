@@ -20,14 +20,16 @@ What runs (all on this machine):
            the same worker command: tasks per second from the first taken off the queue
            to the last acknowledged (the queue and `unacked` polled every 5 ms)
 
-`--profile` instead runs the task bodies in this process on the backlog (no worker):
-statements and commits per message (CaptureQueriesContext) and the top functions by
-cumulative time (cProfile).
+`--worker-root` runs the worker from another checkout (`git worktree add /tmp/base
+main`): run this script in turns with and without it for a before figure in the same
+machine state (the load average is printed beside every figure). `--profile` instead
+runs the task bodies in this process on the backlog (no worker): statements and
+commits per message (CaptureQueriesContext) and the top functions (cProfile).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cc_bench_drain \\
     REDIS_URL=redis://127.0.0.1:6379/5 \\
         .venv/bin/python bench/worker_drain.py [--messages 600] [--concurrency 2] \\
-        [--noop 2000] [--profile]
+        [--noop 2000] [--worker-root /tmp/base] [--worker-args '...'] [--profile]
 """
 
 import argparse

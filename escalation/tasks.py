@@ -1,4 +1,5 @@
-"""Thin task wrappers on the escalations queue: ids in, a service call, nothing else."""
+"""Thin task wrappers on the escalations queue: ids in, a service call, nothing else;
+and the inbound task's call of the same service (process_inbound_here)."""
 
 import structlog
 from celery import Task, shared_task
