@@ -6,16 +6,21 @@ import time
 
 import pytest
 from celery.signals import task_postrun
+from kombu.exceptions import OperationalError
 
 from channels_app.models import Interaction
 from escalation import services
 from escalation.models import Escalation, EscalationRule, EscalationRun
+from tests.channels_app import isolated
 from tests.escalation.conftest import receive
 
 pytestmark = pytest.mark.usefixtures("blank_configuration")
 
 INBOUND = "channels_app.tasks.inbound_process"
 ESCALATION = "escalation.tasks.process_inbound"
+
+private_redis = isolated.private_redis
+private_broker = isolated.private_broker
 
 
 def wait_for(condition, *, timeout=20.0, what="the worker"):
@@ -98,3 +103,26 @@ def test_the_statements_of_an_inbound_message(front_desk, django_assert_num_quer
         inbound_process.run(str(interaction.pk))
 
     assert EscalationRun.objects.filter(interaction=interaction).exists()
+
+
+@pytest.mark.django_db
+def test_a_processing_that_fails_while_the_broker_is_down_is_left_to_the_sweeper(
+    private_broker, front_desk
+):
+    from channels_app.tasks import inbound_process
+
+    rule = services.rule_create(
+        name="Pharmacy", conditions={"phrases": ["refill"]}, actions={"set_priority": "high"}
+    )
+    EscalationRule.objects.filter(pk=rule.pk).update(conditions={"phrases": 5})
+    interaction = receive(front_desk, "I think I am having a stroke")
+    private_broker.stop()
+
+    # The processing fails in the inbound task and the escalation task cannot be
+    # queued: the task fails before its mark, so the channels sweeper sends it again.
+    with pytest.raises(OperationalError):
+        inbound_process.run(str(interaction.pk))
+
+    assert Interaction.objects.get(pk=interaction.pk).processed_at is None
+    assert not EscalationRun.objects.filter(interaction=interaction).exists()
+    assert not Escalation.objects.exists()
