@@ -1,5 +1,7 @@
-"""The blind-index lookup must be an index scan at 100k patients, never a scan
-that would decrypt or read the whole table."""
+"""The blind-index lookup must be an index scan, never a scan that would decrypt or
+read the whole table. 10k patients are enough for the planner to choose: without the
+index the same lookup is a sequential scan at this size already (the large volumes
+are bench/inbox_timeline.py's, at 100k patients)."""
 
 import pytest
 from django.db import connection
@@ -39,8 +41,8 @@ def _bulk_fill(team, count):
         cursor.execute("ANALYZE patients_contactpoint")
 
 
-def test_phone_lookup_uses_the_blind_index_at_100k_patients(north, member):
-    _bulk_fill(north, 100_000)
+def test_phone_lookup_uses_the_blind_index_at_10k_patients(north, member):
+    _bulk_fill(north, 10_000)
     target = make_patient(team=north, phones=["+14155550123"])
 
     queryset = patient_list(user=member, phone="415-555-0123")
