@@ -7,11 +7,36 @@ from django.test import Client
 
 from config.celery import app as celery_app
 from contactcenter import roles
-from tests import fast_flush
+from tests import db_template, fast_flush
 from tests.factories import make_api_key, make_patient, make_staff
 
 # Transactional tests end with a cheaper flush, to the same database as flush leaves.
 fast_flush.install()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings, request):
+    """The test database is made from a migrated template when there is one
+    (tests/db_template.py); not with --reuse-db or --no-migrations."""
+    if request.config.getvalue("reuse_db") or request.config.getvalue("nomigrations"):
+        yield None
+        return
+    template = db_template.Template()
+    try:
+        yield template
+    finally:
+        template.release()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_modify_db_settings, django_db_blocker):
+    template = django_db_modify_db_settings
+    if template is not None:
+        from django.db import connection
+
+        with django_db_blocker.unblock():
+            template.keep(connection.settings_dict["NAME"])
+        template.release()
 
 
 @pytest.fixture(autouse=True)
