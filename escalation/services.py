@@ -533,11 +533,21 @@ def _run_claim(interaction_id, stage):
     """Insert the run row unless it exists: True when this processing is the first.
     ON CONFLICT instead of a savepoint around an INSERT that may fail: one statement
     instead of three, in the transaction that holds the conversation's lock."""
+    # The fields prepare the values: SQLite (make run) stores a UUID as hex text and
+    # a datetime as text, and its driver binds neither object itself.
+    values = [
+        EscalationRun._meta.get_field(name).get_db_prep_value(value, connection)
+        for name, value in (
+            ("interaction", interaction_id),
+            ("stage", stage),
+            ("created_at", timezone.now()),
+        )
+    ]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {EscalationRun._meta.db_table} (interaction_id, stage, created_at) "  # noqa: S608
             "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            [interaction_id, stage, timezone.now()],
+            values,
         )
         return cursor.rowcount == 1
 

@@ -303,6 +303,8 @@ def _facts(decision, conversation):
     dialog, the active route of the intent, whether staff wrote in the conversation,
     and the message's sentiment (stored by the rules)."""
     interaction = decision.interaction
+    if connection.vendor != "postgresql":
+        return _facts_orm(decision, conversation)
     with connection.cursor() as cursor:
         cursor.execute(
             _FACTS_SQL,
@@ -324,6 +326,53 @@ def _facts(decision, conversation):
     # The route's team as it is now (the same statement read it), for the move.
     route_team = Team.from_db(connection.alias, _TEAM_COLUMNS, team) if route_id else None
     return _Facts(previous, open_refill_id, route_min_confidence, route_team, *row[10:])
+
+
+def _facts_orm(decision, conversation):
+    """The same facts through the ORM, in five statements: _FACTS_SQL is
+    PostgreSQL's (LATERAL, ANY), and `make run`'s SQLite needs the same answers,
+    not the single round trip."""
+    interaction = decision.interaction
+    # `account_id = NULL` is never true in SQL: no account, no earlier answer.
+    previous = (
+        SelfServiceResolution.objects.filter(account_id__isnull=False)
+        .filter(
+            account_id=conversation.account_id,
+            contact_index=conversation.contact_index,
+            resolved_at__gte=interaction.occurred_at - SAME_SENDER_WINDOW,
+            resolved_at__lte=interaction.occurred_at,
+        )
+        .exclude(contact_index="")
+        .order_by("-resolved_at")
+        .values_list("pk", "conversation_id", "resolved_at")
+        .first()
+    )
+    open_refill_id = (
+        RefillRequest.objects.filter(
+            conversation_id=conversation.pk, state__in=RefillRequest.OPEN_STATES
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+    route = (
+        IntentRoute.objects.filter(intent=decision.intent, active=True)
+        .select_related("team")
+        .first()
+    )
+    staff_wrote = Interaction.objects.filter(
+        conversation_id=conversation.pk, author__isnull=False
+    ).exists()
+    sentiment = (
+        Interaction.objects.filter(pk=interaction.pk).values_list("sentiment", flat=True).first()
+    )
+    return _Facts(
+        _Previous(*previous) if previous else None,
+        open_refill_id,
+        route.min_confidence if route else None,
+        route.team if route else None,
+        staff_wrote,
+        sentiment,
+    )
 
 
 def _all_or_nothing():

@@ -4,18 +4,22 @@ of its follow-up, which runs in the rules' transaction, never costs the rules' w
 nor the decision."""
 
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from channels_app.models import Conversation
+from channels_app.models import ChannelAccount, Conversation
+from channels_app.services import normalise_address
 from escalation.models import Escalation, EscalationRun
 from escalation.services import interaction_process
 from escalation.signals import inbound_analysing, inbound_processed
+from patients.models import Channel
 from tests.escalation.conftest import receive
 from understanding import receivers, services
-from understanding.models import IntentDecision
+from understanding.models import IntentDecision, SelfServiceResolution
 
 # The analysis writes nothing (the rules' own UPDATE of the conversation stores the
 # language). Follow-up: SAVEPOINT, SELECT what it looks at, INSERT the decision with
@@ -128,3 +132,46 @@ def test_a_failing_analysis_leaves_the_rules_to_run(front_desk, defaults, monkey
     assert Escalation.objects.filter(pk=escalation.pk).exists()
     assert Conversation.objects.get(pk=interaction.conversation_id).escalated
     assert not IntentDecision.objects.filter(interaction=interaction).exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I was charged twice on my bill, can you check my insurance claim",
+        "what time do you open on saturday",
+    ],
+)
+def test_the_orm_reading_of_the_facts_is_the_statements_reading(front_desk, defaults, text):
+    """`make run`'s SQLite reads the follow-up's facts through the ORM (_FACTS_SQL is
+    PostgreSQL's); on PostgreSQL both readings agree, after an automated answer too."""
+    line = ChannelAccount.objects.create(
+        kind=Channel.SMS, name="Main line", address="+15005550006", team=front_desk
+    )
+    first = receive(front_desk, "what time do you open on saturday", address="+14155550105")
+    # Both conversations on one line and one sender, as the webhooks open them.
+    _address, index = normalise_address(Channel.SMS, "+14155550105")
+    Conversation.objects.filter(pk=first.conversation_id).update(account=line, contact_index=index)
+    answered = Conversation.objects.get(pk=first.conversation_id)
+    # An automated answer that closed the sender's earlier conversation a minute ago.
+    SelfServiceResolution.objects.create(
+        conversation=answered,
+        team=answered.team,
+        channel=answered.channel,
+        account_id=answered.account_id,
+        contact_index=answered.contact_index,
+        resolved_at=timezone.now() - timedelta(minutes=1),
+    )
+    message = receive(front_desk, text, address="+14155550105")
+    Conversation.objects.filter(pk=message.conversation_id).update(
+        account=line, contact_index=index
+    )
+    interaction_process(interaction_id=message.pk)
+    decision = IntentDecision.objects.select_related("interaction").get(interaction=message)
+    conversation = Conversation.objects.get(pk=message.conversation_id)
+
+    by_statement = services._facts(decision, conversation)
+    by_orm = services._facts_orm(decision, conversation)
+
+    assert by_orm == by_statement
+    assert by_statement.previous is not None
+    assert by_statement.previous.conversation_id == answered.pk
