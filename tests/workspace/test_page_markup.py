@@ -19,8 +19,6 @@ from workspace.templatetags.workspace import inbox_row, thread_message
 
 pytestmark = pytest.mark.django_db
 
-NOW = timezone.now()
-
 
 def _row(**changes):
     row = {
@@ -35,7 +33,7 @@ def _row(**changes):
         "labels": [],
         "escalated": False,
         "escalation_reason": None,
-        "last_interaction": NOW - dt.timedelta(minutes=5),
+        "last_interaction": timezone.now() - dt.timedelta(minutes=5),
         "last_direction": "inbound",
         "preview": "Can I get a refill?",
         "unread": False,
@@ -94,7 +92,7 @@ def _message(**changes):
         "direction": "outbound",
         "body": "Line one <b>\nline two",
         "author": "agent.north",
-        "occurred_at": NOW - dt.timedelta(hours=2),
+        "occurred_at": timezone.now() - dt.timedelta(hours=2),
         "delivery_status": "failed",
         "delivery_error": "Twilio error code 30007",
         "details": None,
