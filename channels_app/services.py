@@ -1194,7 +1194,13 @@ def call_enqueue(*, call, team, menu_key, why=None, now=None):
     place). A caller's menu choice (`why` says which) also moves the conversation
     to that team's inbox; without a menu it stays where routing put it."""
     with transaction.atomic():
-        call = CallDetail.objects.select_for_update().select_related("interaction").get(pk=call.pk)
+        # The call's row only (see voice._call): the interaction stays unlocked for
+        # the worker, which holds the conversation while it writes the interaction.
+        call = (
+            CallDetail.objects.select_for_update(of=("self",))
+            .select_related("interaction")
+            .get(pk=call.pk)
+        )
         if call.queued_at is None:
             call.queued_at = now or timezone.now()
             call.queue_team = team

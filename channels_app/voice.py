@@ -68,8 +68,11 @@ def _voicemail(response, language, message):
 
 
 def _call(call_sid):
+    # Only the call's row: FOR UPDATE with a join locks the joined interaction too,
+    # and the worker processing that interaction locks its conversation first and
+    # then writes the interaction, so holding both here can deadlock with it.
     return (
-        CallDetail.objects.select_for_update()
+        CallDetail.objects.select_for_update(of=("self",))
         .select_related("interaction")
         .filter(interaction__channel=Channel.VOICE, interaction__provider_id=call_sid)
         .first()

@@ -269,7 +269,13 @@ def portal_conversation(portal_endpoint, front_desk, patient, post_portal):
         team=front_desk,
         secret=PORTAL_SECRET,
     )
-    response = post_portal(_message(patient, thread_id="thread-42", message_id="pm-42"))
+    # A message nothing answers by itself: a refill request would start the refill
+    # intake, whose question is one more POST to this endpoint.
+    response = post_portal(
+        _message(
+            patient, thread_id="thread-42", message_id="pm-42", body="Thanks, see you next week."
+        )
+    )
     return Conversation.objects.get(pk=response.json()["conversation"])
 
 
