@@ -6,7 +6,8 @@ What runs (all on this machine, started and stopped by the script):
   web     gunicorn with the production settings (`config.settings.production`,
           the environment of `.ci/run`'s check --deploy step plus local bench keys),
           behind a pretend proxy (`X-Forwarded-Proto: https`), on PostgreSQL and Redis;
-          `--web uvicorn` (default, as docker/start-web.sh), `gthread` or `sync`
+          `--web gthread` (default, as docker/start-web.sh), `uvicorn` (as start-live.sh)
+          or `sync`
   worker  a real Celery worker with the same settings on the same broker, started after
           the timed phases: it drains what the webhooks accepted, and its rate is the
           messages fully processed per second (one inbound task a message: the
@@ -108,7 +109,8 @@ def parse_args():
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--levels", default="1,8,32", help="concurrent clients, in order")
     parser.add_argument("--kinds", default="sms,email,portal")
-    parser.add_argument("--web", choices=["uvicorn", "gthread", "sync"], default="uvicorn")
+    # gthread, as docker/start-web.sh runs the API and the webhooks.
+    parser.add_argument("--web", choices=["uvicorn", "gthread", "sync"], default="gthread")
     parser.add_argument("--web-workers", type=int, default=4, help="gunicorn processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread process")
     parser.add_argument("--worker-concurrency", type=int, default=2)
