@@ -7,6 +7,7 @@ importing this module (see any script's first lines).
 """
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,3 +79,45 @@ def raw_connection(**kwargs):
     from django.conf import settings
 
     return psycopg.connect(**_connection_params(settings.DATABASES["default"]["NAME"]), **kwargs)
+
+
+def start_celery_worker(
+    *, queues, concurrency, name, log_path=None, cwd=ROOT, environment=None, extra=()
+):
+    """A real Celery worker of the project in a process of its own, quiet (no gossip,
+    mingle or heartbeat: one worker, nothing to agree with); its output goes to
+    `log_path`, or to the script's own when None."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "-l",
+        "warning",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        *extra,
+    ]
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - the process keeps it
+    return subprocess.Popen(command, cwd=cwd, env=environment, stdout=log, stderr=log)  # noqa: S603
+
+
+def stop_process(process, timeout=30):
+    """SIGTERM, then SIGKILL after `timeout` seconds; nothing if it already ended."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

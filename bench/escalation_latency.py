@@ -21,9 +21,7 @@ loopback stub of Twilio's API, tests/stubs/twilio_stub.py).
 import argparse
 import os
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script from bench/: the project root is not on sys.path by itself.
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ensure_database, migrate, setup_django  # noqa: E402
+from bench.common import (  # noqa: E402
+    ensure_database,
+    migrate,
+    setup_django,
+    start_celery_worker,
+    stop_process,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_escal"
 FRONT_DESK = "Bench escalation front desk"
@@ -102,42 +106,24 @@ def prepare():
 
 
 def start_workers(pool):
-    workers = []
-    for queue in QUEUES:
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queue,
-            "-P",
-            pool,
-            "-c",
-            "1",
-            "-n",
-            f"bench-{queue}@%h",
-            "-l",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-        workers.append(subprocess.Popen(command, cwd=ROOT, env=os.environ.copy()))  # noqa: S603
-    return workers
+    """A worker per queue, one process each, as the docker scale profile runs them."""
+    return [
+        start_celery_worker(
+            queues=[queue],
+            concurrency=1,
+            name=f"bench-{queue}",
+            environment=os.environ.copy(),
+            extra=("-P", pool),
+        )
+        for queue in QUEUES
+    ]
 
 
 def stop_workers(workers):
     for worker in workers:
-        worker.send_signal(signal.SIGTERM)
+        worker.terminate()
     for worker in workers:
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker, timeout=20)
 
 
 def wait_for_workers(expected, timeout=60):

@@ -52,7 +52,6 @@ import hmac
 import json
 import os
 import secrets
-import signal
 import socket
 import statistics
 import subprocess
@@ -67,7 +66,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script from bench/: the project root is not on sys.path by itself.
 sys.path.insert(0, str(ROOT))
 
-from bench.common import prepare_database, setup_django  # noqa: E402
+from bench.common import (  # noqa: E402
+    prepare_database,
+    setup_django,
+    start_celery_worker,
+    stop_process,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_ingest"
 TEAM = "Bench ingest front desk"
@@ -661,41 +665,6 @@ def start_web(args, port, environment, log_dir, root=ROOT, name="web"):
     sys.exit(f"gunicorn did not answer /health/ within a minute; see {log_dir}/{name}.log")
 
 
-def start_worker(concurrency, environment, log_dir):
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-Q",
-        "inbound,escalations,outbound,default",
-        "-c",
-        str(concurrency),
-        "-n",
-        f"bench-ingest-{os.getpid()}@%h",
-        "-l",
-        "warning",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-    log = open(Path(log_dir) / "worker.log", "ab")  # noqa: SIM115
-    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log)  # noqa: S603
-
-
-def stop(process):
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 # ---------------------------------------------------------------- figures
 
 
@@ -797,7 +766,13 @@ def drain(ids_by_kind, concurrency, environment, log_dir, timeout, sample=None):
     ids = list(mine.values_list("pk", flat=True))
     total = len(ids)
     goal = min(total, sample or total)
-    worker = start_worker(concurrency, environment, log_dir)
+    worker = start_celery_worker(
+        queues=("inbound", "escalations", "outbound", "default"),
+        concurrency=concurrency,
+        name=f"bench-ingest-{os.getpid()}",
+        log_path=Path(log_dir) / "worker.log",
+        environment=environment,
+    )
     started = time.monotonic()
     try:
         done = 0
@@ -812,7 +787,7 @@ def drain(ids_by_kind, concurrency, environment, log_dir, timeout, sample=None):
                 print(f"  {done}/{total} fully processed, {processed} marked", flush=True)
             time.sleep(0.5)
     finally:
-        stop(worker)
+        stop_process(worker)
     span = EscalationRun.objects.filter(interaction_id__in=ids, stage="text").aggregate(
         first=Min("created_at"), last=Max("created_at")
     )
@@ -953,8 +928,8 @@ def main():
                 offset += 7
             connection.close()
         finally:
-            stop(web)
-            stop(baseline)
+            stop_process(web)
+            stop_process(baseline)
         rows = count_rows(ids_by_kind)
         drained = None
         if not args.skip_drain:

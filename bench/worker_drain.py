@@ -37,7 +37,6 @@ import cProfile
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +47,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script from bench/: the project root is not on sys.path by itself.
 sys.path.insert(0, str(ROOT))
 
-from bench.common import prepare_database, setup_django  # noqa: E402
+from bench.common import (  # noqa: E402
+    prepare_database,
+    setup_django,
+    start_celery_worker,
+    stop_process,
+)
 from bench.ingest import (  # noqa: E402
     BENCH_ENV,
     BODIES,
@@ -134,48 +138,20 @@ def worker_environment():
     return environment
 
 
-def start_worker(concurrency, log_dir, root, extra=()):
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-Q",
-        ",".join(QUEUES),
-        "-c",
-        str(concurrency),
-        "-n",
-        f"bench-drain-{os.getpid()}@%h",
-        "-l",
-        "warning",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        *extra,
-    ]
-    log = open(Path(log_dir) / "worker.log", "ab")  # noqa: SIM115
-    return subprocess.Popen(  # noqa: S603
-        command, cwd=root, env=worker_environment(), stdout=log, stderr=log
-    )
-
-
-def stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def drain(ids, warmup, concurrency, log_dir, timeout, root, extra=()):
     from channels_app.models import Interaction
     from escalation.models import EscalationRun
 
     total = len(ids)
-    worker = start_worker(concurrency, log_dir, root, extra)
+    worker = start_celery_worker(
+        queues=QUEUES,
+        concurrency=concurrency,
+        name=f"bench-drain-{os.getpid()}",
+        log_path=Path(log_dir) / "worker.log",
+        cwd=root,
+        environment=worker_environment(),
+        extra=extra,
+    )
     started = time.monotonic()
     try:
         while time.monotonic() - started < timeout:
@@ -187,7 +163,7 @@ def drain(ids, warmup, concurrency, log_dir, timeout, root, extra=()):
                 sys.exit(f"the worker exited with {worker.returncode}; see {log_dir}/worker.log")
             time.sleep(0.25)
     finally:
-        stop(worker)
+        stop_process(worker)
     times = sorted(
         EscalationRun.objects.filter(interaction_id__in=ids, stage="text").values_list(
             "created_at", flat=True
@@ -215,7 +191,15 @@ def noop_floor(count, concurrency, log_dir, timeout, root, extra=()):
         for _ in range(count):
             accumulate.apply_async(args=[1], queue="default", producer=producer)
     assert client.llen(queue) == count, client.llen(queue)
-    worker = start_worker(concurrency, log_dir, root, extra)
+    worker = start_celery_worker(
+        queues=QUEUES,
+        concurrency=concurrency,
+        name=f"bench-drain-{os.getpid()}",
+        log_path=Path(log_dir) / "worker.log",
+        cwd=root,
+        environment=worker_environment(),
+        extra=extra,
+    )
     started = first = None
     deadline = time.monotonic() + timeout
     try:
@@ -229,7 +213,7 @@ def noop_floor(count, concurrency, log_dir, timeout, root, extra=()):
                 break
             time.sleep(0.005)
     finally:
-        stop(worker)
+        stop_process(worker)
     if started is None:
         return None
     return count / (now - started)

@@ -2,8 +2,6 @@
 one task per message, and a processing that fails there still ends in the escalation
 task's retries and failsafe, never in silence."""
 
-import time
-
 import pytest
 from celery.signals import task_postrun
 from kombu.exceptions import OperationalError
@@ -13,6 +11,7 @@ from escalation import services
 from escalation.models import Escalation, EscalationRule, EscalationRun
 from tests.channels_app import isolated
 from tests.escalation.conftest import receive
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.usefixtures("blank_configuration")
 
@@ -21,16 +20,6 @@ ESCALATION = "escalation.tasks.process_inbound"
 
 private_redis = isolated.private_redis
 private_broker = isolated.private_broker
-
-
-def wait_for(condition, *, timeout=20.0, what="the worker"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -58,6 +47,7 @@ def test_one_task_processes_an_inbound_message(celery_worker_real, tasks_run, fr
 
     wait_for(
         lambda: Interaction.objects.filter(pk=interaction.pk, processed_at__isnull=False).exists(),
+        timeout=20,
         what="the inbound task to mark the message processed",
     )
 
@@ -82,9 +72,14 @@ def test_a_processing_that_fails_in_the_inbound_task_goes_to_the_escalation_task
         lambda: Escalation.objects.filter(
             interaction_id=interaction.pk, kind=Escalation.Kind.FAILSAFE
         ).first(),
+        timeout=20,
         what="the escalation task's failsafe",
     )
-    wait_for(lambda: len(for_message(tasks_run, interaction)) >= 2, what="both tasks to finish")
+    wait_for(
+        lambda: len(for_message(tasks_run, interaction)) >= 2,
+        timeout=20,
+        what="both tasks to finish",
+    )
     assert for_message(tasks_run, interaction) == [INBOUND, ESCALATION]
     assert failsafe.to_team == front_desk
     # The inbound task queued the escalation task, then marked the message: nothing
