@@ -25,6 +25,21 @@ def _declare_queues(sender, **kwargs):
 
 
 @task_prerun.connect
+@task_postrun.connect
+def _close_old_database_connections(**kwargs):
+    """Each task starts and ends as a request does: a connection past CONN_MAX_AGE,
+    or one a failed statement may have broken, is closed; a healthy one is kept
+    (CELERY_DB_REUSE_MAX stops the fixup from closing every connection each time).
+    Eager tasks run inside their caller's transaction: left alone."""
+    task = kwargs.get("task") or kwargs.get("sender")
+    if getattr(getattr(task, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+@task_prerun.connect
 def _bind_task_context(task_id=None, task=None, **kwargs):
     import structlog
 

@@ -20,7 +20,8 @@ def supported_languages():
     return [code.split("-")[0] for code, _name in settings.LANGUAGES]
 
 
-def _get_identifier():
+def identifier():
+    """The identifier, loaded on first use (once per process)."""
     global _identifier
     if _identifier is None:
         with _lock:
@@ -35,7 +36,7 @@ def detect(text):
     """(language code, probability), or (None, probability) when unsure."""
     if sum(ch.isalpha() for ch in text) < MIN_LETTERS:
         return None, 0.0
-    language, probability = _get_identifier().classify(text)
+    language, probability = identifier().classify(text)
     probability = float(probability)
     if probability < MIN_PROBABILITY:
         return None, probability

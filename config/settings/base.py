@@ -337,6 +337,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection before and after each
+# task unless this is set: a new PostgreSQL backend per task (a fork and the
+# handshake on the server) and no prepared statement ever reused, most of a
+# short task's time. With it, a connection is closed only every this many tasks;
+# between, config.celery applies Django's own rules at each task's start and end
+# as at a request's (CONN_MAX_AGE, the health check, a connection left in error).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_DEFAULT_QUEUE = "default"

@@ -205,3 +205,44 @@ def test_two_workers_given_the_same_delivery_send_it_once(
     assert len(stub.requests) == 1
     assert len(stub.created_messages) == 1
     assert outbound.attempts == 1
+
+
+def _worker_backends():
+    """(pid, backend_start) of the other sessions on this test database: the worker's."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return set(cursor.fetchall())
+
+
+def test_a_worker_keeps_its_database_connection_between_tasks(
+    private_broker, start_worker, post_twilio, sms_account
+):
+    # Celery's Django fixup closes every connection before and after each task unless
+    # CELERY_DB_REUSE_MAX is set: a new PostgreSQL session per message. With it, the
+    # worker follows CONN_MAX_AGE as a web process does (tests' workers set 0).
+    worker = start_worker("inbound", DATABASE_CONN_MAX_AGE="60")
+    sids = ["SM" + uuid.uuid4().hex for _ in range(4)]
+    post_twilio(SMS, sms_params("Is the clinic open?", sid=sids[0]))
+    wait_for(
+        lambda: Interaction.objects.filter(processed_at__isnull=False).count() == 1,
+        timeout=15,
+        what="the first message to be processed",
+    )
+    sessions = _worker_backends()
+    assert len(sessions) == 1, sessions
+
+    for sid in sids[1:]:
+        post_twilio(SMS, sms_params("And on Saturday?", sid=sid))
+    wait_for(
+        lambda: Interaction.objects.filter(processed_at__isnull=False).count() == len(sids),
+        timeout=15,
+        what="every message to be processed",
+    )
+
+    assert _worker_backends() == sessions
+    assert worker.tasks_run()["channels_app.tasks.inbound_process"] == len(sids)
