@@ -223,14 +223,15 @@ def _touch_conversation(conversation, interaction):
     conversation.save(update_fields=list(changes))
 
 
-def _interaction_added(interaction, conversation):
+def _interaction_added(interaction, conversation, *, received=False):
     """Every path that stores an interaction calls this in the transaction that
     stores it: `interaction_added` is sent at once (its receivers write in the same
     transaction, so what they record commits or rolls back with the interaction),
-    and the live event is published after the commit."""
+    and the live event is published after the commit. `received`: stored by
+    inbound_record, so the inbound task will send interaction_received for it."""
     from channels_app.signals import interaction_added
 
-    interaction_added.send(sender=Interaction, interaction=interaction)
+    interaction_added.send(sender=Interaction, interaction=interaction, received=received)
     live.publish_on_commit(
         kind=live.MESSAGE,
         conversation_id=conversation.pk,
@@ -365,7 +366,7 @@ def inbound_record(
             source=source, provider_id=provider_id, payload=raw_payload, interaction=interaction
         )
         _touch_conversation(conversation, interaction)
-        _interaction_added(interaction, conversation)
+        _interaction_added(interaction, conversation, received=True)
     from channels_app import tasks
 
     enqueue_on_commit(tasks.inbound_process, str(interaction.pk))

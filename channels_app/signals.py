@@ -11,7 +11,11 @@ staff_replied = Signal()
 # voicemail, note, event). Sent by every path that stores one, INSIDE the
 # transaction that stores it (channels_app.services._interaction_added), so a
 # receiver's writes commit or roll back with the interaction: nothing is missed
-# and nothing is recorded for an interaction that never was.
+# and nothing is recorded for an interaction that never was. `received` is True
+# for a message or call a provider delivered (inbound_record): the inbound task
+# sends interaction_received for it after the commit, and marks it processed only
+# once every receiver ran, so work that need not hold up the provider's webhook
+# can wait for that signal instead.
 interaction_added = Signal()
 
 # Changes of a conversation's state, each sent once after its transaction commits

@@ -233,6 +233,7 @@ def test_a_delivery_the_broker_never_got_is_queued_again_by_beat(patient, sms_li
         secret="s",
     )
     ingested = _text(sms_line, "+14155550100", "SM9", "Hello")
+    inbound_process.run(str(ingested.interaction.pk))
     delivery = SubscriptionDelivery.objects.get(subscription=subscription)
     assert str(delivery.interaction_id) == str(ingested.interaction.pk)
     assert services.deliveries_never_started() == []  # still within its grace
@@ -244,3 +245,27 @@ def test_a_delivery_the_broker_never_got_is_queued_again_by_beat(patient, sms_li
     monkeypatch.setattr(tasks.bulk_export_run, "delay", queued.append)
     tasks.purge_expired()
     assert queued == [delivery.pk]
+
+
+@pytest.mark.django_db
+def test_a_received_message_is_notified_by_the_inbound_task_once(patient, sms_line):
+    """Off the webhook's request: the provider's message is stored with no delivery
+    row; the inbound task writes it, and running the task again writes none more."""
+    subscription = Subscription.objects.create(
+        api_client=make_api_key(scopes=["timeline:read"])[1],
+        criteria="Communication",
+        endpoint="http://127.0.0.1:9/hook",
+        secret="s",
+    )
+    ingested = _text(sms_line, "+14155550100", "SM10", "Hello")
+    assert not SubscriptionDelivery.objects.exists()
+
+    inbound_process.run(str(ingested.interaction.pk))
+    Interaction.objects.filter(pk=ingested.interaction.pk).update(processed_at=None)
+    inbound_process.run(str(ingested.interaction.pk))
+
+    [delivery] = SubscriptionDelivery.objects.all()
+    assert (delivery.subscription_id, delivery.interaction_id) == (
+        subscription.pk,
+        ingested.interaction.pk,
+    )
