@@ -95,14 +95,36 @@ def test_the_statements_of_an_inbound_message(front_desk, django_assert_num_quer
     processing included: the task's read, the rules, the conversation locked (its
     team's group and hours joined), the run row, the sentiment, the team's members,
     the SLA policy, the conversation's update, understanding's follow-up in its
-    savepoint, the mark. A statement more fails."""
+    savepoint, the mark; inside this test's transaction, the task's transaction and
+    the processing's savepoint are two savepoints. A statement more fails."""
     from channels_app.tasks import inbound_process
 
     interaction = receive(front_desk, "Can I move my appointment to Friday?")
 
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(17):
         inbound_process.run(str(interaction.pk))
 
+    assert EscalationRun.objects.filter(interaction=interaction).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_inbound_message_is_processed_and_marked_in_one_commit(front_desk):
+    """The processing and the mark share one transaction: one WAL flush a message,
+    what a worker waits on when the database is busy writing."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.tasks import inbound_process
+
+    interaction = receive(front_desk, "Can I move my appointment to Friday?")
+
+    with CaptureQueriesContext(connection) as queries:
+        inbound_process.run(str(interaction.pk))
+
+    statements = [query["sql"].strip().upper() for query in queries.captured_queries]
+    assert statements.count("COMMIT") == 1, statements
+    assert statements[-1] == "COMMIT"
+    assert Interaction.objects.get(pk=interaction.pk).processed_at is not None
     assert EscalationRun.objects.filter(interaction=interaction).exists()
 
 
