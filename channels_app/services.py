@@ -314,7 +314,7 @@ def _insert_unless_duplicate(instance):
 def inbound_record(
     *,
     channel,
-    account,
+    account=None,
     address,
     body,
     provider_id,
@@ -334,7 +334,9 @@ def inbound_record(
     deliveries race: the unique constraint interaction_unique_provider_id decides
     (see _insert_unless_duplicate). A conversation opened for a repeated delivery
     is undone: here when this opens it, and when the caller passes one it opened,
-    with `opened=True`. Slow work is queued on commit.
+    with `opened=True`. Slow work is queued on commit. `account` (the practice's
+    account the message was sent to) finds or opens the conversation, so it is
+    needed only when no conversation is given.
 
     Per message on an open conversation: the conversation's row lock, the
     interaction, the raw event, the conversation's update (four statements)."""

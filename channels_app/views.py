@@ -97,7 +97,6 @@ class PortalMessageView(IdempotentCreateMixin, AuditedViewMixin, generics.Generi
                 )
             ingested = services.inbound_record(
                 channel=Channel.PORTAL,
-                account=conversation.account,
                 address="",
                 body=data["body"],
                 provider_id=data["message_id"],

@@ -350,3 +350,26 @@ def test_a_400_from_the_portal_fails_without_retry(
     outbound.refresh_from_db()
     assert (outbound.state, outbound.attempts) == (OutboundMessage.State.FAILED, 1)
     assert outbound.last_error == "portal http 400"
+
+
+@pytest.mark.django_db
+def test_the_statements_of_a_portal_message_on_an_open_thread(
+    post_portal, patient, django_assert_num_queries
+):
+    """The key, the patient, the thread's conversation locked, the interaction, the
+    raw event, the conversation's update, the audit row, with the savepoints of the
+    view's transactions (inside this test's). The conversation's channel account is
+    not read: the conversation is known, so storing the message needs none."""
+    ChannelAccount.objects.create(
+        kind=Channel.PORTAL,
+        name="Portal",
+        address="https://portal.example.test/hook",
+        team=patient.team,
+    )
+    post_portal(_message(patient, thread_id="t-1", message_id="a"))
+    assert Conversation.objects.get().account is not None
+
+    with django_assert_num_queries(11):
+        response = post_portal(_message(patient, thread_id="t-1", message_id="b"))
+
+    assert response.status_code == 201
