@@ -352,9 +352,10 @@ def surveys_send_due(*, now=None, limit=200):
     return sent
 
 
-def _last_outbound_before(conversation, at):
-    """The last message the practice sent to this address on this account, on any
-    of its conversations: a reply answers that message."""
+def _last_outbound_id_before(conversation, at):
+    """The id of the last message the practice sent to this address on this
+    account, on any of its conversations: a reply answers that message. Only the id
+    (every inbound SMS asks, and a whole row would be read and decrypted for it)."""
     return (
         Interaction.objects.filter(
             conversation__account_id=conversation.account_id,
@@ -364,6 +365,7 @@ def _last_outbound_before(conversation, at):
             occurred_at__lte=at,
         )
         .order_by("-occurred_at", "-id")
+        .values_list("pk", flat=True)
         .first()
     )
 
@@ -413,13 +415,13 @@ def survey_reply_record(*, interaction):
     conversation = interaction.conversation
     if not conversation.contact_index:
         return None
-    question = _last_outbound_before(conversation, interaction.occurred_at)
-    if question is None:
+    question_id = _last_outbound_id_before(conversation, interaction.occurred_at)
+    if question_id is None:
         return None
     with transaction.atomic():
         survey = (
             SurveyRequest.objects.select_for_update(of=("self",))
-            .filter(Q(question=question) | Q(response__effort_question=question))
+            .filter(Q(question_id=question_id) | Q(response__effort_question_id=question_id))
             .first()
         )
         if survey is None or survey.sent_at is None:
@@ -431,7 +433,7 @@ def survey_reply_record(*, interaction):
         response = SurveyResponse.objects.filter(survey=survey).first()
         value = _answer(interaction.body)
         if value is not None:
-            part = _record_score(survey, response, question, value, interaction)
+            part = _record_score(survey, response, question_id, value, interaction)
         else:
             part = _record_comment(response, interaction)
         if part is None:
@@ -468,8 +470,8 @@ def _comment_set(response, text):
     response.comment_sentiment = score_text(text)
 
 
-def _record_score(survey, response, question, value, interaction):
-    if response is None and question.pk == survey.question_id:
+def _record_score(survey, response, question_id, value, interaction):
+    if response is None and question_id == survey.question_id:
         response = _response_create(survey, score=value, received_at=interaction.occurred_at)
         if getattr(settings, "CSAT_ASK_EFFORT", False):
             with translation.override(_patient_language(survey.conversation)):
@@ -483,7 +485,7 @@ def _record_score(survey, response, question, value, interaction):
         return SurveyReply.Part.SCORE
     if (
         response is not None
-        and response.effort_question_id == question.pk
+        and response.effort_question_id == question_id
         and response.effort_score is None
     ):
         response.effort_score = value
