@@ -32,9 +32,9 @@ inbox or timeline read touches them.
 
 import base64
 import functools
-import json
 import multiprocessing
 import multiprocessing.util
+import os
 import random
 import sys
 import time
@@ -43,6 +43,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,7 @@ from channels_app.models import (
 )
 from channels_app.services import VIEW_CONVERSATION
 from channels_app.services import _preview as preview_of
-from contactcenter import roles
+from contactcenter import crypto, roles
 from contactcenter.blind_index import EMAIL, MRN, PHONE, blind_index
 from contactcenter.services import staff_create, team_create
 from patients.models import Channel, ContactPoint, Patient, PatientGroupObjectPermission
@@ -111,6 +112,9 @@ SMS, EMAIL_CHANNEL, VOICE, PORTAL = (
     Channel.PORTAL.value,
 )
 CHANNEL_WEIGHTS = {SMS: 45, EMAIL_CHANNEL: 25, VOICE: 20, PORTAL: 10}
+# Cumulative weights computed once: random.choices(weights=...) sums them at every call.
+CHANNELS, CHANNEL_CUM_WEIGHTS = tuple(CHANNEL_WEIGHTS), tuple(accumulate(CHANNEL_WEIGHTS.values()))
+PRIORITIES, PRIORITY_CUM_WEIGHTS = (0, 1, 2, 3), tuple(accumulate((5, 80, 12, 3)))
 # Mean seconds between two messages of one conversation, per channel.
 MEAN_GAP = {SMS: 1_800, EMAIL_CHANNEL: 8 * 3_600, VOICE: 6 * 3_600, PORTAL: 5 * 3_600}
 OPEN, PENDING, SNOOZED, RESOLVED = (
@@ -351,18 +355,46 @@ OUTBOUND_COLUMNS = (
 )
 READ_COLUMNS = ("conversation_id", "user_id", "last_read_at")
 
-# Encrypted columns, looked up once: encrypt_value binds model, field and pk.
+
+class _Sealer:
+    """What `field.encrypt_value(value, pk=pk)` returns, byte for byte in form
+    (crypto.encrypt: AES-256-GCM under the keyring's primary key, a fresh random
+    nonce, "<app>.<model>.<field>:<pk>" as associated data), with the fixed part of
+    the associated data computed once per column instead of a FieldContext and a
+    pk conversion per value, which were a quarter of the seed's Python time."""
+
+    def __init__(self, field):
+        opts = field.model._meta
+        self.to_plaintext = field.to_plaintext
+        self.associated_prefix = crypto.FieldContext(
+            opts.app_label, opts.model_name, field.name, ""
+        ).associated_data
+
+    def encrypt_value(self, value, *, pk):
+        if value is None:
+            return None
+        # Looked up per value, as crypto.encrypt does, so a changed keyring applies.
+        keyring = crypto.field_keyring()
+        nonce = os.urandom(crypto.NONCE_BYTES)
+        sealed = keyring.ciphers[keyring.primary_id].encrypt(
+            nonce, self.to_plaintext(value).encode(), self.associated_prefix + str(pk).encode()
+        )
+        payload = base64.b64encode(nonce + sealed).decode("ascii")
+        return f"{crypto.stored_prefix(keyring.primary_id)}{payload}"
+
+
+# Encrypted columns, looked up once: each value is bound to model, field and pk.
 _PATIENT_FIELDS = {
-    name: Patient._meta.get_field(name)
+    name: _Sealer(Patient._meta.get_field(name))
     for name in ("mrn", "given_name", "family_name", "birth_date", "sex", "address")
 }
-_CONTACT_VALUE = ContactPoint._meta.get_field("value")
+_CONTACT_VALUE = _Sealer(ContactPoint._meta.get_field("value"))
 _CONVERSATION_FIELDS = {
-    name: Conversation._meta.get_field(name)
+    name: _Sealer(Conversation._meta.get_field(name))
     for name in ("contact_address", "subject", "last_preview")
 }
-_BODY = Interaction._meta.get_field("body")
-_TO_ADDRESS = OutboundMessage._meta.get_field("to_address")
+_BODY = _Sealer(Interaction._meta.get_field("body"))
+_TO_ADDRESS = _Sealer(OutboundMessage._meta.get_field("to_address"))
 
 
 @dataclass(frozen=True)
@@ -547,6 +579,23 @@ def _start_pool_worker(context):
     multiprocessing.util.Finalize(None, connections.close_all, exitpriority=10)
 
 
+NAME_POOL = 5_000
+
+
+@functools.cache
+def _name_pool(seed):
+    """First and last names from Faker (the practice's patients in English and
+    Spanish), drawn once per process from the seed, so the same --seed gives the
+    same names. Batches pick from them: Faker's own weighted draw sums its whole
+    name table at every call, which cost more than encrypting the patient."""
+    faker = Faker(["en_US", "es_MX"])
+    faker.seed_instance(seed)
+    return (
+        tuple(faker.first_name() for _ in range(NAME_POOL)),
+        tuple(faker.last_name() for _ in range(NAME_POOL)),
+    )
+
+
 def _ascii(text):
     """Letters and digits of a name for an email address ("O'Brien-Núñez" -> "OBrienNunez")."""
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
@@ -562,10 +611,7 @@ class _Batch:
         # run draws new ids); nothing secret comes from it: nonces and keys are
         # os.urandom's, in crypto.encrypt.
         self.rng = random.Random(f"{context.seed}:{context.mrn_offset}:{number}")
-        # Names from Faker (the practice's patients in English and Spanish),
-        # seeded the same way, so the same --seed gives the same names.
-        self.faker = Faker(["en_US", "es_MX"])
-        self.faker.seed_instance(f"{context.seed}:{context.mrn_offset}:{number}")
+        self.first_names, self.last_names = _name_pool(context.seed)
         self.now = datetime.fromtimestamp(context.now_ts, tz=UTC)
         self.start = self.now - SPAN
         self.rows = {
@@ -593,7 +639,7 @@ class _Batch:
     def add_patient(self, index, team, plans):
         rng, context = self.rng, self.context
         pk = self.uuid()
-        first, last = self.faker.first_name(), self.faker.last_name()
+        first, last = rng.choice(self.first_names), rng.choice(self.last_names)
         mrn = f"SYN{context.mrn_offset + index:08d}"
         city, state, time_zone = rng.choice(CITIES)
         phones = [self.phone()] if rng.random() < 0.95 else []
@@ -615,7 +661,7 @@ class _Batch:
         person = {"first": first, "last": last, "street": rng.choice(STREETS)}
         first_seen = self.now
         for size, status, age in plans:
-            channel = _weighted(rng, CHANNEL_WEIGHTS)
+            channel = rng.choices(CHANNELS, cum_weights=CHANNEL_CUM_WEIGHTS)[0]
             if channel in (SMS, VOICE) and not phones:
                 channel = EMAIL_CHANNEL if email else PORTAL
             elif channel == EMAIL_CHANNEL and not email:
@@ -874,7 +920,7 @@ class _Batch:
                     at,
                     sentiment,
                     at + timedelta(seconds=2) if direction == INBOUND else None,
-                    "{}",
+                    {},
                 )
             )
             if direction == OUTBOUND and kind == MESSAGE:
@@ -898,7 +944,10 @@ class _Batch:
             updated_at = resolved_at
 
         escalated = status == OPEN and rng.random() < 0.03
-        priority = rng.choice((2, 3)) if escalated else rng.choices((0, 1, 2, 3), (5, 80, 12, 3))[0]
+        if escalated:
+            priority = rng.choice((2, 3))
+        else:
+            priority = rng.choices(PRIORITIES, cum_weights=PRIORITY_CUM_WEIGHTS)[0]
         first_due = next_due = None
         if status == OPEN and last_direction == INBOUND:
             if last_staff_at is None:
@@ -923,7 +972,7 @@ class _Batch:
                 status,
                 priority,
                 _CONVERSATION_FIELDS["subject"].encrypt_value(subject, pk=pk),
-                json.dumps(labels),
+                labels,
                 snoozed_until,
                 escalated,
                 first_due,
@@ -972,7 +1021,7 @@ class _Batch:
                 at,
                 None,
                 None,
-                json.dumps({"change": change}),
+                {"change": change},
             )
         )
 
@@ -1020,12 +1069,28 @@ _COLUMNS = {
 
 def _copy_statement(model):
     opts = model._meta
-    return sql.SQL("COPY {table} ({columns}) FROM STDIN").format(
+    return sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
         table=sql.Identifier(opts.db_table),
         columns=sql.SQL(", ").join(
             sql.Identifier(opts.get_field(name).column) for name in _COLUMNS[model]
         ),
     )
+
+
+def _column_types(cursor, model):
+    """The type oid of each COPY column, for binary COPY (PostgreSQL then parses no
+    text: a UUID is 16 bytes and a timestamp 8, not strings to parse per row)."""
+    types = _worker.setdefault("types", {})
+    if model not in types:
+        opts = model._meta
+        cursor.execute(
+            "SELECT attname, atttypid FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [opts.db_table],
+        )
+        oids = dict(cursor.fetchall())
+        types[model] = [oids[opts.get_field(name).column] for name in _COLUMNS[model]]
+    return types[model]
 
 
 def load_batch(batch):
@@ -1039,16 +1104,141 @@ def load_batch(batch):
         else:
             builder.add_patient(patient_index, teams[team_index], plans)
     with transaction.atomic(), connection.cursor() as cursor:
+        # A batch lost in a crash is a seed to run again: no need to wait for its
+        # WAL flush at every commit.
+        cursor.execute("SET LOCAL synchronous_commit = off")
         for model, rows in builder.rows.items():
             if rows:
+                types = _column_types(cursor, model)
                 with cursor.copy(_copy_statement(model)) as copy:
+                    copy.set_types(types)
                     for row in rows:
                         copy.write_row(row)
     return {model._meta.label: len(rows) for model, rows in builder.rows.items()}
 
 
-def _weighted(rng, weights):
-    return rng.choices(tuple(weights), weights=tuple(weights.values()))[0]
+# --- Indexes and constraints built once, after the load --------------------------
+#
+# Loading into empty tables, keeping 40-odd B-trees up to date row by row (most
+# keyed on random UUIDs, so every insert lands on a random page) and checking every
+# foreign key row by row costs PostgreSQL far more than building each index once
+# from sorted data and validating each foreign key with one join. So a load into
+# empty tables drops the loaded tables' indexes, keys and foreign keys (and the
+# foreign keys pointing at them) first and puts back the very same definitions
+# (pg_get_indexdef, pg_get_constraintdef) at the end: the same unique and
+# foreign-key checks, over the whole data set at once. The statements that put them
+# back are kept in DEFERRED_DDL_TABLE until they have run, so a seed that died in
+# between is repaired by the next one before it does anything else.
+
+DEFERRED_DDL_TABLE = "bench_seed_deferred_ddl"
+
+_FOREIGN_KEYS_SQL = """
+SELECT format('ALTER TABLE %%s DROP CONSTRAINT %%I', conrelid::regclass, conname),
+       format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s', conrelid::regclass, conname,
+              pg_get_constraintdef(oid))
+FROM pg_constraint
+WHERE contype = 'f' AND (conrelid = ANY(%(tables)s::regclass[])
+                         OR confrelid = ANY(%(tables)s::regclass[]))
+ORDER BY conrelid::regclass::text, conname
+"""
+_KEYS_SQL = """
+SELECT format('ALTER TABLE %%s DROP CONSTRAINT %%I', conrelid::regclass, conname),
+       format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s', conrelid::regclass, conname,
+              pg_get_constraintdef(oid))
+FROM pg_constraint
+WHERE contype IN ('p', 'u') AND conrelid = ANY(%(tables)s::regclass[])
+ORDER BY conrelid::regclass::text, conname
+"""
+_INDEXES_SQL = """
+SELECT format('DROP INDEX %%s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
+FROM pg_index i
+WHERE i.indrelid = ANY(%(tables)s::regclass[])
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c
+                  WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
+ORDER BY i.indrelid::regclass::text, i.indexrelid::regclass::text
+"""
+
+
+def _loaded_tables():
+    return [model._meta.db_table for model in _COLUMNS]
+
+
+def _tables_empty():
+    with connection.cursor() as cursor:
+        for table in _loaded_tables():
+            cursor.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(table)))
+            if cursor.fetchone()[0]:
+                return False
+    return True
+
+
+def restore_deferred():
+    """Build the indexes and add the constraints a seed dropped, if any are
+    pending; returns how many statements ran."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [DEFERRED_DDL_TABLE])
+        if not cursor.fetchone()[0]:
+            return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Sorts for the index builds in memory rather than in temporary files.
+        cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        cursor.execute(
+            sql.SQL("SELECT statement FROM {} ORDER BY position").format(
+                sql.Identifier(DEFERRED_DDL_TABLE)
+            )
+        )
+        statements = [row[0] for row in cursor.fetchall()]
+        for statement in statements:
+            cursor.execute(statement)
+        cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(DEFERRED_DDL_TABLE)))
+    return len(statements)
+
+
+def _defer_indexes():
+    """Drop the loaded tables' indexes and constraints, recording how to put them
+    back (indexes first, then keys, then the foreign keys that need those keys)."""
+    params = {"tables": _loaded_tables()}
+    with transaction.atomic(), connection.cursor() as cursor:
+        found = {}
+        for name, query in (
+            ("foreign keys", _FOREIGN_KEYS_SQL),
+            ("keys", _KEYS_SQL),
+            ("indexes", _INDEXES_SQL),
+        ):
+            cursor.execute(query, params)
+            found[name] = cursor.fetchall()
+        restore = [
+            create for name in ("indexes", "keys", "foreign keys") for _, create in found[name]
+        ]
+        cursor.execute(
+            sql.SQL("CREATE TABLE {} (position integer PRIMARY KEY, statement text)").format(
+                sql.Identifier(DEFERRED_DDL_TABLE)
+            )
+        )
+        with cursor.copy(
+            sql.SQL("COPY {} (position, statement) FROM STDIN").format(
+                sql.Identifier(DEFERRED_DDL_TABLE)
+            )
+        ) as copy:
+            for position, statement in enumerate(restore):
+                copy.write_row((position, statement))
+        for name in ("foreign keys", "keys", "indexes"):
+            for drop, _ in found[name]:
+                cursor.execute(drop)
+
+
+@contextmanager
+def _indexes_built_after(defer):
+    """Within it the loaded tables have no index or constraint when `defer`; they
+    are rebuilt on the way out, whether the load finished or not."""
+    if not defer:
+        yield
+        return
+    _defer_indexes()
+    try:
+        yield
+    finally:
+        restore_deferred()
 
 
 # --- The command -------------------------------------------------------------------
@@ -1081,6 +1271,9 @@ def seed(
         raise SeedError("--big-team-open cannot be negative.")
     if connection.vendor != "postgresql":
         raise SeedError("seed_synthetic loads with PostgreSQL COPY; point DATABASE_URL at one.")
+    # An earlier seed that died between dropping and rebuilding its indexes left
+    # their statements behind: the database gets its indexes back first.
+    restore_deferred()
     if not append and (
         Patient.objects.exists() or Conversation.objects.exists() or Interaction.objects.exists()
     ):
@@ -1094,6 +1287,9 @@ def seed(
             "transaction; use --workers 1 inside a transaction."
         )
     started = time.perf_counter()
+    # Loading into empty tables from a connection of its own (not a caller's
+    # transaction, as the tests' are), the indexes are built once at the end.
+    defer = not connection.in_atomic_block and _tables_empty()
     rng = random.Random(seed)
     team_infos = _teams(n_teams)
     context = Context(
@@ -1121,22 +1317,24 @@ def seed(
         )
 
     totals = {}
-    with (
-        _loader(context, workers) as run,
-        tqdm(
-            total=n_interactions,
-            unit=" interactions",
-            unit_scale=True,
-            desc="seed_synthetic",
-            disable=verbosity == 0,
-            file=sys.stderr,
-        ) as progress,
-    ):
-        for result in run(batches):
-            progress.update(result.get(Interaction._meta.label, 0))
-            for label, count in result.items():
-                totals[label] = totals.get(label, 0) + count
-    loaded = time.perf_counter()
+    with _indexes_built_after(defer):
+        with (
+            _loader(context, workers) as run,
+            tqdm(
+                total=n_interactions,
+                unit=" interactions",
+                unit_scale=True,
+                desc="seed_synthetic",
+                disable=verbosity == 0,
+                file=sys.stderr,
+            ) as progress,
+        ):
+            for result in run(batches):
+                progress.update(result.get(Interaction._meta.label, 0))
+                for label, count in result.items():
+                    totals[label] = totals.get(label, 0) + count
+        loaded = time.perf_counter()
+    indexed = time.perf_counter()
     with connection.cursor() as cursor:
         for model in _COLUMNS:
             cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(model._meta.db_table)))
@@ -1161,7 +1359,9 @@ def seed(
         f"Took {finished - started:.1f} s: plan {planned - started:.1f} s, load "
         f"{loaded - planned:.1f} s with {workers} worker(s) "
         f"({n_interactions / max(loaded - planned, 1e-9):,.0f} interactions/s), "
-        f"analyze {finished - loaded:.1f} s."
+        f"indexes and constraints {indexed - loaded:.1f} s"
+        f"{'' if defer else ' (kept up during the load: the tables were not empty)'}, "
+        f"analyze {finished - indexed:.1f} s."
     )
 
 
