@@ -38,12 +38,18 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import ensure_database, raw_connection, setup_django  # noqa: E402
 
+# Twelve API requests a round would pass the staff token's 600/minute on a quiet
+# machine (a 429 ends the run); counted per second, as bench/workspace.py does, the
+# throttle still reads and writes its history in the cache on every request.
+os.environ.setdefault("THROTTLE_STAFF_TOKEN_RATE", "100000/second")
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_inbox"
 SCRATCH_AUDIT_TABLE = "bench_floor_auditevent"
 TWO_TEAM_AGENT = "bench-two-team-agent"
 SLOW_STATEMENT_MS = 2.0
 PAGE_SIZE = 50
-TARGET_RATIO = 3.0
+# Issue 21: every hot path within 2x of its floor at 10M interactions.
+TARGET_RATIO = 2.0
 TARGET_MEDIAN_MS = 50.0
 # Deep and first inbox pages differ by noise only when both are index range scans;
 # a deep page more than this much slower than the first is reported as slower.
@@ -101,14 +107,22 @@ LEFT JOIN auth_user u ON u.id = c.assignee_id
 ORDER BY c.last_interaction_at DESC, c.id DESC
 LIMIT %(limit)s
 """
+# As channels_app.selectors.inbox_counts counts: each tab stops at the cap
+# (INBOX_COUNT_CAP + 1 rows read at most, so "999+").
 COUNTS_SQL = """
-SELECT count(*),
-       count(*) FILTER (WHERE assignee_id IS NULL),
-       count(*) FILTER (WHERE escalated),
-       (SELECT count(*) FROM channels_app_conversation
-        WHERE assignee_id = %(user)s AND status IN ('open', 'pending'))
-FROM channels_app_conversation
-WHERE team_id = ANY(%(teams)s) AND status IN ('open', 'pending')
+SELECT
+  (SELECT count(*) FROM (SELECT team_id FROM channels_app_conversation
+     WHERE team_id = ANY(%(teams)s) AND status IN ('open', 'pending')
+     LIMIT %(cap)s) t) AS my_teams,
+  (SELECT count(*) FROM (SELECT team_id FROM channels_app_conversation
+     WHERE team_id = ANY(%(teams)s) AND status IN ('open', 'pending') AND assignee_id IS NULL
+     LIMIT %(cap)s) u) AS unassigned,
+  (SELECT count(*) FROM (SELECT team_id FROM channels_app_conversation
+     WHERE team_id = ANY(%(teams)s) AND status IN ('open', 'pending') AND escalated
+     LIMIT %(cap)s) e) AS escalated,
+  (SELECT count(*) FROM (SELECT team_id FROM channels_app_conversation
+     WHERE assignee_id = %(user)s AND status IN ('open', 'pending')
+     LIMIT %(cap)s) m) AS mine
 """
 
 
@@ -354,8 +368,12 @@ class Floor:
         return [row[0] for row in rows], values
 
     def counts(self, *, user, teams, path):
+        from channels_app.selectors import INBOX_COUNT_CAP
+
         with self.conn.cursor() as cursor:
-            cursor.execute(COUNTS_SQL, {"user": user.pk, "teams": teams})
+            cursor.execute(
+                COUNTS_SQL, {"user": user.pk, "teams": teams, "cap": INBOX_COUNT_CAP + 1}
+            )
             my_teams, unassigned, escalated, mine = cursor.fetchone()
             self._audit(
                 cursor,

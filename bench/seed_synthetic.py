@@ -18,16 +18,20 @@ Interactions per patient have a long tail: at a million interactions one patient
 12,000 and nine more have between 1,200 and 6,000.
 
 How it loads: every encrypted value is real AES-GCM bound to its row's primary key
-(`field.encrypt_value`), every blind index a real HMAC, and rows go in with PostgreSQL
-COPY, one batch of patients per transaction. --workers processes (2 by default, one per
-core here) each build, encrypt and COPY their own batches over their own connection, so
-the database's side of the load (index upkeep, foreign-key checks, WAL) runs in two
-backends too: at 1M interactions the Python side costs about a minute of CPU, a third
-of it encryption, and PostgreSQL most of the rest. Rows are written as the services
-would have left them (a conversation's last_interaction_at, last_direction and
-last_preview are those of its latest message, events do not move them), without save(),
-signals or tasks. Raw provider events and call or email details are not generated: no
-inbox or timeline read touches them.
+(the same form as `field.encrypt_value`, a fresh random nonce each), every blind index
+a real HMAC, and rows go in with PostgreSQL binary COPY, one batch of patients per
+transaction. --workers processes (2 by default, one per core here) each build,
+encrypt and COPY their own batches over their own connection. Into empty tables, the
+loaded tables' indexes, keys and foreign keys are dropped first and put back as they
+were at the end (built once from the whole data, each foreign key validated by one
+join): kept up row by row they cost PostgreSQL more than the rest of the load put
+together. What is left is the Python side (building and encrypting the rows, about
+50 s of CPU per million interactions; PostgreSQL's COPY is a few seconds) and the
+index builds. Rows are written as the services would have left them (a
+conversation's last_interaction_at, last_direction and last_preview are those of its
+latest message, events do not move them), without save(), signals or tasks. Raw
+provider events and call or email details are not generated: no inbox or timeline
+read touches them.
 """
 
 import base64
@@ -59,6 +63,7 @@ if __name__ == "__main__":
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, connections, transaction
+from django.db.models import UniqueConstraint
 from django.utils import timezone
 from faker import Faker
 from psycopg import sql
@@ -1150,8 +1155,9 @@ WHERE contype IN ('p', 'u') AND conrelid = ANY(%(tables)s::regclass[])
 ORDER BY conrelid::regclass::text, conname
 """
 _INDEXES_SQL = """
-SELECT format('DROP INDEX %%s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
-FROM pg_index i
+SELECT format('DROP INDEX %%s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid),
+       c.relname
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = ANY(%(tables)s::regclass[])
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c
                   WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
@@ -1194,19 +1200,41 @@ def restore_deferred():
     return len(statements)
 
 
+def _model_index_sql():
+    """{name: CREATE INDEX statement} of the indexes the loaded models declare
+    (Meta.indexes, and the unique constraints with a condition, which are
+    indexes), as the migrations wrote them. pg_get_indexdef does not give back a
+    condition's text as written (`status IN (...)` comes back with its casts moved),
+    so these are rebuilt from the models; the others from pg_get_indexdef."""
+    editor = connection.schema_editor()
+    statements = {}
+    for model in _COLUMNS:
+        for index in model._meta.indexes:
+            statements[index.name] = str(index.create_sql(model, editor))
+        for constraint in model._meta.constraints:
+            if isinstance(constraint, UniqueConstraint) and constraint.condition is not None:
+                statements[constraint.name] = str(constraint.create_sql(model, editor))
+    return statements
+
+
 def _defer_indexes():
     """Drop the loaded tables' indexes and constraints, recording how to put them
     back (indexes first, then keys, then the foreign keys that need those keys)."""
     params = {"tables": _loaded_tables()}
+    declared = _model_index_sql()
     with transaction.atomic(), connection.cursor() as cursor:
         found = {}
         for name, query in (
             ("foreign keys", _FOREIGN_KEYS_SQL),
             ("keys", _KEYS_SQL),
-            ("indexes", _INDEXES_SQL),
         ):
             cursor.execute(query, params)
             found[name] = cursor.fetchall()
+        cursor.execute(_INDEXES_SQL, params)
+        found["indexes"] = [
+            (drop, declared.get(index_name, definition))
+            for drop, definition, index_name in cursor.fetchall()
+        ]
         restore = [
             create for name in ("indexes", "keys", "foreign keys") for _, create in found[name]
         ]

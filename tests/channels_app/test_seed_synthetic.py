@@ -1,14 +1,18 @@
 import random
+import uuid
 from collections import defaultdict
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from bench.seed_synthetic import (
     BIG_TEAM_NAME,
+    DEFERRED_DDL_TABLE,
     TEAM_NAME,
     SeedError,
+    _Sealer,
     make_plan,
 )
 from bench.seed_synthetic import seed as seed_synthetic
@@ -20,6 +24,7 @@ from channels_app.models import (
 )
 from channels_app.services import _preview as preview_of
 from contactcenter.blind_index import email_index, normalise_email, normalise_phone, phone_index
+from contactcenter.crypto import DecryptionError
 from contactcenter.models import Team
 from patients.models import ContactPoint, Patient, PatientGroupObjectPermission
 from tests.factories import TeamFactory, make_patient, token_for
@@ -177,10 +182,42 @@ def test_a_seeded_agent_pages_the_inbox_timeline_and_counts(client):
     assert hidden.status_code == 404
 
 
+def schema_of_loaded_tables():
+    """Every index and constraint of the tables the seed loads or that point at them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename LIKE ANY (%s) ORDER BY 1",
+            [["patients_%", "channels_app_%"]],
+        )
+        indexes = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
+        )
+        constraints = cursor.fetchall()
+    return set(indexes), set(constraints)
+
+
+def assert_same_schema(before, after):
+    for was, now in zip(before, after, strict=True):
+        assert not (was - now) and not (now - was), (sorted(was - now), sorted(now - was))
+
+
+def deferred_ddl_left():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [DEFERRED_DDL_TABLE])
+        return cursor.fetchone()[0] is not None
+
+
 @pytest.mark.django_db(transaction=True)
 def test_seed_with_two_worker_processes_loads_the_same_numbers():
+    schema = schema_of_loaded_tables()
+
     seed(workers=2, patients=30, interactions=400, big_team_open=5)
 
+    # The indexes and constraints dropped for the load are all back, as they were.
+    assert_same_schema(schema, schema_of_loaded_tables())
+    assert not deferred_ddl_left()
     assert Patient.objects.count() == 30
     assert Interaction.objects.count() == 400
     assert PatientGroupObjectPermission.objects.count() == 30
@@ -209,3 +246,39 @@ def test_plan_at_full_size_has_a_long_tail_and_the_big_team_backlog():
     big = plan.status_counts(team=0)
     assert big["open"] == 20_000
     assert big["resolved"] > big["open"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_load_puts_the_indexes_and_constraints_back(monkeypatch):
+    import bench.seed_synthetic as seed_module
+
+    schema = schema_of_loaded_tables()
+    load_batch = seed_module.load_batch
+
+    def load_then_fail(batch):
+        # The batch is loaded and committed, then the load fails (as a worker
+        # killed mid-seed would leave it).
+        load_batch(batch)
+        raise RuntimeError("the load failed")
+
+    monkeypatch.setattr(seed_module, "load_batch", load_then_fail)
+
+    with pytest.raises(RuntimeError, match="the load failed"):
+        seed(patients=30, interactions=400, big_team_open=5)
+
+    assert_same_schema(schema, schema_of_loaded_tables())
+    assert not deferred_ddl_left()
+    assert Interaction.objects.exists()
+
+
+def test_sealed_values_decrypt_for_their_own_row_only():
+    field = Interaction._meta.get_field("body")
+    pk, other = uuid.uuid4(), uuid.uuid4()
+
+    stored = _Sealer(field).encrypt_value("Can I move my appointment?", pk=pk)
+
+    assert stored != field.encrypt_value("Can I move my appointment?", pk=pk)  # fresh nonce
+    assert field.decrypt_stored(stored, pk=pk) == "Can I move my appointment?"
+    with pytest.raises(DecryptionError):
+        field.decrypt_stored(stored, pk=other)
+    assert _Sealer(field).encrypt_value(None, pk=pk) is None
