@@ -95,6 +95,7 @@ def timeline_page_orm(*, user, patient_id, page):
         .values(
             "id",
             "conversation_id",
+            "patient_id",
             "channel",
             "kind",
             "direction",
@@ -110,6 +111,7 @@ def timeline_page_orm(*, user, patient_id, page):
         {
             "id": row["id"],
             "conversation_id": row["conversation_id"],
+            "patient_id": row["patient_id"],
             "channel": row["channel"],
             "kind": row["kind"],
             "direction": row["direction"],
