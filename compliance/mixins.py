@@ -4,7 +4,7 @@ request, successes in the action's transaction, denials and errors too."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from compliance.services import audit_record
+from compliance.services import audit_write
 from contactcenter.auth import api_client_of, staff_user_of
 
 _ACTIONS = {
@@ -115,7 +115,7 @@ class AuditedViewMixin:
         reason = getattr(getattr(request, "_request", request), "auth_failure_reason", None)
         if reason:
             details["reason"] = reason
-        audit_record(
+        audit_write(
             action=self.audit_action or _ACTIONS.get(method, "execute"),
             resource_type=self.audit_resource_type,
             resource_id=self._audit_resource_id,

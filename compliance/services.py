@@ -10,21 +10,20 @@ codes (a conversation id, a rule code, a count), never names, phone numbers,
 addresses, message text or free-text reasons: audit rows must hold no PHI.
 """
 
-import ipaddress
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections, router, transaction
 from django.utils import timezone
 
 from compliance import retention, selectors
-from compliance.chain import MAC_FIELDS, row_mac
+from compliance.chain import row_mac
 from compliance.models import (
     AnomalyFinding,
     AuditEvent,
@@ -32,6 +31,7 @@ from compliance.models import (
     Disclosure,
     RetentionCheckpoint,
 )
+from contactcenter.client_address import client_address
 from contactcenter.replica import read_alias
 from contactcenter.roles import role_of
 
@@ -42,7 +42,7 @@ _CLIENT_NAME_LENGTH = AuditEvent._meta.get_field("api_client_name").max_length
 
 def audit_record(*, action, **fields) -> AuditEvent:
     """Record one audit event and return it (unsealed). The fields are those of
-    `_build_event`: resource_type, resource_id, patient_ids, outcome, http_status,
+    `_build_row`: resource_type, resource_id, patient_ids, outcome, http_status,
     purpose_of_use, actor, api_client, request, details.
 
     `actor` is the staff user (None or an anonymous user for none; it is not taken
@@ -50,42 +50,63 @@ def audit_record(*, action, **fields) -> AuditEvent:
     any object with `pk` and `name`; `request` is a Django or DRF request, from
     which the client address, user agent and request id are taken.
     """
-    event = _build_event(action=action, **fields)
-    _insert(event)
-    return event
+    row = _build_row(action=action, **fields)
+    alias = router.db_for_write(AuditEvent)
+    row["id"] = _insert(row, connections[alias])
+    # The instance of a stored row, as a query would load it: a later save()
+    # is refused as an update rather than taken for a second insert.
+    return AuditEvent.from_db(alias, _MODEL_ATTNAMES, [row.get(name) for name in _MODEL_ATTNAMES])
+
+
+def audit_write(*, action, **fields) -> None:
+    """audit_record without the model instance, for the request path
+    (compliance.mixins), which never reads its row back: the same row, MAC and
+    INSERT, without the instance that audit_record makes of them."""
+    row = _build_row(action=action, **fields)
+    _insert(row, connections[router.db_for_write(AuditEvent)])
 
 
 _SEAL_COLUMNS = {"chain_position", "prev_hash", "hash", "sealed_at"}
+_MODEL_ATTNAMES = [field.attname for field in AuditEvent._meta.concrete_fields]
 _INSERT_FIELDS = [
     field
     for field in AuditEvent._meta.concrete_fields
     if not field.primary_key and field.name not in _SEAL_COLUMNS
 ]
+# Character and integer columns take the value _build_row made as it is; the
+# others (JSON, address, time) go through their field, whose database form
+# differs per backend (psycopg's Jsonb and Inet wrappers, SQLite's text).
+_PASSED_AS_IS = {"CharField", "BigIntegerField", "PositiveSmallIntegerField"}
+_INSERT_CONVERTERS = [
+    (field.attname, None if field.get_internal_type() in _PASSED_AS_IS else field.get_db_prep_save)
+    for field in _INSERT_FIELDS
+]
 
 
-def _insert(event):
-    """One INSERT ... RETURNING id, without the ORM's save machinery: an audited
-    read pays this on every request, and Model.save() costs about as much again
-    as the statement itself (measured in bench/audit_overhead.py)."""
-    connection = connections[router.db_for_write(AuditEvent)]
-    quote = connection.ops.quote_name
-    values = [
-        field.get_db_prep_save(field.pre_save(event, True), connection) for field in _INSERT_FIELDS
-    ]
+@functools.cache
+def _insert_sql(alias):
     # Only quoted identifiers from the model's own metadata are formatted in.
-    sql = "INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}".format(  # noqa: S608
+    quote = connections[alias].ops.quote_name
+    return "INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}".format(  # noqa: S608
         table=quote(AuditEvent._meta.db_table),
         columns=", ".join(quote(field.column) for field in _INSERT_FIELDS),
         placeholders=", ".join(["%s"] * len(_INSERT_FIELDS)),
         pk=quote(AuditEvent._meta.pk.column),
     )
+
+
+def _insert(row, connection) -> int:
+    """One INSERT ... RETURNING id of a row from _build_row, without the ORM's
+    save machinery: an audited read pays this on every request. The SQL is made
+    once per database, and only the columns whose database form differs from the
+    Python value go through their field."""
+    values = [
+        row[name] if convert is None else convert(row[name], connection)
+        for name, convert in _INSERT_CONVERTERS
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        event.pk = cursor.fetchone()[0]
-    # What Model.save() would have set (Django's internal state): the instance
-    # now stands for a stored row, so a later save() updates instead of inserting.
-    event._state.adding = False
-    event._state.db = connection.alias
+        cursor.execute(_insert_sql(connection.alias), values)
+        return cursor.fetchone()[0]
 
 
 def audit_record_many(
@@ -98,13 +119,13 @@ def audit_record_many(
     purpose_of_use, details).
     """
     built = [
-        _build_event(actor=actor, api_client=api_client, request=request, **event)
+        AuditEvent(**_build_row(actor=actor, api_client=api_client, request=request, **event))
         for event in events
     ]
     return AuditEvent.objects.bulk_create(built, batch_size=500)
 
 
-def _build_event(
+def _build_row(
     *,
     action,
     resource_type="",
@@ -117,54 +138,63 @@ def _build_event(
     api_client=None,
     request=None,
     details=None,
-):
+) -> dict:
+    """The row's column values by attribute name, its MAC included."""
     if details is None:
         details = {}
     if not isinstance(details, dict):
         raise TypeError("Audit details must be a dict of ids and codes.")
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
-    event = AuditEvent(
+    row = {
+        "recorded_at": timezone.now(),
+        "actor_user_id": None,
+        "actor_username": "",
+        "actor_role": "",
+        "api_client_id": None,
+        "api_client_name": "",
         # Enum look-ups raise ValueError on a misspelled code instead of storing it.
-        action=AuditEvent.Action(action),
-        outcome=AuditEvent.Outcome(outcome),
-        purpose_of_use=AuditEvent.PurposeOfUse(purpose_of_use),
-        resource_type=str(resource_type),
-        resource_id=str(resource_id),
-        patient_ids=_normalise_patient_ids(patient_ids),
-        http_status=http_status,
-        details=details,
-    )
+        "action": AuditEvent.Action(action).value,
+        "resource_type": str(resource_type),
+        "resource_id": str(resource_id),
+        "patient_ids": _normalise_patient_ids(patient_ids),
+        "outcome": AuditEvent.Outcome(outcome).value,
+        "http_status": http_status,
+        "purpose_of_use": AuditEvent.PurposeOfUse(purpose_of_use).value,
+        "source_ip": None,
+        "user_agent": "",
+        "request_id": "",
+        "details": details,
+    }
     if actor is not None:
-        event.actor_user_id = actor.pk
-        event.actor_username = actor.get_username()
-        event.actor_role = role_of(actor)
+        row["actor_user_id"] = actor.pk
+        row["actor_username"] = actor.get_username()
+        row["actor_role"] = role_of(actor)
     if api_client is not None:
-        event.api_client_id = int(api_client.pk)
-        event.api_client_name = str(api_client.name)[:_CLIENT_NAME_LENGTH]
+        row["api_client_id"] = int(api_client.pk)
+        row["api_client_name"] = str(api_client.name)[:_CLIENT_NAME_LENGTH]
     if request is not None:
-        event.source_ip = _client_ip(request)
-        event.user_agent = request.META.get("HTTP_USER_AGENT", "")[:_USER_AGENT_LENGTH]
-        event.request_id = str(getattr(request, "request_id", ""))[:_REQUEST_ID_LENGTH]
-    event.mac = row_mac({name: getattr(event, name) for name in MAC_FIELDS})
-    return event
+        # The resolver django-axes is configured with (AXES_CLIENT_IP_CALLABLE), so
+        # lockout and audit rows name the same address; called directly, as axes'
+        # own helper looks the setting up and imports it again on every call.
+        row["source_ip"] = client_address(request)
+        row["user_agent"] = request.META.get("HTTP_USER_AGENT", "")[:_USER_AGENT_LENGTH]
+        row["request_id"] = str(getattr(request, "request_id", ""))[:_REQUEST_ID_LENGTH]
+    row["mac"] = row_mac(row)
+    return row
 
 
 def _normalise_patient_ids(patient_ids):
     # uuid.UUID rejects anything that is not a patient id (a name, or a bare
     # string iterated character by character) and gives one spelling per id, so
-    # the GIN containment lookup finds every row for a patient.
-    return sorted({str(uuid.UUID(str(patient_id))) for patient_id in patient_ids})
-
-
-def _client_ip(request):
-    # The same resolver django-axes uses for lockouts, so lockout and audit rows
-    # name the same address (contactcenter/client_address.py: TRUSTED_PROXY_COUNT).
-    address = get_client_ip_address(request)
-    try:
-        return str(ipaddress.ip_address(address)) if address else None
-    except ValueError:
-        return None
+    # the GIN containment lookup finds every row for a patient. Ids already read
+    # as UUIDs (a model's pk) need no parsing.
+    return sorted(
+        {
+            str(patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(str(patient_id)))
+            for patient_id in patient_ids
+        }
+    )
 
 
 # --- Break-glass -------------------------------------------------------------------

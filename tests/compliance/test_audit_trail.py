@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from compliance import chain
 from compliance.models import AuditEvent, AuditTrailImmutableError
-from compliance.services import audit_record, audit_record_many
+from compliance.services import audit_record, audit_record_many, audit_write
 from compliance.tasks import seal_audit_chain
 from config.celery import app as celery_app
 from contactcenter import roles
@@ -75,6 +75,46 @@ def test_audit_record_takes_actor_role_request_id_ip_and_user_agent_from_request
     assert stored.http_status == 200
     assert stored.details == {"fields": ["name"]}
     assert stored.chain_position is None and stored.hash is None
+
+
+def test_audit_write_stores_the_row_audit_record_stores_with_a_valid_mac():
+    # The request path (compliance.mixins) writes through audit_write, which
+    # makes no model instance; the row and its MAC must be audit_record's.
+    nurse = _staff("nurse.write", roles.CLINICIAN)
+    patient_id = uuid.uuid4()
+    request = RequestFactory().get(
+        "/api/v1/patients/x/", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Firefox/128.0"
+    )
+    request.request_id = "req-7"
+    fields = {
+        "action": "read",
+        "resource_type": "patient",
+        "resource_id": patient_id,
+        "patient_ids": [patient_id],
+        "http_status": 200,
+        "actor": nurse,
+        "request": request,
+        "details": {"method": "GET"},
+    }
+
+    assert audit_write(**fields) is None
+    returned = audit_record(**fields)
+
+    written, recorded = AuditEvent.objects.order_by("id")
+    compared = [name for name in chain.MAC_FIELDS if name != "recorded_at"]
+    assert [getattr(written, name) for name in compared] == [
+        getattr(recorded, name) for name in compared
+    ]
+    assert written.request_id == "req-7" and written.patient_ids == [str(patient_id)]
+    for event in (written, recorded):
+        content = {name: getattr(event, name) for name in chain.MAC_FIELDS}
+        assert chain.row_mac_valid(content, event.mac)
+    # audit_record's instance is the stored row, as a query would load it.
+    assert (returned.pk, returned.mac, returned.recorded_at) == (
+        recorded.pk,
+        recorded.mac,
+        recorded.recorded_at,
+    )
 
 
 def test_audit_record_keeps_the_role_held_at_the_time():
