@@ -459,7 +459,8 @@ def floor_transactions(floor, kind, count, context, connection):
         RawEvent,
         WebhookSignatureUse,
     )
-    from compliance.services import _build_event
+    from compliance.models import AuditEvent
+    from compliance.services import _build_row
 
     touch = (
         f'UPDATE "{floor.tables["conversation"]}" SET last_interaction_at = %s, '
@@ -543,11 +544,13 @@ def floor_transactions(floor, kind, count, context, connection):
                 )
             )
         if kind == "portal":
-            event = _build_event(
-                action="create",
-                resource_type="interaction",
-                patient_ids=[interaction.patient_id],
-                http_status=201,
+            event = AuditEvent(
+                **_build_row(
+                    action="create",
+                    resource_type="interaction",
+                    patient_ids=[interaction.patient_id],
+                    http_status=201,
+                )
             )
             statements.append(floor.insert("audit", event, connection))
         statements.append((touch, [now, body, now, now, conversation_id]))
