@@ -661,21 +661,24 @@ def local_outbox_record(
 def local_outbox_report(*, outbox_id):
     """The local provider's "delivered" callback, through the same status service
     as Twilio's. Returns False while the delivery record does not know the
-    message yet (an email's id is stored once its send returns): ask again later."""
-    record = LocalOutboxMessage.objects.filter(pk=outbox_id, reported_at__isnull=True).first()
-    if record is None:
+    message yet (an email's id is stored once its send returns): ask again later.
+    The delivery's new state and the outbox row's link to it commit together, so
+    no reader sees one without the other."""
+    with transaction.atomic():
+        record = LocalOutboxMessage.objects.filter(pk=outbox_id, reported_at__isnull=True).first()
+        if record is None:
+            return True
+        outbound = outbound_apply_status(
+            outbound_id=record.outbound_id,
+            provider_id=record.provider_id,
+            provider_status="delivered",
+        )
+        if outbound is None:
+            return False
+        LocalOutboxMessage.objects.filter(pk=record.pk).update(
+            outbound=outbound, reported_at=timezone.now()
+        )
         return True
-    outbound = outbound_apply_status(
-        outbound_id=record.outbound_id,
-        provider_id=record.provider_id,
-        provider_status="delivered",
-    )
-    if outbound is None:
-        return False
-    LocalOutboxMessage.objects.filter(pk=record.pk).update(
-        outbound=outbound, reported_at=timezone.now()
-    )
-    return True
 
 
 def outbound_answered_inline(*, conversation, body):
