@@ -2,7 +2,7 @@
 
 from django.db.models import Prefetch
 
-from compliance.access import records_visible_to, visible_sql
+from compliance.access import records_visible_to, visible_sql_for
 from contactcenter.blind_index import email_index, mrn_index, phone_index
 from patients.models import Appointment, ContactPoint, Patient, PatientGroupObjectPermission
 
@@ -25,7 +25,14 @@ def patients_visible_to(user, *, queryset=None):
 def patient_visible_sql(user, *, patient_id):
     """patients_visible_to() for one patient as a SQL condition, for the
     hand-written timeline read (channels_app.selectors). Returns (sql, params)."""
-    return visible_sql(patients_visible_to(user).filter(pk=patient_id))
+    return visible_sql_for(
+        user,
+        model=Patient,
+        perm_model=PatientGroupObjectPermission,
+        codename=VIEW_PATIENT,
+        patient_field="pk",
+        record_id=patient_id,
+    )
 
 
 class LookupValueInvalid(ValueError):

@@ -132,3 +132,48 @@ def test_grants_follow_the_team_when_a_conversation_moves(world, south):
 
     assert conversations_visible_to(users["outsider"]).filter(pk=conversation.pk).exists()
     assert not conversations_visible_to(users["member"]).filter(pk=conversation.pk).exists()
+
+
+def _principals(users, north):
+    from contactcenter.auth import ApiClientPrincipal
+    from tests.factories import make_api_key
+
+    return {
+        **users,
+        "team key": ApiClientPrincipal(make_api_key(scopes=["timeline:read"], team=north)[1]),
+        "practice key": ApiClientPrincipal(make_api_key(scopes=["timeline:read"])[1]),
+    }
+
+
+@pytest.mark.parametrize(
+    "who", [*SEES, "team key", "practice key", "another patient", "a patient id as text"]
+)
+def test_the_timelines_compiled_rule_is_the_rules_statement(world, north, who):
+    """patient_visible_sql compiles the rule once per kind of principal and fills in
+    the request's values; it must give the statement and parameters a fresh
+    compilation of patients_visible_to() gives, for every principal (the clock
+    aside: each reads it)."""
+    from datetime import datetime
+
+    from compliance.access import visible_sql
+    from patients.selectors import patient_visible_sql
+
+    patient, _conversation, users = world
+    principals = _principals(users, north)
+    user = principals.get(who, users["member"])
+    patient_id = {
+        "another patient": make_patient(team=north).pk,
+        "a patient id as text": str(patient.pk),
+    }.get(who, patient.pk)
+
+    sql, params = patient_visible_sql(user, patient_id=patient_id)
+    fresh_sql, fresh_params = visible_sql(patients_visible_to(user).filter(pk=patient_id))
+
+    assert sql == fresh_sql
+    assert len(params) == len(fresh_params)
+    for value, fresh in zip(params, fresh_params, strict=True):
+        if isinstance(fresh, datetime):
+            assert isinstance(value, datetime)
+            assert abs((value - fresh).total_seconds()) < 5
+        else:
+            assert (type(value), value) == (type(fresh), fresh)
