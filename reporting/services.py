@@ -352,6 +352,19 @@ def surveys_send_due(*, now=None, limit=200):
     return sent
 
 
+def _survey_sent_within_reply_window(conversation, at):
+    """Whether a survey went to this address on this account (its questions are
+    sent in the surveyed conversation) early enough for a message at `at` to answer
+    it. Nearly every inbound SMS is no answer: it stops here, at the surveys of the
+    sender's conversations, instead of reading every message ever sent to them for
+    the last one."""
+    return SurveyRequest.objects.filter(
+        conversation__account_id=conversation.account_id,
+        conversation__contact_index=conversation.contact_index,
+        sent_at__gte=at - _reply_window(),
+    ).exists()
+
+
 def _last_outbound_id_before(conversation, at):
     """The id of the last message the practice sent to this address on this
     account, on any of its conversations: a reply answers that message. Only the id
@@ -414,6 +427,8 @@ def survey_reply_record(*, interaction):
         return None
     conversation = interaction.conversation
     if not conversation.contact_index:
+        return None
+    if not _survey_sent_within_reply_window(conversation, interaction.occurred_at):
         return None
     question_id = _last_outbound_id_before(conversation, interaction.occurred_at)
     if question_id is None:

@@ -132,9 +132,14 @@ def _remember_language(interaction, language):
 
 def _patient_language(interaction, language):
     # The conversation learnt its language (once, or when the patient switched): the
-    # patient's record takes it when it has none.
-    if interaction.patient_id is not None:
-        patient_language_detected(patient_id=interaction.patient_id, language=language)
+    # patient's record takes it when it has none. The patient read with the message
+    # (the inbound task's) tells when one was given already, so that no UPDATE is
+    # sent to change nothing (a source once given is never taken back to none).
+    if interaction.patient_id is None:
+        return
+    if Interaction.patient.is_cached(interaction) and interaction.patient.preferred_language_source:
+        return
+    patient_language_detected(patient_id=interaction.patient_id, language=language)
 
 
 # --- After the rules ---------------------------------------------------------------

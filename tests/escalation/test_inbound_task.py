@@ -6,7 +6,7 @@ import pytest
 from celery.signals import task_postrun
 from kombu.exceptions import OperationalError
 
-from channels_app.models import Interaction
+from channels_app.models import Conversation, Interaction
 from escalation import services
 from escalation.models import Escalation, EscalationRule, EscalationRun
 from tests.channels_app import isolated
@@ -105,6 +105,36 @@ def test_the_statements_of_an_inbound_message(front_desk, django_assert_num_quer
         inbound_process.run(str(interaction.pk))
 
     assert EscalationRun.objects.filter(interaction=interaction).exists()
+
+
+@pytest.mark.django_db
+def test_a_patient_whose_language_was_given_is_not_sent_an_update(front_desk):
+    """The first message of a conversation teaches it its language; the patient's
+    record takes it only when none was given. The patient read with the message
+    says so, and no UPDATE goes out to change nothing; one with none given gets it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.tasks import inbound_process
+    from patients.models import Patient
+    from tests.factories import make_patient
+
+    given = make_patient(team=front_desk, phones=("+14155550100",), mrn="MRN-LANG-1")
+    Patient.objects.filter(pk=given.pk).update(preferred_language_source="record")
+    interaction = receive(front_desk, "Can I move my appointment to Friday?", patient=given)
+    with CaptureQueriesContext(connection) as queries:
+        inbound_process.run(str(interaction.pk))
+    patient_table = Patient._meta.db_table
+    assert not [q for q in queries.captured_queries if f'UPDATE "{patient_table}"' in q["sql"]]
+    assert Conversation.objects.get(pk=interaction.conversation_id).language == "en"
+
+    other = make_patient(team=front_desk, phones=("+14155550111",), mrn="MRN-LANG-2")
+    interaction = receive(
+        front_desk, "Can I move my appointment to Friday?", patient=other, address="+14155550111"
+    )
+    inbound_process.run(str(interaction.pk))
+    other.refresh_from_db()
+    assert other.preferred_language_source == "detected"
 
 
 @pytest.mark.django_db(transaction=True)

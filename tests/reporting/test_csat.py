@@ -316,6 +316,28 @@ def test_a_reply_after_the_window_is_not_an_answer(client, resolved_thread, sett
     assert not SurveyResponse.objects.exists()
 
 
+def test_a_reply_with_no_survey_in_the_window_reads_no_message_history(
+    client, patient, sms_line, north_agent
+):
+    # Every inbound SMS asks whether it answers a survey: without a survey sent to
+    # the sender in the reply window, one look at the surveys decides it, not a
+    # read of every message ever sent to them (which grows with their history).
+    from django.test.utils import CaptureQueriesContext
+
+    first = inbound(client, "Is the lab open on Saturday?")
+    outbound_create(conversation=first.conversation, body="Yes, 8 to 12.", author=north_agent)
+    reply = inbound(client, "5")
+    reply = Interaction.objects.select_related("conversation").get(pk=reply.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert survey_reply_record(interaction=reply) is None
+
+    assert len(queries) == 1, queries.captured_queries
+    statement = queries.captured_queries[0]["sql"]
+    assert SurveyRequest._meta.db_table in statement
+    assert Interaction._meta.db_table not in statement
+
+
 def test_text_before_any_score_is_an_ordinary_message(client, resolved_thread):
     reply = inbound(client, "Who do I call about billing?")
 
