@@ -261,11 +261,19 @@ class Interaction(models.Model):
         INTERNAL = "internal"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of their own: interaction_conv_idx and interaction_timeline_idx begin
+    # with them and serve every look-up by either (and the foreign-key checks), and
+    # each index more is written by every message a webhook stores.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.PROTECT, related_name="interactions"
+        Conversation, on_delete=models.PROTECT, related_name="interactions", db_index=False
     )
     patient = models.ForeignKey(
-        Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="interactions"
+        Patient,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="interactions",
+        db_index=False,
     )
     channel = models.CharField(max_length=8, choices=Channel.choices)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MESSAGE)
