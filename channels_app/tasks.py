@@ -35,8 +35,11 @@ def inbound_process(interaction_id):
     routing, understanding) runs that way, in this task, instead of one more task
     through the broker per message; it still comes after the reminders' and
     surveys' receivers, as it did when it was queued from here."""
+    # The conversation for the receivers (a survey reply is matched on its address);
+    # not the patient, whose two dozen columns escalation's processing reads again
+    # with the conversation it locks, and hands to the interaction (one read, not two).
     interaction = (
-        Interaction.objects.select_related("conversation", "patient")
+        Interaction.objects.select_related("conversation")
         .filter(pk=interaction_id, processed_at__isnull=True)
         .first()
     )

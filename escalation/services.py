@@ -596,6 +596,10 @@ def interaction_process(*, interaction_id, interaction=None):
         conversation = _locked_conversation(interaction.conversation_id)
         if not _run_claim(interaction.pk, stage):
             return []  # processed already, or by another worker meanwhile
+        if conversation.patient_id == interaction.patient_id:
+            # The patient read with the locked conversation is the message's: what
+            # receivers look up on interaction.patient is not read a second time.
+            interaction.patient = conversation.patient
         if has_text:
             # Before the rules, on the locked conversation: what a receiver learns
             # (the language) is set on it for the rules and routing to read, and
