@@ -1,6 +1,7 @@
 """The DRF mixin that audits every request to a view touching PHI: one row per
 request, successes in the action's transaction, denials and errors too."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -116,6 +117,14 @@ class AuditedViewMixin:
         if reason:
             details["reason"] = reason
         audit_write(
+            # A successful read's row is a transaction of its own (see dispatch): the
+            # practice may have it committed without waiting for the flush. Denials
+            # and errors, the rows an investigation starts from, always wait.
+            durable=not (
+                settings.AUDIT_READ_ASYNC_COMMIT
+                and method in _SAFE_METHODS
+                and outcome == "success"
+            ),
             action=self.audit_action or _ACTIONS.get(method, "execute"),
             resource_type=self.audit_resource_type,
             resource_id=self._audit_resource_id,

@@ -58,12 +58,14 @@ def audit_record(*, action, **fields) -> AuditEvent:
     return AuditEvent.from_db(alias, _MODEL_ATTNAMES, [row.get(name) for name in _MODEL_ATTNAMES])
 
 
-def audit_write(*, action, **fields) -> None:
+def audit_write(*, action, durable=True, **fields) -> None:
     """audit_record without the model instance, for the request path
     (compliance.mixins), which never reads its row back: the same row, MAC and
-    INSERT, without the instance that audit_record makes of them."""
+    INSERT, without the instance that audit_record makes of them. `durable=False`
+    (a read's row, when AUDIT_READ_ASYNC_COMMIT is on) commits it without waiting
+    for the WAL flush, when the row is a transaction of its own."""
     row = _build_row(action=action, **fields)
-    _insert(row, connections[router.db_for_write(AuditEvent)])
+    _insert(row, connections[router.db_for_write(AuditEvent)], durable=durable)
 
 
 _SEAL_COLUMNS = {"chain_position", "prev_hash", "hash", "sealed_at"}
@@ -84,28 +86,46 @@ _INSERT_CONVERTERS = [
 
 
 @functools.cache
-def _insert_sql(alias):
-    # Only quoted identifiers from the model's own metadata are formatted in.
-    quote = connections[alias].ops.quote_name
-    return "INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}".format(  # noqa: S608
-        table=quote(AuditEvent._meta.db_table),
-        columns=", ".join(quote(field.column) for field in _INSERT_FIELDS),
-        placeholders=", ".join(["%s"] * len(_INSERT_FIELDS)),
-        pk=quote(AuditEvent._meta.pk.column),
+def _insert_sql(alias, durable=True):
+    """The INSERT, made once per database. Not durable: the same row selected from
+    a set_config that turns synchronous_commit off for its own transaction only
+    (the statement, in autocommit), so the one round trip stays one. Its values are
+    cast to their columns' types, as a VALUES list would have them taken."""
+    # Only quoted identifiers and types from the model's own metadata are formatted in.
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    names = {
+        "table": quote(AuditEvent._meta.db_table),
+        "columns": ", ".join(quote(field.column) for field in _INSERT_FIELDS),
+        "pk": quote(AuditEvent._meta.pk.column),
+    }
+    if durable:
+        placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
+        return "INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}".format(  # noqa: S608
+            placeholders=placeholders, **names
+        )
+    casts = ", ".join(f"%s::{field.cast_db_type(connection)}" for field in _INSERT_FIELDS)
+    relaxed = (
+        "INSERT INTO {table} ({columns}) SELECT {casts} "
+        "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed "
+        "RETURNING {pk}"
     )
+    return relaxed.format(casts=casts, **names)
 
 
-def _insert(row, connection) -> int:
+def _insert(row, connection, *, durable=True) -> int:
     """One INSERT ... RETURNING id of a row from _build_row, without the ORM's
-    save machinery: an audited read pays this on every request. The SQL is made
-    once per database, and only the columns whose database form differs from the
-    Python value go through their field."""
+    save machinery: an audited read pays this on every request. Only the columns
+    whose database form differs from the Python value go through their field.
+    A row that is not its own transaction (inside a write's, or a test's) commits
+    as that transaction does: durable then, whatever was asked."""
     values = [
         row[name] if convert is None else convert(row[name], connection)
         for name, convert in _INSERT_CONVERTERS
     ]
+    durable = durable or connection.vendor != "postgresql" or connection.in_atomic_block
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection.alias), values)
+        cursor.execute(_insert_sql(connection.alias, durable), values)
         return cursor.fetchone()[0]
 
 

@@ -69,6 +69,12 @@ except (zoneinfo.ZoneInfoNotFoundError, ValueError):
     raise ImproperlyConfigured(
         f"PRACTICE_TIME_ZONE is not a known time zone: {PRACTICE_TIME_ZONE!r}"
     ) from None
+# Read-audit rows (a GET of patient data) committed without waiting for the WAL
+# flush: the read answers about 0.3 ms sooner, and a database crash can lose the
+# rows of the reads of its last fraction of a second (about three times
+# wal_writer_delay; never a write's row, which commits with the write). Off by
+# default: a trade-off for the practice to choose (README, "Security model").
+AUDIT_READ_ASYNC_COMMIT = env.bool("AUDIT_READ_ASYNC_COMMIT", default=False)
 # Where the audit sealer publishes its signed checkpoints, outside the database:
 # file:///absolute/path (appended to), syslog:// (the local /dev/log) or
 # syslog://host:port (UDP).

@@ -117,6 +117,116 @@ def test_audit_write_stores_the_row_audit_record_stores_with_a_valid_mac():
     )
 
 
+def _synchronous_commit():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_written_without_the_flush_relaxes_its_own_transaction_only():
+    # AUDIT_READ_ASYNC_COMMIT: a read's row, its own transaction, is committed
+    # without waiting for the WAL flush, in the same one statement. The same row and
+    # MAC as a durable one; the session keeps its setting; inside a transaction (a
+    # write's) the row commits as that transaction does, durably.
+    from django.test.utils import CaptureQueriesContext
+
+    from compliance.services import _insert_sql
+
+    patient_id = uuid.uuid4()
+    fields = {
+        "action": "read",
+        "resource_type": "patient",
+        "resource_id": patient_id,
+        "patient_ids": [patient_id],
+        "http_status": 200,
+        "actor": _staff("nurse.async", roles.CLINICIAN),
+        "request": RequestFactory().get("/api/v1/patients/x/", REMOTE_ADDR="203.0.113.9"),
+        "details": {"method": "GET"},
+    }
+    with CaptureQueriesContext(connection) as relaxed:
+        audit_write(durable=False, **fields)
+    with transaction.atomic(), CaptureQueriesContext(connection) as in_transaction:
+        audit_write(durable=False, **fields)
+        assert _synchronous_commit() == "on"
+    audit_write(**fields)
+
+    assert "set_config('synchronous_commit', 'off', true)" in relaxed.captured_queries[-1]["sql"]
+    assert not [q for q in in_transaction.captured_queries if "set_config" in q["sql"]]
+    assert _synchronous_commit() == "on"
+    rows = list(AuditEvent.objects.order_by("id"))
+    assert len(rows) == 3
+    compared = [name for name in chain.MAC_FIELDS if name != "recorded_at"]
+    assert len({tuple(str(getattr(row, name)) for name in compared) for row in rows}) == 1
+    for row in rows:
+        content = {name: getattr(row, name) for name in chain.MAC_FIELDS}
+        assert chain.row_mac_valid(content, row.mac)
+
+    # What the statement does to the transaction it runs in: synchronous_commit off
+    # until that transaction ends (rolled back here, so no row is left).
+    row = {field.attname: getattr(rows[0], field.attname) for field in AuditEvent._meta.fields}
+    from compliance.services import _INSERT_CONVERTERS
+
+    values = [
+        row[name] if convert is None else convert(row[name], connection)
+        for name, convert in _INSERT_CONVERTERS
+    ]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_sql(connection.alias, False), values)
+        assert _synchronous_commit() == "off"
+        transaction.set_rollback(True)
+    assert _synchronous_commit() == "on"
+    assert AuditEvent.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_reads_are_committed_without_the_flush_and_only_when_the_practice_chose_it(
+    client, settings, north
+):
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import TeamFactory, make_patient, make_staff, token_for
+
+    member = make_staff("member.async", role=roles.AGENT, teams=[north])
+    patient = make_patient(team=north, given_name="Ada", family_name="Lovelace")
+    headers = token_for(member)
+    url = f"/api/v1/patients/{patient.pk}/"
+
+    def audit_inserts(method, path, **extra):
+        with CaptureQueriesContext(connection) as queries:
+            response = getattr(client, method)(path, **extra, **headers)
+        assert response.status_code < 400, response.content
+        return [
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].startswith(f'INSERT INTO "{AuditEvent._meta.db_table}"')
+        ]
+
+    [durable_read] = audit_inserts("get", url)
+    settings.AUDIT_READ_ASYNC_COMMIT = True
+    [relaxed_read] = audit_inserts("get", url)
+    [write] = audit_inserts(
+        "patch", url, data={"family_name": "Byron"}, content_type="application/json"
+    )
+    # A denied read (a patient of another team) is the row an investigation starts
+    # from: it waits for the flush whatever the setting.
+    other = make_patient(team=TeamFactory(name="Elsewhere"), given_name="Alan", family_name="T")
+    with CaptureQueriesContext(connection) as queries:
+        denied = client.get(f"/api/v1/patients/{other.pk}/", **headers)
+    assert denied.status_code == 404
+    [denied_row] = [
+        q["sql"] for q in queries.captured_queries if "compliance_auditevent" in q["sql"]
+    ]
+
+    assert "set_config" not in durable_read
+    assert "set_config('synchronous_commit', 'off', true)" in relaxed_read
+    assert "set_config" not in write
+    assert denied_row.startswith("INSERT") and "set_config" not in denied_row
+    assert AuditEvent.objects.filter(resource_id=str(patient.pk)).count() == 3
+    assert AuditEvent.objects.get(resource_id=str(other.pk)).outcome == "denied"
+
+
 def test_audit_record_keeps_the_role_held_at_the_time():
     user = _staff("moved.on", roles.AGENT)
     first = audit_record(action="read", actor=user)
