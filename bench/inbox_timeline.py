@@ -126,13 +126,19 @@ SELECT
 """
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_dataset_arguments(parser):
+    """The data set's options (seed_or_reuse seeds it with them on first use), shared
+    with the benches that read the same set (bench/reads.py)."""
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--interactions", type=int, default=1_000_000)
     parser.add_argument("--teams", type=int, default=8)
     parser.add_argument("--big-team-open", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1, help="seed_synthetic's --seed")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_dataset_arguments(parser)
     parser.add_argument("--rounds", type=int, default=400, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=40, help="untimed rounds")
     parser.add_argument("--inbox-deep-pages", type=int, default=20, help="cursors followed")

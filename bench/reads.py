@@ -43,12 +43,10 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cc_bench_inbox"
 
 
 def parse_args():
+    from bench.inbox_timeline import add_dataset_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--patients", type=int, default=100_000)
-    parser.add_argument("--interactions", type=int, default=1_000_000)
-    parser.add_argument("--teams", type=int, default=8)
-    parser.add_argument("--big-team-open", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=1, help="seed_synthetic's --seed")
+    add_dataset_arguments(parser)
     parser.add_argument("--levels", default="1,8,32", help="concurrent clients, in order")
     parser.add_argument("--requests", type=int, default=1000, help="per kind and level above 1")
     parser.add_argument("--web-workers", type=int, default=4, help="gunicorn processes")

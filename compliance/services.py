@@ -119,14 +119,18 @@ def _insert(row, connection, *, durable=True) -> int:
     whose database form differs from the Python value go through their field.
     A row that is not its own transaction (inside a write's, or a test's) commits
     as that transaction does: durable then, whatever was asked."""
-    values = [
+    durable = durable or connection.vendor != "postgresql" or connection.in_atomic_block
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(connection.alias, durable), _insert_values(row, connection))
+        return cursor.fetchone()[0]
+
+
+def _insert_values(row, connection):
+    """The INSERT's parameters, in _INSERT_FIELDS' order."""
+    return [
         row[name] if convert is None else convert(row[name], connection)
         for name, convert in _INSERT_CONVERTERS
     ]
-    durable = durable or connection.vendor != "postgresql" or connection.in_atomic_block
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection.alias, durable), values)
-        return cursor.fetchone()[0]
 
 
 def audit_record_many(

@@ -77,25 +77,29 @@ def test_audit_record_takes_actor_role_request_id_ip_and_user_agent_from_request
     assert stored.chain_position is None and stored.hash is None
 
 
-def test_audit_write_stores_the_row_audit_record_stores_with_a_valid_mac():
-    # The request path (compliance.mixins) writes through audit_write, which
-    # makes no model instance; the row and its MAC must be audit_record's.
-    nurse = _staff("nurse.write", roles.CLINICIAN)
-    patient_id = uuid.uuid4()
-    request = RequestFactory().get(
-        "/api/v1/patients/x/", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Firefox/128.0"
-    )
-    request.request_id = "req-7"
-    fields = {
+def _patient_read(actor, request, patient_id):
+    """audit_write's arguments for a read of one patient's record."""
+    return {
         "action": "read",
         "resource_type": "patient",
         "resource_id": patient_id,
         "patient_ids": [patient_id],
         "http_status": 200,
-        "actor": nurse,
+        "actor": actor,
         "request": request,
         "details": {"method": "GET"},
     }
+
+
+def test_audit_write_stores_the_row_audit_record_stores_with_a_valid_mac():
+    # The request path (compliance.mixins) writes through audit_write, which
+    # makes no model instance; the row and its MAC must be audit_record's.
+    request = RequestFactory().get(
+        "/api/v1/patients/x/", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Firefox/128.0"
+    )
+    request.request_id = "req-7"
+    patient_id = uuid.uuid4()
+    fields = _patient_read(_staff("nurse.write", roles.CLINICIAN), request, patient_id)
 
     assert audit_write(**fields) is None
     returned = audit_record(**fields)
@@ -131,19 +135,13 @@ def test_a_row_written_without_the_flush_relaxes_its_own_transaction_only():
     # write's) the row commits as that transaction does, durably.
     from django.test.utils import CaptureQueriesContext
 
-    from compliance.services import _insert_sql
+    from compliance.services import _insert_sql, _insert_values
 
-    patient_id = uuid.uuid4()
-    fields = {
-        "action": "read",
-        "resource_type": "patient",
-        "resource_id": patient_id,
-        "patient_ids": [patient_id],
-        "http_status": 200,
-        "actor": _staff("nurse.async", roles.CLINICIAN),
-        "request": RequestFactory().get("/api/v1/patients/x/", REMOTE_ADDR="203.0.113.9"),
-        "details": {"method": "GET"},
-    }
+    fields = _patient_read(
+        _staff("nurse.async", roles.CLINICIAN),
+        RequestFactory().get("/api/v1/patients/x/", REMOTE_ADDR="203.0.113.9"),
+        uuid.uuid4(),
+    )
     with CaptureQueriesContext(connection) as relaxed:
         audit_write(durable=False, **fields)
     with transaction.atomic(), CaptureQueriesContext(connection) as in_transaction:
@@ -165,15 +163,9 @@ def test_a_row_written_without_the_flush_relaxes_its_own_transaction_only():
     # What the statement does to the transaction it runs in: synchronous_commit off
     # until that transaction ends (rolled back here, so no row is left).
     row = {field.attname: getattr(rows[0], field.attname) for field in AuditEvent._meta.fields}
-    from compliance.services import _INSERT_CONVERTERS
-
-    values = [
-        row[name] if convert is None else convert(row[name], connection)
-        for name, convert in _INSERT_CONVERTERS
-    ]
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(connection.alias, False), values)
+            cursor.execute(_insert_sql(connection.alias, False), _insert_values(row, connection))
         assert _synchronous_commit() == "off"
         transaction.set_rollback(True)
     assert _synchronous_commit() == "on"
