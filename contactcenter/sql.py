@@ -137,6 +137,39 @@ def get_with_related(model, fk_name, **lookup):
     return instance
 
 
+@lru_cache(maxsize=16)
+def _one_statement(model, where_name):
+    if not model._meta.get_field(where_name).unique:
+        raise ValueError(f"{model.__name__}.{where_name} is not unique: more than one row")
+    quote = connection.ops.quote_name
+    fields = model._meta.concrete_fields
+    statement = (
+        f"SELECT {', '.join(quote(f.column) for f in fields)} "
+        f"FROM {quote(model._meta.db_table)} "
+        f"WHERE {quote(model._meta.get_field(where_name).column)} = %s"
+    )
+    return statement, fields
+
+
+def get_one(model, **lookup):
+    """`model.objects.filter(**lookup).first()` for one exact lookup on a unique
+    column, as a fixed statement: the model instance, or None. For configuration
+    read by every message the worker processes."""
+    ((where_name, value),) = lookup.items()
+    statement, fields = _one_statement(model, where_name)
+    rows = fetch(statement, [param(model._meta.get_field(where_name), value)], fields)
+    if not rows:
+        return None
+    return model.from_db(connection.alias, [f.attname for f in fields], rows[0])
+
+
+def exists(statement, params):
+    """Whether the fixed `statement` (a SELECT) returns a row."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS ({statement})", params)
+        return bool(cursor.fetchone()[0])
+
+
 _ANALYTIC_FLAG = "_contactcenter_analytic_statements"
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from channels_app.models import Conversation, Interaction
 from channels_app.selectors import conversations_visible_to, team_ids_of
-from contactcenter import roles
+from contactcenter import roles, sql
 from contactcenter.models import StaffProfile, Team
 from escalation import rules as rule_logic
 from escalation.models import BusinessHours, Escalation, SlaPolicy
@@ -62,7 +62,8 @@ def available_profiles(*, user_ids):
 
 
 def sla_policy_for(*, priority):
-    return SlaPolicy.objects.filter(priority=priority).first()
+    # Read for every inbound message: a fixed statement, not a compiled QuerySet.
+    return sql.get_one(SlaPolicy, priority=priority)
 
 
 def business_calendar_for(*, team_id):

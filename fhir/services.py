@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jwt
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from compliance.services import audit_record
@@ -518,6 +518,8 @@ def subscriptions_notify(*, interaction):
     if interaction.patient_id is None or interaction.direction == interaction.Direction.INTERNAL:
         # Notes and timeline events are the staff's, not messages with the patient.
         return 0
+    if not _any_subscription_for(interaction.patient_id):
+        return 0
     matching = (
         Subscription.objects.filter(status=Subscription.Status.ACTIVE)
         .filter(models.Q(patient_id__isnull=True) | models.Q(patient_id=interaction.patient_id))
@@ -540,6 +542,23 @@ def subscriptions_notify(*, interaction):
             enqueue_on_commit(subscription_deliver, delivery.pk)
             queued += 1
     return queued
+
+
+def _any_subscription_for(patient_id):
+    """Whether an active subscription names this patient or all of a client's: a
+    fixed statement, asked for every message stored, where nearly always none
+    does (compiling the subscriptions' QuerySet cost more than running it)."""
+    from fhir.models import Subscription
+
+    quote = connection.ops.quote_name
+    status = Subscription._meta.get_field("status")
+    patient = Subscription._meta.get_field("patient_id")
+    return sql.exists(
+        f"SELECT 1 FROM {quote(Subscription._meta.db_table)} "  # noqa: S608
+        f"WHERE {quote(status.column)} = %s "
+        f"AND ({quote(patient.column)} IS NULL OR {quote(patient.column)} = %s)",
+        [sql.param(status, Subscription.Status.ACTIVE), sql.param(patient, patient_id)],
+    )
 
 
 class DeliveryFailed(Exception):

@@ -2,13 +2,14 @@
 sending, recording the answers that come back by SMS reply or by the survey
 link of an email or portal message)."""
 
+import functools
 import re
 from datetime import timedelta
 
 import structlog
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Min, Q
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -16,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from channels_app.models import Conversation, Interaction
 from channels_app.services import conversation_resolve, outbound_create
+from contactcenter import sql
 from escalation.sentiment import score_text
 from patients.models import Channel
 from patients.services import consent_check
@@ -358,11 +360,32 @@ def _survey_sent_within_reply_window(conversation, at):
     it. Nearly every inbound SMS is no answer: it stops here, at the surveys of the
     sender's conversations, instead of reading every message ever sent to them for
     the last one."""
-    return SurveyRequest.objects.filter(
-        conversation__account_id=conversation.account_id,
-        conversation__contact_index=conversation.contact_index,
-        sent_at__gte=at - _reply_window(),
-    ).exists()
+    # A fixed statement: asked for every inbound SMS, where compiling
+    # `SurveyRequest.objects.filter(conversation__account_id=..., conversation__
+    # contact_index=..., sent_at__gte=...).exists()` cost several times running it.
+    statement, fields = _survey_window_statement()
+    values = (conversation.account_id, conversation.contact_index, at - _reply_window())
+    return sql.exists(
+        statement, [sql.param(field, value) for field, value in zip(fields, values, strict=True)]
+    )
+
+
+@functools.cache
+def _survey_window_statement():
+    quote = connection.ops.quote_name
+    survey, conversation = SurveyRequest._meta, Conversation._meta
+    account = conversation.get_field("account")
+    contact_index = conversation.get_field("contact_index")
+    sent_at = survey.get_field("sent_at")
+    surveyed = survey.get_field("conversation")
+    statement = (
+        f"SELECT 1 FROM {quote(survey.db_table)} s "  # noqa: S608
+        f"JOIN {quote(conversation.db_table)} c "
+        f"ON c.{quote(conversation.pk.column)} = s.{quote(surveyed.column)} "
+        f"WHERE c.{quote(account.column)} = %s AND c.{quote(contact_index.column)} = %s "
+        f"AND s.{quote(sent_at.column)} >= %s"
+    )
+    return statement, (account, contact_index, sent_at)
 
 
 def _last_outbound_id_before(conversation, at):

@@ -269,3 +269,35 @@ def test_a_received_message_is_notified_by_the_inbound_task_once(patient, sms_li
         subscription.pk,
         ingested.interaction.pk,
     )
+
+
+@pytest.mark.django_db
+def test_a_message_nobody_subscribed_to_costs_one_statement(
+    patient, other_patient, sms_line, django_assert_num_queries
+):
+    """Every stored message asks whether an active subscription names its patient
+    or all of a client's; one naming another patient, or one switched off, is no
+    answer, and the question is the only statement."""
+    from fhir.services import subscriptions_notify
+
+    client = make_api_key(scopes=["timeline:read"])[1]
+    Subscription.objects.create(
+        api_client=client,
+        criteria=f"Communication?patient=Patient/{other_patient.pk}",
+        patient_id=other_patient.pk,
+        endpoint="http://127.0.0.1:9/hook",
+        secret="s",
+    )
+    Subscription.objects.create(
+        api_client=client,
+        criteria="Communication",
+        endpoint="http://127.0.0.1:9/hook",
+        secret="s",
+        status=Subscription.Status.OFF,
+    )
+    ingested = _text(sms_line, "+14155550100", "SM11", "Hello")
+    assert ingested.interaction.patient_id == patient.pk
+
+    with django_assert_num_queries(1):
+        assert subscriptions_notify(interaction=ingested.interaction) == 0
+    assert not SubscriptionDelivery.objects.exists()
