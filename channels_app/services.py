@@ -2,6 +2,7 @@
 threaded, matched to a patient), outbound replies with their delivery records,
 and the state moves of a delivery."""
 
+import functools
 import math
 import re
 import time
@@ -14,7 +15,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, connection, connections, router, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
 
@@ -35,7 +36,7 @@ from channels_app.models import (
 )
 from compliance.models import AuditEvent
 from compliance.services import audit_record
-from contactcenter import roles
+from contactcenter import roles, sql
 from contactcenter.access import grant_team_access, revoke_team_access
 from contactcenter.blind_index import email_index, normalise_email, normalise_phone, phone_index
 from contactcenter.business_hours import calendar_from_config
@@ -172,13 +173,7 @@ def conversation_for_inbound(*, channel, account, address, subject="", occurred_
 def _conversation_for_inbound(*, channel, account, address, subject="", occurred_at=None):
     """(conversation, opened now)."""
     normalised, index = normalise_address(channel, address)
-    existing = (
-        Conversation.objects.select_for_update()
-        .filter(account=account, contact_index=index, channel=channel)
-        .exclude(status=Conversation.Status.RESOLVED)
-        .order_by("-last_interaction_at")
-        .first()
-    )
+    existing = _open_conversation_locked(account=account, contact_index=index, channel=channel)
     if existing is not None:
         return existing, False
     patient = resolve_patient(channel=channel, address=normalised)
@@ -193,6 +188,56 @@ def _conversation_for_inbound(*, channel, account, address, subject="", occurred
         occurred_at=occurred_at,
     )
     return conversation, True
+
+
+def _open_conversation_locked(*, account, contact_index, channel):
+    """The address's latest unresolved conversation on this account and channel,
+    locked (FOR UPDATE where the database has it), or None. What
+
+        Conversation.objects.select_for_update()
+        .filter(account=account, contact_index=contact_index, channel=channel)
+        .exclude(status=Conversation.Status.RESOLVED)
+        .order_by("-last_interaction_at").first()
+
+    runs, as a fixed statement: every inbound message asks it on the webhook's
+    request, where compiling that QuerySet cost more than running it."""
+    statement, fields = _open_conversation_statement(connection.vendor)
+    rows = sql.fetch(
+        statement,
+        [
+            sql.param(field, value)
+            for field, value in zip(
+                fields[-4:],
+                (account.pk, contact_index, channel, Conversation.Status.RESOLVED),
+                strict=True,
+            )
+        ],
+        fields[:-4],
+    )
+    if not rows:
+        return None
+    return Conversation.from_db(connection.alias, [f.attname for f in fields[:-4]], rows[0])
+
+
+@functools.lru_cache(maxsize=4)
+def _open_conversation_statement(vendor):
+    """(statement, the selected fields then the four fields of its parameters)."""
+    quote = connection.ops.quote_name
+    meta = Conversation._meta
+    selected = list(meta.concrete_fields)
+    account, contact_index, channel, status, last = (
+        meta.get_field(name)
+        for name in ("account", "contact_index", "channel", "status", "last_interaction_at")
+    )
+    statement = (
+        f"SELECT {', '.join(quote(f.column) for f in selected)} FROM {quote(meta.db_table)} "  # noqa: S608
+        f"WHERE {quote(account.column)} = %s AND {quote(contact_index.column)} = %s "
+        f"AND {quote(channel.column)} = %s AND NOT ({quote(status.column)} = %s) "
+        f"ORDER BY {quote(last.column)} DESC LIMIT 1"
+    )
+    if connection.features.has_select_for_update:
+        statement += " FOR UPDATE"
+    return statement, (*selected, account, contact_index, channel, status)
 
 
 def _touch_conversation(conversation, interaction):

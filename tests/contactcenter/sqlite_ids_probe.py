@@ -34,15 +34,18 @@ patient = make_patient(team=team, phones=("+14155550177",))
 account = ChannelAccount.objects.create(
     kind=Channel.SMS, name="Main line", address="+15005550006", team=team
 )
-inbound_record(
-    channel=Channel.SMS,
-    account=account,
-    address="+14155550177",
-    body="Hello",
-    provider_id="SM" + "1" * 32,
-    occurred_at=timezone.now(),
-    source="twilio_sms",
-    raw_payload="{}",
+first, second = (
+    inbound_record(
+        channel=Channel.SMS,
+        account=account,
+        address="+14155550177",
+        body=body,
+        provider_id="SM" + digit * 32,
+        occurred_at=timezone.now(),
+        source="twilio_sms",
+        raw_payload="{}",
+    ).interaction
+    for digit, body in (("1", "Hello"), ("2", "Are you there?"))
 )
 client, headers = Client(), token_for(agent)
 inbox_row = client.get("/api/v1/conversations/", **headers).json()["results"][0]
@@ -77,6 +80,9 @@ print(
                 timeline_row["conversation"],
             ],
             "followed": followed,
+            # The second message found the first one's conversation (the hand-written
+            # look-up of the address's open thread, without FOR UPDATE here).
+            "same_thread": second.conversation_id == first.conversation_id,
         }
     )
 )
