@@ -1,5 +1,6 @@
 """Hand-written SQL for the hottest reads: the inbox, the timeline and the bearer
-token looked up on every request.
+token looked up on every request, and the look-ups every inbound message makes
+on the webhook's request and in the worker (`get_one`, `exists`).
 
 Building and compiling a QuerySet, then instantiating a model per row, costs
 several times the query itself on a page of fifty (bench/inbox_timeline.py). These
@@ -122,7 +123,8 @@ def get_with_related(model, fk_name, **lookup):
     """`model.objects.select_related(fk_name).filter(**lookup).first()` for one
     exact lookup on a unique column, as a fixed statement: real model instances,
     the related one cached on the foreign key. For lookups made on every request
-    (the bearer token), where building the query cost more than running it."""
+    (the bearer token) or every message (the inbound task's), where building the
+    query cost more than running it."""
     ((where_name, value),) = lookup.items()
     statement, own, theirs = _joined_statement(model, fk_name, where_name)
     rows = fetch(statement, [param(model._meta.get_field(where_name), value)], [*own, *theirs])
