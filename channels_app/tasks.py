@@ -51,8 +51,8 @@ def inbound_process(interaction_id):
     with transaction.atomic():
         for then in afterwards:
             then()
-        Interaction.objects.filter(pk=interaction_id, processed_at__isnull=True).update(
-            processed_at=timezone.now()
+        sql.update_row(
+            Interaction, interaction_id, unless_set=["processed_at"], processed_at=timezone.now()
         )
 
 

@@ -27,6 +27,7 @@ from channels_app.services import (
     event_record,
     outbound_create,
 )
+from contactcenter import sql
 from contactcenter.models import StaffProfile, Team
 from contactcenter.templating import render_template
 from escalation import rules as rule_logic
@@ -697,7 +698,7 @@ def interaction_processing_failed(*, interaction_id, error):
 
 def _process_locked(conversation, interaction, sentiment, text, active_rules):
     if sentiment is not None:
-        Interaction.objects.filter(pk=interaction.pk).update(sentiment=sentiment)
+        sql.update_row(Interaction, interaction.pk, sentiment=sentiment)
         if conversation.sentiment_first is None:
             conversation.sentiment_first = sentiment
         if conversation.last_inbound_at is None or interaction.occurred_at >= (

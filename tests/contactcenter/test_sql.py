@@ -77,3 +77,46 @@ def test_exists_says_whether_the_statement_has_a_row(north):
     statement = "SELECT 1 FROM contactcenter_team WHERE id = %s"
     assert sql.exists(statement, [north.pk]) is True
     assert sql.exists(statement, [north.pk + 10_000]) is False
+
+
+def test_update_row_changes_one_row_and_respects_unless_set(north, django_assert_num_queries):
+    from django.utils import timezone
+
+    from channels_app.models import ChannelAccount, Interaction
+    from channels_app.services import inbound_record
+    from patients.models import Channel
+
+    account = ChannelAccount.objects.create(
+        kind=Channel.SMS, name="Line", address="+15005550006", team=north
+    )
+    first, second = (
+        inbound_record(
+            channel=Channel.SMS,
+            account=account,
+            address="+14155550123",
+            body="Hello",
+            provider_id=f"SM-update-{n}",
+            occurred_at=timezone.now(),
+            source="twilio_sms",
+            raw_payload={},
+        ).interaction
+        for n in (1, 2)
+    )
+    moment = timezone.now()
+
+    with django_assert_num_queries(1):
+        changed = sql.update_row(
+            Interaction, str(first.pk), unless_set=["processed_at"], processed_at=moment
+        )
+    assert changed == 1
+    # Set already: the condition refuses a second mark, as the inbound task relies on.
+    later = moment + datetime.timedelta(minutes=5)
+    again = sql.update_row(Interaction, first.pk, unless_set=["processed_at"], processed_at=later)
+    assert again == 0
+    assert sql.update_row(Interaction, first.pk, sentiment=-0.5) == 1
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.processed_at == moment
+    assert first.sentiment == -0.5
+    assert second.processed_at is None and second.sentiment is None
