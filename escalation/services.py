@@ -6,6 +6,7 @@ Every decision leaves an event on the conversation's timeline, so a human sees
 why the conversation is where it is.
 """
 
+import functools
 import random
 import time
 from dataclasses import dataclass, field
@@ -55,14 +56,77 @@ ROUTE_ATTEMPTS = 5
 
 
 def _locked_conversation(conversation_id):
-    # of=self: the team and patient rows joined in are read, not locked. The team's
-    # group (its members, for routing) and business hours (the SLA's calendar) come
-    # in the same read: two statements fewer per message.
-    return (
-        Conversation.objects.select_for_update(of=("self",))
-        .select_related("team__group", "team__business_hours", "patient")
-        .get(pk=conversation_id)
+    """What `Conversation.objects.select_for_update(of=("self",)).select_related(
+    "team__group", "team__business_hours", "patient").get(pk=conversation_id)`
+    returns, as a fixed statement (compiling that QuerySet cost several times
+    running it, on every message). Only the conversation's row is locked; the
+    team's group (its members, for routing), business hours (the SLA's calendar)
+    and the patient come in the same read, cached on the instances as
+    select_related caches them, so reading them costs no statement."""
+    statement, parts = _locked_conversation_statement(connection.vendor)
+    rows = sql.fetch(
+        statement,
+        [sql.param(Conversation._meta.pk, conversation_id)],
+        [selected for _model, fields in parts for selected in fields],
     )
+    if not rows:
+        raise Conversation.DoesNotExist(f"No conversation {conversation_id}.")
+    row, instances, start = rows[0], [], 0
+    for model, fields in parts:
+        values = row[start : start + len(fields)]
+        start += len(fields)
+        # A LEFT JOIN that found nothing (no business hours, no patient yet).
+        present = values[fields.index(model._meta.pk)] is not None
+        instances.append(
+            model.from_db(connection.alias, [f.attname for f in fields], values)
+            if present
+            else None
+        )
+    conversation, team, group, hours, patient = instances
+    team.group = group
+    Team._meta.get_field("business_hours").set_cached_value(team, hours)
+    conversation.team = team
+    Conversation._meta.get_field("patient").set_cached_value(conversation, patient)
+    return conversation
+
+
+@functools.lru_cache(maxsize=4)
+def _locked_conversation_statement(vendor):
+    """(statement, [(model, selected fields)] in the order of its columns)."""
+    from django.contrib.auth.models import Group
+
+    from patients.models import Patient
+
+    quote = connection.ops.quote_name
+    parts = [
+        (model, list(model._meta.concrete_fields))
+        for model in (Conversation, Team, Group, BusinessHours, Patient)
+    ]
+    columns = ", ".join(
+        f"{alias}.{quote(selected.column)}"
+        for alias, (_model, fields) in zip("ctghp", parts, strict=True)
+        for selected in fields
+    )
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    def table(model):
+        return quote(model._meta.db_table)
+
+    statement = (
+        f"SELECT {columns} FROM {table(Conversation)} c "  # noqa: S608
+        f"JOIN {table(Team)} t ON t.{column(Team, 'id')} = c.{column(Conversation, 'team')} "
+        f"JOIN {table(Group)} g ON g.{column(Group, 'id')} = t.{column(Team, 'group')} "
+        f"LEFT JOIN {table(BusinessHours)} h "
+        f"ON h.{column(BusinessHours, 'team')} = t.{column(Team, 'id')} "
+        f"LEFT JOIN {table(Patient)} p "
+        f"ON p.{quote(Patient._meta.pk.column)} = c.{column(Conversation, 'patient')} "
+        f"WHERE c.{quote(Conversation._meta.pk.column)} = %s"
+    )
+    if connection.features.has_select_for_update_of:
+        statement += " FOR UPDATE OF c"
+    return statement, parts
 
 
 def _team_calendar(team):

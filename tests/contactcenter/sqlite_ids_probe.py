@@ -47,6 +47,12 @@ first, second = (
     ).interaction
     for digit, body in (("1", "Hello"), ("2", "Are you there?"))
 )
+# The worker's processing of a message on SQLite, as `make run`'s worker runs it: its
+# hand-written reads and writes (the locked conversation, the SLA policy, the marks).
+from channels_app.tasks import inbound_process  # noqa: E402
+
+inbound_process.run(str(first.pk))
+first.refresh_from_db()
 client, headers = Client(), token_for(agent)
 inbox_row = client.get("/api/v1/conversations/", **headers).json()["results"][0]
 timeline_row = client.get(f"/api/v1/patients/{patient.pk}/timeline/", **headers).json()["results"][
@@ -83,6 +89,7 @@ print(
             # The second message found the first one's conversation (the hand-written
             # look-up of the address's open thread, without FOR UPDATE here).
             "same_thread": second.conversation_id == first.conversation_id,
+            "processed": first.processed_at is not None and first.sentiment is not None,
         }
     )
 )

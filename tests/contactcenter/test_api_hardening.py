@@ -174,6 +174,7 @@ def test_ids_are_canonical_on_sqlite_and_following_them_finds_the_record(tmp_pat
         assert value == str(uuid.UUID(value)), value
     assert result["followed"] == {"patient": 200, "conversation": 200}
     assert result["same_thread"] is True
+    assert result["processed"] is True
     # The agent's reads above name the patient; the officer finds them by patient.
     assert result["audit_search"] == [200, ["conversation", "patient", "timeline"]]
     assert result["access_report"] == 200

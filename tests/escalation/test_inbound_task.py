@@ -179,3 +179,53 @@ def test_a_processing_that_fails_while_the_broker_is_down_is_left_to_the_sweeper
     assert Interaction.objects.get(pk=interaction.pk).processed_at is None
     assert not EscalationRun.objects.filter(interaction=interaction).exists()
     assert not Escalation.objects.exists()
+
+
+def _concrete_values(instance):
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("with_hours_and_patient", [True, False])
+def test_the_locked_conversation_is_the_querysets(
+    with_hours_and_patient, front_desk, django_assert_num_queries
+):
+    """The conversation the processing locks, read by a fixed statement, holds what
+    the select_related QuerySet it replaces held: the same columns of the
+    conversation, its team, the team's group and business hours and the patient,
+    each cached, so reading them costs no statement; none cached as absent when the
+    team keeps no hours or no patient is matched yet."""
+    from django.db import transaction
+
+    from escalation.models import BusinessHours
+    from tests.factories import make_patient
+
+    patient = None
+    if with_hours_and_patient:
+        BusinessHours.objects.create(team=front_desk, time_zone="America/Chicago", weekly={})
+        patient = make_patient(team=front_desk, given_name="Ada", family_name="Lovelace")
+    interaction = receive(front_desk, "Hello", patient=patient)
+
+    with transaction.atomic(), django_assert_num_queries(1):
+        locked = services._locked_conversation(interaction.conversation_id)
+        team, group = locked.team, locked.team.group
+        try:
+            hours = team.business_hours
+        except BusinessHours.DoesNotExist:
+            hours = None
+        locked_patient = locked.patient
+    orm = Conversation.objects.select_related("team__group", "team__business_hours", "patient").get(
+        pk=interaction.conversation_id
+    )
+
+    assert _concrete_values(locked) == _concrete_values(orm)
+    assert _concrete_values(team) == _concrete_values(orm.team)
+    assert _concrete_values(group) == _concrete_values(orm.team.group)
+    if with_hours_and_patient:
+        assert _concrete_values(hours) == _concrete_values(orm.team.business_hours)
+        assert _concrete_values(locked_patient) == _concrete_values(orm.patient)
+        assert locked_patient.given_name == "Ada"
+    else:
+        assert hours is None and locked_patient is None
+    with pytest.raises(Conversation.DoesNotExist):
+        services._locked_conversation("00000000-0000-0000-0000-000000000000")
