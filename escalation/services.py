@@ -83,9 +83,10 @@ def _locked_conversation(conversation_id):
             else None
         )
     conversation, team, group, hours, patient = instances
-    team.group = group
+    # Into the relations' caches, as select_related puts them: no column changes.
+    Team._meta.get_field("group").set_cached_value(team, group)
     Team._meta.get_field("business_hours").set_cached_value(team, hours)
-    conversation.team = team
+    Conversation._meta.get_field("team").set_cached_value(conversation, team)
     Conversation._meta.get_field("patient").set_cached_value(conversation, patient)
     return conversation
 
