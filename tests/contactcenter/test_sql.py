@@ -82,26 +82,10 @@ def test_exists_says_whether_the_statement_has_a_row(north):
 def test_update_row_changes_one_row_and_respects_unless_set(north, django_assert_num_queries):
     from django.utils import timezone
 
-    from channels_app.models import ChannelAccount, Interaction
-    from channels_app.services import inbound_record
-    from patients.models import Channel
+    from channels_app.models import Interaction
+    from tests.escalation.conftest import receive
 
-    account = ChannelAccount.objects.create(
-        kind=Channel.SMS, name="Line", address="+15005550006", team=north
-    )
-    first, second = (
-        inbound_record(
-            channel=Channel.SMS,
-            account=account,
-            address="+14155550123",
-            body="Hello",
-            provider_id=f"SM-update-{n}",
-            occurred_at=timezone.now(),
-            source="twilio_sms",
-            raw_payload={},
-        ).interaction
-        for n in (1, 2)
-    )
+    first, second = receive(north, "Hello"), receive(north, "Hello again")
     moment = timezone.now()
 
     with django_assert_num_queries(1):
