@@ -15,7 +15,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
-from django.db import IntegrityError, connection, connections, router, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
 
@@ -326,34 +326,9 @@ def _insert_unless_duplicate(instance):
     `ON CONFLICT DO NOTHING`, so the constraint decides, also between requests that
     race (the second waits for the first to commit, then inserts nothing), with no
     look-up before it and no savepoint around it. True when the row was inserted.
-    Values are prepared by the model's fields (an encrypted body with its row's id
-    bound), as Model.save() would."""
-    model = type(instance)
-    connection = connections[router.db_for_write(model)]
-    quote = connection.ops.quote_name
-    fields = [
-        field
-        for field in model._meta.concrete_fields
-        if not (field.primary_key and field.get_internal_type().endswith("AutoField"))
-    ]
-    values = [
-        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
-    ]
-    # No conflict target: every unique constraint of these models is one a repeated
-    # delivery must respect (the random UUID key never collides). Identifiers come
-    # from the model's metadata; every value is a parameter.
-    statement = "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING".format(  # noqa: S608
-        table=quote(model._meta.db_table),
-        columns=", ".join(quote(field.column) for field in fields),
-        values=", ".join(["%s"] * len(fields)),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, values)
-        inserted = cursor.rowcount == 1
-    if inserted:
-        instance._state.adding = False
-        instance._state.db = connection.alias
-    return inserted
+    No conflict target: every unique constraint of these models is one a repeated
+    delivery must respect (the random UUID key never collides)."""
+    return sql.insert_row(instance, skip_conflicts=True)
 
 
 def inbound_record(

@@ -1,6 +1,7 @@
 """Hand-written SQL for the hottest reads: the inbox, the timeline and the bearer
-token looked up on every request, and the look-ups every inbound message makes
-on the webhook's request and in the worker (`get_one`, `exists`, `update_row`).
+token looked up on every request, and the look-ups and writes every inbound
+message makes on the webhook's request and in the worker (`get_one`, `get_all`,
+`exists`, `update_row`, `insert_row`, `save_fields`).
 
 Building and compiling a QuerySet, then instantiating a model per row, costs
 several times the query itself on a page of fifty (bench/inbox_timeline.py). These
@@ -20,7 +21,8 @@ import datetime
 from contextlib import contextmanager
 from functools import lru_cache
 
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.models.signals import post_save, pre_save
 
 try:
     import psycopg
@@ -153,6 +155,38 @@ def _one_statement(model, where_name):
     return statement, fields
 
 
+@lru_cache(maxsize=16)
+def _all_statement(model, where_names):
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields = meta.concrete_fields
+    order = []
+    for name in meta.ordering:
+        descending = name.startswith("-")
+        column = quote(meta.get_field(name.lstrip("-")).column)
+        order.append(f"{column} DESC" if descending else column)
+    statement = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(meta.db_table)}"
+    if where_names:
+        conditions = [f"{quote(meta.get_field(name).column)} = %s" for name in where_names]
+        statement += f" WHERE {' AND '.join(conditions)}"
+    if order:
+        statement += f" ORDER BY {', '.join(order)}"
+    return statement, fields
+
+
+def get_all(model, **lookup):
+    """`list(model.objects.filter(**lookup))` for exact lookups on columns, in the
+    model's Meta.ordering (plain field names), as a fixed statement. For
+    configuration every message reads (the active escalation rules)."""
+    names = tuple(lookup)
+    statement, fields = _all_statement(model, names)
+    params = [param(model._meta.get_field(name), lookup[name]) for name in names]
+    attnames = [f.attname for f in fields]
+    return [
+        model.from_db(connection.alias, attnames, row) for row in fetch(statement, params, fields)
+    ]
+
+
 def get_one(model, **lookup):
     """`model.objects.filter(**lookup).first()` for one exact lookup on a unique
     column, as a fixed statement: the model instance, or None. For configuration
@@ -165,7 +199,7 @@ def get_one(model, **lookup):
     return model.from_db(connection.alias, [f.attname for f in fields], rows[0])
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)
 def _update_statement(model, names, unset_names):
     quote = connection.ops.quote_name
     meta = model._meta
@@ -191,6 +225,75 @@ def update_row(model, pk, *, unless_set=(), **changes):
     with connection.cursor() as cursor:
         cursor.execute(statement, [*values, param(model._meta.pk, pk)])
         return cursor.rowcount
+
+
+def _sends_save_signals(model):
+    return pre_save.has_listeners(model) or post_save.has_listeners(model)
+
+
+@lru_cache(maxsize=32)
+def _insert_statement(model, skip_conflicts):
+    quote = connection.ops.quote_name
+    # An auto-increment key is the database's to give (and is not read back).
+    fields = tuple(
+        field
+        for field in model._meta.concrete_fields
+        if not (field.primary_key and field.get_internal_type().endswith("AutoField"))
+    )
+    # Identifiers come from the model's metadata; every value is a parameter.
+    statement = (
+        f"INSERT INTO {quote(model._meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if skip_conflicts:
+        statement += " ON CONFLICT DO NOTHING"
+    return statement, fields
+
+
+def insert_row(instance, *, skip_conflicts=False):
+    """`instance.save(force_insert=True)` as a fixed statement: each value prepared
+    by its field's pre_save as save() prepares it (an encrypted value with its row's
+    id bound, auto_now_add set). True when the row was inserted; with
+    `skip_conflicts`, False when a unique constraint already holds its values (ON
+    CONFLICT DO NOTHING: the constraint decides, also between racing transactions).
+    A model with save receivers is saved by save(), which sends them, unless
+    `skip_conflicts` (which save() cannot do: no receiver runs then)."""
+    model = type(instance)
+    if _sends_save_signals(model) and not skip_conflicts:
+        instance.save(force_insert=True)
+        return True
+    statement, fields = _insert_statement(model, skip_conflicts)
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, values)
+        inserted = cursor.rowcount == 1
+    if inserted:
+        instance._state.adding = False
+        instance._state.db = connection.alias
+    return inserted
+
+
+def save_fields(instance, names):
+    """`instance.save(update_fields=names)` as a fixed statement: each value
+    prepared by its field's pre_save, so an auto_now column takes the time and an
+    encrypted one is encrypted, as save() would. A model with save receivers is
+    saved by save(), which sends them."""
+    model = type(instance)
+    if _sends_save_signals(model):
+        instance.save(update_fields=names)
+        return
+    statement, fields = _update_statement(model, tuple(names), ())
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, False), connection) for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*values, param(model._meta.pk, instance.pk)])
+        if cursor.rowcount == 0:
+            # What save(update_fields=...) says of a row that is not there.
+            raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
 def exists(statement, params):

@@ -290,7 +290,7 @@ def _route_locked(conversation, *, team=None, supervisors_only=False, metadata=N
     moved = target.pk != conversation.team_id and conversation_move_to_team(
         conversation=conversation, team=target, metadata=metadata
     )
-    member_ids = list(selectors.team_members(team=target).values_list("pk", flat=True))
+    member_ids = selectors.team_member_ids(team=target)
     supervisor_ids = (
         list(
             selectors.team_members(team=target, supervisors_only=True).values_list("pk", flat=True)
@@ -657,7 +657,8 @@ def interaction_process(*, interaction_id, interaction=None):
         return []
     # Scoring is pure CPU: done before the transaction, so no lock waits on it.
     sentiment = score_text(text) if has_text else None
-    active_rules = list(EscalationRule.objects.filter(active=True))
+    # A fixed statement: compiling the QuerySet cost more than running it.
+    active_rules = sql.get_all(EscalationRule, active=True)
     with transaction.atomic():
         conversation = _locked_conversation(interaction.conversation_id)
         if not _run_claim(interaction.pk, stage):
@@ -817,8 +818,8 @@ def _process_locked(conversation, interaction, sentiment, text, active_rules):
         if rule.actions.get("auto_reply_template"):
             events.append(_auto_reply(conversation, escalation, rule))
     # With the language inbound_analysing's receivers set on it (understanding's
-    # detection), in the same statement.
-    conversation.save(update_fields=[*_CONVERSATION_FIELDS, "language"])
+    # detection), in the same statement; a fixed one, as save() would write it.
+    sql.save_fields(conversation, [*_CONVERSATION_FIELDS, "language"])
     _record_events(conversation, events, metadata=metadata)
     return escalations
 

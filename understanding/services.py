@@ -29,6 +29,7 @@ from channels_app.services import (
     event_record,
     outbound_create,
 )
+from contactcenter import sql
 from contactcenter.models import Team
 from escalation import selectors as escalation_selectors
 from escalation.services import conversation_language, conversation_route
@@ -213,7 +214,7 @@ def _follow_up(decision, interaction, conversation, *, escalated):
         decision.action, decision.action_reason = action, reason[:300]
         decision.acted_at = timezone.now()
         if decision._state.adding:
-            decision.save(force_insert=True)
+            sql.insert_row(decision)  # a fixed statement, as save() would write it
         else:
             decision.save(update_fields=["action", "action_reason", "acted_at"])
     return action

@@ -21,7 +21,7 @@ from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from channels_app.models import ChannelAccount  # noqa: E402
+from channels_app.models import ChannelAccount, Conversation  # noqa: E402
 from channels_app.services import inbound_record  # noqa: E402
 from contactcenter import roles  # noqa: E402
 from patients.models import Channel  # noqa: E402
@@ -50,9 +50,16 @@ first, second = (
 # The worker's processing of a message on SQLite, as `make run`'s worker runs it: its
 # hand-written reads and writes (the locked conversation, the SLA policy, the marks).
 from channels_app.tasks import inbound_process  # noqa: E402
+from contactcenter.models import StaffProfile  # noqa: E402
+from understanding.models import IntentDecision  # noqa: E402
 
+# Available, so routing (its hand-written read of the team's members) assigns her.
+StaffProfile.objects.update_or_create(
+    user=agent, defaults={"availability": StaffProfile.Availability.AVAILABLE}
+)
 inbound_process.run(str(first.pk))
 first.refresh_from_db()
+first_conversation = Conversation.objects.get(pk=first.conversation_id)
 client, headers = Client(), token_for(agent)
 inbox_row = client.get("/api/v1/conversations/", **headers).json()["results"][0]
 timeline_row = client.get(f"/api/v1/patients/{patient.pk}/timeline/", **headers).json()["results"][
@@ -90,6 +97,10 @@ print(
             # look-up of the address's open thread, without FOR UPDATE here).
             "same_thread": second.conversation_id == first.conversation_id,
             "processed": first.processed_at is not None and first.sentiment is not None,
+            # Written by the fixed UPDATE of the conversation and INSERT of the intent.
+            "conversation_sentiment": first_conversation.sentiment_first == first.sentiment,
+            "intent_stored": IntentDecision.objects.filter(interaction=first).exists(),
+            "routed_to_agent": first_conversation.assignee_id == agent.pk,
         }
     )
 )

@@ -175,6 +175,9 @@ def test_ids_are_canonical_on_sqlite_and_following_them_finds_the_record(tmp_pat
     assert result["followed"] == {"patient": 200, "conversation": 200}
     assert result["same_thread"] is True
     assert result["processed"] is True
+    assert result["conversation_sentiment"] is True
+    assert result["intent_stored"] is True
+    assert result["routed_to_agent"] is True
     # The agent's reads above name the patient; the officer finds them by patient.
     assert result["audit_search"] == [200, ["conversation", "patient", "timeline"]]
     assert result["access_report"] == 200

@@ -1,6 +1,7 @@
 """contactcenter.sql: hand-written statements read values as the ORM would."""
 
 import datetime
+import uuid
 
 import psycopg
 import pytest
@@ -104,3 +105,150 @@ def test_update_row_changes_one_row_and_respects_unless_set(north, django_assert
     assert first.processed_at == moment
     assert first.sentiment == -0.5
     assert second.processed_at is None and second.sentiment is None
+
+
+def _columns(instance):
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+def test_get_all_returns_the_querysets_instances_in_its_order(django_assert_num_queries, db):
+    from escalation.models import EscalationRule
+
+    EscalationRule.objects.all().delete()
+    rules = [
+        EscalationRule.objects.create(
+            name=name, order=order, active=active, conditions={"keywords": [name]}, actions=actions
+        )
+        for name, order, active, actions in [
+            ("late", 300, True, {"priority": 3}),
+            ("early", 10, True, {}),
+            ("off", 5, False, {"notify_supervisors": True}),
+            ("tied", 10, True, {"labels": ["x"]}),
+        ]
+    ]
+    orm = list(EscalationRule.objects.filter(active=True))
+
+    with django_assert_num_queries(1):
+        fetched = sql.get_all(EscalationRule, active=True)
+
+    assert (
+        [rule.name for rule in fetched] == [rule.name for rule in orm] == ["early", "tied", "late"]
+    )
+    assert [_columns(rule) for rule in fetched] == [_columns(rule) for rule in orm]
+    assert not any(rule._state.adding for rule in fetched)
+    assert isinstance(fetched[0].conditions, dict)
+    assert [rule.name for rule in sql.get_all(EscalationRule)] == ["off", "early", "tied", "late"]
+    assert len(rules) == 4
+
+
+def _decision(interaction, **extra):
+    from understanding.models import IntentDecision
+
+    return IntentDecision(
+        interaction_id=interaction.pk,
+        conversation_id=interaction.conversation_id,
+        intent="refill",
+        confidence=0.91,
+        clinical_probability=0.2,
+        language="es",
+        explanation=["receta", "refill"],
+        model_version="t1",
+        action="answered",
+        action_reason="sent the refill form",
+        **extra,
+    )
+
+
+def test_insert_row_stores_what_save_would(north, django_assert_num_queries):
+    from tests.escalation.conftest import receive
+    from understanding.models import IntentDecision
+
+    saved, inserted = _decision(receive(north, "One")), _decision(receive(north, "Two"))
+    saved.save(force_insert=True)
+
+    with django_assert_num_queries(1):
+        assert sql.insert_row(inserted) is True
+
+    assert not inserted._state.adding
+    assert inserted.created_at is not None  # auto_now_add, set as save() sets it
+    stored = {d.pk: d for d in IntentDecision.objects.filter(pk__in=[saved.pk, inserted.pk])}
+    ignore = {"id", "interaction_id", "conversation_id", "created_at"}
+    as_saved = {k: v for k, v in _columns(stored[saved.pk]).items() if k not in ignore}
+    as_inserted = {k: v for k, v in _columns(stored[inserted.pk]).items() if k not in ignore}
+    assert as_inserted == as_saved
+    assert stored[inserted.pk].created_at == inserted.created_at
+    # Encrypted at rest, bound to its row, as save() stores it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT action_reason, explanation::text FROM understanding_intentdecision "
+            "WHERE id = %s",
+            [inserted.pk],
+        )
+        reason, explanation = cursor.fetchone()
+    assert "refill" not in reason and "receta" not in explanation
+
+
+def test_insert_row_skips_a_conflict_only_when_asked(north):
+    from django.db import IntegrityError, transaction
+
+    from tests.escalation.conftest import receive
+
+    interaction = receive(north, "Once")
+    assert sql.insert_row(_decision(interaction)) is True
+    # The interaction's decision is one-to-one: a second one conflicts.
+    assert sql.insert_row(_decision(interaction), skip_conflicts=True) is False
+    with pytest.raises(IntegrityError), transaction.atomic():
+        sql.insert_row(_decision(interaction))
+
+
+def test_save_fields_writes_the_named_fields_as_save_would(north, django_assert_num_queries):
+    from channels_app.models import Conversation
+    from tests.escalation.conftest import receive
+
+    conversation = receive(north, "Hello").conversation
+    before = conversation.updated_at
+    conversation.escalated, conversation.sentiment_latest = True, -0.75
+    conversation.subject = "not saved: not named"
+
+    with django_assert_num_queries(1):
+        sql.save_fields(conversation, ["escalated", "sentiment_latest", "updated_at"])
+
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert stored.escalated is True and stored.sentiment_latest == -0.75
+    assert stored.subject == ""
+    assert stored.updated_at == conversation.updated_at > before  # auto_now, as in save()
+
+
+def test_save_fields_refuses_a_row_that_is_not_there(north):
+    from django.db import DatabaseError, transaction
+
+    from tests.escalation.conftest import receive
+
+    conversation = receive(north, "Hello").conversation
+    conversation.id = uuid.uuid4()
+    with pytest.raises(DatabaseError, match="did not affect any rows"), transaction.atomic():
+        sql.save_fields(conversation, ["escalated"])
+
+
+def test_a_model_with_save_receivers_is_saved_by_save(north):
+    from django.db.models.signals import post_save
+
+    from tests.escalation.conftest import receive
+    from understanding.models import IntentDecision
+
+    heard = []
+
+    def receiver(sender, instance, created, update_fields, **kwargs):
+        heard.append((created, update_fields and sorted(update_fields)))
+
+    post_save.connect(receiver, sender=IntentDecision)
+    try:
+        decision = _decision(receive(north, "Hello"))
+        sql.insert_row(decision)
+        decision.action = "none"
+        sql.save_fields(decision, ["action"])
+    finally:
+        post_save.disconnect(receiver, sender=IntentDecision)
+
+    assert heard == [(True, None), (False, ["action"])]
+    assert IntentDecision.objects.get(pk=decision.pk).action == "none"

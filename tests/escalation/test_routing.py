@@ -250,3 +250,17 @@ def test_a_routine_message_that_finds_nobody_available_adds_no_event(team, coord
 
     assert reload(first.conversation).assignee is None
     assert events(first.conversation) == []
+
+
+def test_team_member_ids_are_the_team_members_querysets(team, coordinator, colleague):
+    from escalation import selectors
+
+    make_staff("other team", role=roles.AGENT, teams=[TeamFactory(name="Elsewhere")])
+    gone = make_staff("gone", role=roles.AGENT, teams=[team])
+    gone.is_active = False
+    gone.save(update_fields=["is_active"])
+
+    ids = selectors.team_member_ids(team=team)
+
+    assert sorted(ids) == sorted(selectors.team_members(team=team).values_list("pk", flat=True))
+    assert sorted(ids) == sorted([coordinator.pk, colleague.pk])
