@@ -142,15 +142,22 @@ CONSOLE_PROCESSORS = [
 
 # Celery's lines about one task, whose arguments name the task.
 _TASK_LOGGERS = frozenset({"celery.app.trace", "celery.worker.strategy"})
+# The task every inbound message runs. Its received and succeeded lines are two JSON
+# lines a message, written by the worker's parent and its child at a reminder
+# wave's rate: they cost the drain about a tenth of its rate (bench/worker_drain.py
+# at INFO against WARNING). What happened to a message is in the application's own
+# lines (inbound_stored, intent_decided, escalations), and a retry or failure of
+# the task keeps its line.
+_PER_MESSAGE_TASKS = frozenset({"channels_app.tasks.inbound_process"})
 
 
 class RoutineAtDebug(logging.Filter):
     """Turns the lines of routine periodic work into DEBUG lines: beat's "sending due
     task" ticks, and the received and succeeded lines of the tasks beat schedules
-    (of every task with `every_task`, where the application's own lines tell what
-    happened). Warnings and errors keep their level. A handler's filter sees a record
-    after its logger's level check, so demoted lines are dropped here unless the
-    configured level is DEBUG."""
+    and of the task every inbound message runs (of every task with `every_task`,
+    where the application's own lines tell what happened). Warnings and errors keep
+    their level. A handler's filter sees a record after its logger's level check, so
+    demoted lines are dropped here unless the configured level is DEBUG."""
 
     def __init__(self, level="INFO", every_task=False):
         super().__init__()
@@ -169,7 +176,13 @@ class RoutineAtDebug(logging.Filter):
         if record.name == "celery.beat":
             return str(record.msg).startswith("Scheduler: Sending due task")
         if record.name in _TASK_LOGGERS and isinstance(record.args, dict):
-            return self.every_task or record.args.get("name") in self.routine_tasks()
+            name = record.args.get("name")
+            if name in _PER_MESSAGE_TASKS:
+                # Only these two: a retry is an INFO line too, and it stays one.
+                from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
+
+                return record.msg in (LOG_RECEIVED, LOG_SUCCESS)
+            return self.every_task or name in self.routine_tasks()
         return False
 
     def filter(self, record):

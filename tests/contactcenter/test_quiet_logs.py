@@ -35,6 +35,22 @@ def test_beat_ticks_and_the_audit_sealer_are_dropped_at_info():
     assert routine.filter(_record("celery.beat", "beat: Starting..."))
 
 
+def test_the_per_message_tasks_received_and_succeeded_lines_are_dropped_not_its_retries():
+    from celery.app.trace import LOG_RECEIVED, LOG_RETRY, LOG_SUCCESS
+
+    routine = RoutineAtDebug(level="INFO")
+    context = {"name": "channels_app.tasks.inbound_process", "id": "x"}
+
+    assert not routine.filter(_record("celery.worker.strategy", LOG_RECEIVED, context))
+    assert not routine.filter(_record("celery.app.trace", LOG_SUCCESS, context))
+    # Celery logs a retry at INFO too: it is kept, at INFO.
+    retry = _record("celery.app.trace", LOG_RETRY, {**context, "exc": "OperationalError"})
+    assert routine.filter(retry)
+    assert retry.levelname == "INFO"
+    # Another task's lines are untouched.
+    assert routine.filter(_record("celery.app.trace", LOG_SUCCESS, {**context, "name": "x.y"}))
+
+
 def test_a_routine_tasks_failure_keeps_its_level():
     failure = _task_line("compliance.tasks.seal_audit_chain")
     failure.levelno, failure.levelname = logging.ERROR, "ERROR"
