@@ -162,6 +162,8 @@ def _all_statement(model, where_names):
     fields = meta.concrete_fields
     order = []
     for name in meta.ordering:
+        if not isinstance(name, str) or name == "?":
+            raise ValueError(f"{model.__name__}'s ordering is not plain field names")
         descending = name.startswith("-")
         column = quote(meta.get_field(name.lstrip("-")).column)
         order.append(f"{column} DESC" if descending else column)
@@ -204,6 +206,9 @@ def _update_statement(model, names, unset_names):
     quote = connection.ops.quote_name
     meta = model._meta
     fields = tuple(meta.get_field(name) for name in names)
+    for field in fields:
+        if not field.concrete or field.many_to_many:
+            raise ValueError(f"{model.__name__}.{field.name} is not a column of its table")
     conditions = [f"{quote(meta.pk.column)} = %s"] + [
         f"{quote(meta.get_field(name).column)} IS NULL" for name in unset_names
     ]
@@ -233,6 +238,9 @@ def _sends_save_signals(model):
 
 @lru_cache(maxsize=32)
 def _insert_statement(model, skip_conflicts):
+    if model._meta.parents:
+        # Its row is in two tables: save() writes both.
+        raise ValueError(f"{model.__name__} inherits another model's table")
     quote = connection.ops.quote_name
     # An auto-increment key is the database's to give (and is not read back).
     fields = tuple(

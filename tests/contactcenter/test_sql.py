@@ -252,3 +252,11 @@ def test_a_model_with_save_receivers_is_saved_by_save(north):
 
     assert heard == [(True, None), (False, ["action"])]
     assert IntentDecision.objects.get(pk=decision.pk).action == "none"
+
+
+def test_save_fields_refuses_what_is_not_a_column(north):
+    from tests.escalation.conftest import receive
+
+    conversation = receive(north, "Hello").conversation
+    with pytest.raises(ValueError, match="not a column"):
+        sql.save_fields(conversation, ["interactions"])
