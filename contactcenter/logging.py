@@ -19,6 +19,7 @@ import sys
 import traceback
 
 import structlog
+from celery.app.trace import LOG_RETRY
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -147,7 +148,7 @@ _TASK_LOGGERS = frozenset({"celery.app.trace", "celery.worker.strategy"})
 # wave's rate: they cost the drain about a tenth of its rate (bench/worker_drain.py
 # at INFO against WARNING). What happened to a message is in the application's own
 # lines (inbound_stored, intent_decided, escalations), and a retry or failure of
-# the task keeps its line.
+# the task keeps its line, as every task's does.
 _PER_MESSAGE_TASKS = frozenset({"channels_app.tasks.inbound_process"})
 
 
@@ -176,13 +177,10 @@ class RoutineAtDebug(logging.Filter):
         if record.name == "celery.beat":
             return str(record.msg).startswith("Scheduler: Sending due task")
         if record.name in _TASK_LOGGERS and isinstance(record.args, dict):
+            if record.msg == LOG_RETRY:
+                return False  # Celery logs a retry at INFO: it says something failed.
             name = record.args.get("name")
-            if name in _PER_MESSAGE_TASKS:
-                # Only these two: a retry is an INFO line too, and it stays one.
-                from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
-
-                return record.msg in (LOG_RECEIVED, LOG_SUCCESS)
-            return self.every_task or name in self.routine_tasks()
+            return self.every_task or name in _PER_MESSAGE_TASKS or name in self.routine_tasks()
         return False
 
     def filter(self, record):

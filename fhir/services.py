@@ -1,6 +1,7 @@
 """Writes of the FHIR interface: SMART backend tokens. Patients, appointments and
 everything else are written by the services of the apps that own them."""
 
+import functools
 import hashlib
 import json
 import secrets
@@ -550,15 +551,26 @@ def _any_subscription_for(patient_id):
     does (compiling the subscriptions' QuerySet cost more than running it)."""
     from fhir.models import Subscription
 
+    statement, (status, patient) = _any_subscription_statement()
+    return sql.exists(
+        statement,
+        [sql.param(status, Subscription.Status.ACTIVE), sql.param(patient, patient_id)],
+    )
+
+
+@functools.cache
+def _any_subscription_statement():
+    from fhir.models import Subscription
+
     quote = connection.ops.quote_name
     status = Subscription._meta.get_field("status")
     patient = Subscription._meta.get_field("patient_id")
-    return sql.exists(
+    statement = (
         f"SELECT 1 FROM {quote(Subscription._meta.db_table)} "  # noqa: S608
         f"WHERE {quote(status.column)} = %s "
-        f"AND ({quote(patient.column)} IS NULL OR {quote(patient.column)} = %s)",
-        [sql.param(status, Subscription.Status.ACTIVE), sql.param(patient, patient_id)],
+        f"AND ({quote(patient.column)} IS NULL OR {quote(patient.column)} = %s)"
     )
+    return statement, (status, patient)
 
 
 class DeliveryFailed(Exception):
