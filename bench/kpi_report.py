@@ -14,16 +14,19 @@ Then it times, in one process on the same data:
   rollup    building the rollups of those days (what the nightly task does on its
             first run; later nights recompute 8 days)
   rolled    kpi_report() for the same year with rollups: 364 past days summed from
-            the rollups, today computed live; also through the HTTP endpoint (JSON
-            and CSV) as an admin, and for one team as its supervisor
+            the rollups, first with today computed live, then with today's closed
+            hours from the intraday rollup and only the current hour live; also
+            through the HTTP endpoint (JSON and CSV) as an admin, and for one team
+            as its supervisor
   one day   kpi_groups_compute() of today, of the year's busiest day (the most
             resolutions) and of a day a month ago; that last day also without
-            sql.analytic_statements(), with the server's default planning
+            sql.analytic_statements(), with the server's default planning; and
+            kpi_groups_between() of the year's busiest hour
 
 and checks that the rolled-up figures equal the live ones. Target: the year with
-rollups under 500 ms. Since "today" depends on the day the benchmark runs, it also
-prints the year as it would be with the busiest day as today: the 364 rolled-up
-days plus that day computed live.
+rollups under 500 ms (the issue asks for 300). Since "today" depends on the day
+and hour the benchmark runs, it also prints the year as it would be with the
+busiest hour as the current one: the 364 rolled-up days plus that hour live.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cc_bench_kpi \\
         .venv/bin/python bench/kpi_report.py [--runs 20] [--live-runs 2]
@@ -270,6 +273,27 @@ def busiest_day(since, until):
         return cursor.fetchone()[0]
 
 
+def busiest_hour(since, until):
+    """The start of the local hour of the year with the most resolutions: the
+    heaviest current hour a report could compute live once today's closed hours
+    are rolled up."""
+    from django.db import connection
+
+    from reporting.selectors import kpi_settings
+
+    zone = kpi_settings().time_zone
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT date_trunc('hour', resolved_at AT TIME ZONE %s) AS hour, count(*) "
+            "FROM channels_app_conversation "
+            "WHERE status = 'resolved' AND resolved_at >= %s AND resolved_at < %s "
+            "GROUP BY hour ORDER BY count(*) DESC, hour LIMIT 1",
+            [str(zone), since, until + timedelta(days=1)],
+        )
+        hour, resolutions = cursor.fetchone()
+    return hour.replace(tzinfo=zone), resolutions
+
+
 def vacuum_rollups():
     """What autovacuum does after a bulk write: the benchmark deletes and rebuilds
     every rollup on each run, which leaves as many dead rows as live ones."""
@@ -291,8 +315,8 @@ def main():
     from contactcenter.models import Team
     from contactcenter.services import staff_create, token_issue
     from reporting.models import KpiDailyRollup, KpiRollupDay
-    from reporting.selectors import kpi_groups_compute, kpi_report, kpi_today
-    from reporting.services import kpi_rollup_days
+    from reporting.selectors import kpi_groups_between, kpi_groups_compute, kpi_report, kpi_today
+    from reporting.services import kpi_rollup_days, kpi_rollup_intraday
 
     rng = random.Random(args.seed)
     ensure_database()
@@ -330,6 +354,13 @@ def main():
     rollup_seconds = time.perf_counter() - started
     vacuum_rollups()
 
+    # As before the intraday rollup: 364 rolled-up days and all of today live.
+    _, today_live_seconds = timed(lambda: kpi_report(**report), args.runs)
+    # What the beat schedule does every 15 minutes: today's closed hours.
+    started = time.perf_counter()
+    kpi_rollup_intraday()
+    intraday_seconds = time.perf_counter() - started
+    vacuum_rollups()
     rolled, rolled_seconds = timed(lambda: kpi_report(**report), args.runs)
     _, weekly_seconds = timed(lambda: kpi_report(**report, interval="week"), args.runs)
     _, past_seconds = timed(lambda: kpi_report(since=since, until=yesterday), args.runs)
@@ -338,6 +369,10 @@ def main():
     one_day = {}
     for day in dict.fromkeys((today, busiest, typical)):
         _, one_day[day] = timed(lambda day=day: kpi_groups_compute(first_day=day, last_day=day), 10)
+    hour_start, hour_resolutions = busiest_hour(since, today)
+    _, busiest_hour_seconds = timed(
+        lambda: kpi_groups_between(start=hour_start, end=hour_start + timedelta(hours=1)), 10
+    )
     # The same day with the server's default planning (prepared statements move to
     # a generic plan after five runs; JIT compiles the costly statements):
     # kpi_groups_compute() without sql.analytic_statements().
@@ -377,6 +412,11 @@ def main():
         f"  building the rollups    {rollup_seconds * 1000:8.0f} ms for {YEAR_DAYS - 1} days "
         f"({KpiDailyRollup.objects.count():,} rows)"
     )
+    print(f"  today all live, by day  {describe(today_live_seconds)}")
+    print(
+        f"  intraday rollup         {intraday_seconds * 1000:8.0f} ms (today until "
+        f"{rolled['sources']['rolled_up_until'] or 'nothing: the first hour'})"
+    )
     print(f"  with rollups, by day    {describe(rolled_seconds)}")
     print(f"  with rollups, by week   {describe(weekly_seconds)}")
     print(f"    364 rolled-up days    {describe(past_seconds)}")
@@ -384,11 +424,15 @@ def main():
     for label, day in (("today", today), ("busiest day", busiest), ("a typical day", typical)):
         print(f"    {label:<13} {day} ({resolved_on(day):>5,} resolved) {describe(one_day[day])}")
     print(f"    a typical day, default planning     {describe(default_seconds)}")
+    print(
+        f"    busiest hour  {hour_start:%Y-%m-%d %H:%M} ({hour_resolutions:>5,} resolved) "
+        f"{describe(busiest_hour_seconds)}"
+    )
     print(f"  HTTP JSON, admin        {describe(api_seconds)}")
     print(f"  HTTP CSV, admin         {describe(csv_seconds)}")
     print(f"  HTTP JSON, supervisor   {describe(team_seconds)}")
     median = statistics.median(rolled_seconds)
-    heaviest = statistics.median(past_seconds) + statistics.median(one_day[busiest])
+    heaviest = statistics.median(past_seconds) + statistics.median(busiest_hour_seconds)
     print()
     print(
         f"speed-up with rollups: {statistics.median(live_seconds) / median:.0f}x; "
@@ -396,8 +440,10 @@ def main():
     )
     print(
         f"target: year with rollups under {TARGET_SECONDS * 1000:.0f} ms: "
-        f"{'met' if median < TARGET_SECONDS else 'MISSED'} ({median * 1000:.0f} ms); with the "
-        f"busiest day as today (364 rolled-up days + that day live): {heaviest * 1000:.0f} ms"
+        f"{'met' if median < TARGET_SECONDS else 'MISSED'} ({median * 1000:.0f} ms, against "
+        f"{statistics.median(today_live_seconds) * 1000:.0f} ms with today all live); with the "
+        f"busiest hour as the current one (364 rolled-up days + that hour live): "
+        f"{heaviest * 1000:.0f} ms"
     )
     conversations = period["conversations"]
     print(

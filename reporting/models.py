@@ -87,13 +87,25 @@ ADDITIVE_KEYS = tuple(
 class KpiRollupDay(models.Model):
     """A day the rollup covers. A day with no activity has no KpiDailyRollup rows,
     so this marker is what tells the report "rolled up, nothing happened" apart
-    from "not rolled up yet, compute it live"."""
+    from "not rolled up yet, compute it live".
+
+    The day in progress is rolled up too, through its last closed hour
+    (`covers_until`), so that a report of today computes only the current hour
+    live; the nightly rollup then replaces it with the whole day (null)."""
 
     day = models.DateField(primary_key=True)
     computed_at = models.DateTimeField()
+    covers_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Null: the whole day is rolled up. Otherwise the rollup holds the day's "
+        "figures up to this moment and the rest of the day is computed live.",
+    )
 
     def __str__(self):
-        return f"rolled up {self.day}"
+        if self.covers_until is None:
+            return f"rolled up {self.day}"
+        return f"rolled up {self.day} until {self.covers_until:%H:%M}"
 
 
 class SurveyRequest(models.Model):

@@ -3,9 +3,10 @@
 Figures are computed per (local day, team, channel) group: `kpi_groups_compute()`
 does it from the conversations, calls and surveys themselves, by SQL aggregation
 (counts and sums grouped in the database, never rows counted in Python). The
-nightly rollup stores those groups for past days; `kpi_report()` sums stored
-groups for the days that are rolled up and computes the others (today, and any
-day the rollup has not reached) live, then derives rates and percentiles.
+nightly rollup stores those groups for past days, and the intraday rollup those
+of today's closed hours; `kpi_report()` sums stored groups for what is rolled up
+and computes the rest (the current hour, and any day the rollup has not reached)
+live, then derives rates and percentiles.
 
 The one exception to "aggregate in SQL" is the business-hours durations (first
 response and resolution time): a team's calendar (weekly hours, time zone,
@@ -396,16 +397,25 @@ def kpi_conversations(*, figure, since, until, team_ids=None, channel=None):
     return _with_resolution_flags(resolved).filter(RESOLVED_FIGURES[figure])
 
 
-def kpi_rolled_up_days(*, since, until):
-    """The days of since..until whose figures kpi_report reads from the rollup."""
+def kpi_rollup_coverage(*, since, until):
+    """{day: None when the whole day is rolled up, else the moment its rollup
+    reaches} for the days of since..until that kpi_report reads, wholly or in
+    part, from the rollup. Today is rolled up through its last closed hour only;
+    the rest of it is computed live."""
     today = kpi_today()
-    if since >= today:
-        return set()
-    return set(
-        KpiRollupDay.objects.filter(
-            day__gte=since, day__lte=min(until, today - timedelta(days=1))
-        ).values_list("day", flat=True)
+    # A whole-day marker for today (a rollup run by hand) would freeze the rest of
+    # the day: only the intraday rollup's partial one counts for today.
+    return dict(
+        KpiRollupDay.objects.filter(day__gte=since, day__lte=min(until, today))
+        .exclude(day=today, covers_until__isnull=True)
+        .values_list("day", "covers_until")
     )
+
+
+def kpi_rolled_up_days(*, since, until):
+    """The days of since..until whose figures kpi_report reads, wholly or in part,
+    from the rollup."""
+    return set(kpi_rollup_coverage(since=since, until=until))
 
 
 def _add_durations(groups, *, start, end, team_ids, channel, config):
@@ -513,8 +523,16 @@ def _add_self_service(groups, *, start, end, team_ids, channel, config):
 def kpi_groups_compute(*, first_day, last_day, team_ids=None, channel=None):
     """{(day, team id, channel): figures} for the local days first_day..last_day,
     computed from the source rows. team_ids None means every team."""
+    start, end = _bounds(first_day, last_day, kpi_settings().time_zone)
+    return kpi_groups_between(start=start, end=end, team_ids=team_ids, channel=channel)
+
+
+@sql.analytic_statements()
+def kpi_groups_between(*, start, end, team_ids=None, channel=None):
+    """{(day, team id, channel): figures} of what happened in [start, end), each
+    figure on the local day of its timestamp: whole days, or part of one (the
+    intraday rollup's closed hours, the report's live rest of a day)."""
     config = kpi_settings()
-    start, end = _bounds(first_day, last_day, config.time_zone)
     groups = defaultdict(empty_group)
     scope = {"start": start, "end": end, "team_ids": team_ids, "channel": channel, "config": config}
     _add_calls(groups, **scope)
@@ -750,7 +768,8 @@ def kpi_report(
     config = kpi_settings()
     today = kpi_today()
     days = _days(since, until)
-    rolled = kpi_rolled_up_days(since=since, until=until) if use_rollups else set()
+    coverage = kpi_rollup_coverage(since=since, until=until) if use_rollups else {}
+    rolled = set(coverage)
     live_days = [day for day in days if day not in rolled and day <= today]
 
     live_groups = {}
@@ -759,6 +778,14 @@ def kpi_report(
             kpi_groups_compute(
                 first_day=first_day, last_day=last_day, team_ids=team_ids, channel=channel
             )
+        )
+    # A day rolled up in part (today, through its last closed hour): the rollup
+    # has what happened before covers_until, the rest of the day is computed now.
+    partial = {day: until_ for day, until_ in coverage.items() if until_ is not None}
+    for day, covers_until in partial.items():
+        _, day_end = _bounds(day, day, config.time_zone)
+        live_groups.update(
+            kpi_groups_between(start=covers_until, end=day_end, team_ids=team_ids, channel=channel)
         )
 
     bucket_starts = sorted({_bucket_start(day, interval) for day in days})
@@ -807,7 +834,12 @@ def kpi_report(
             "service_level_seconds": config.service_level_seconds,
             "fcr_window_days": FCR_WINDOW.days,
         },
-        "sources": {"rolled_up_days": len(rolled), "live_days": len(live_days)},
+        "sources": {
+            "rolled_up_days": len(rolled) - len(partial),
+            "partly_rolled_up_days": len(partial),
+            "rolled_up_until": max(partial.values(), default=None),
+            "live_days": len(live_days),
+        },
         "period": {"start": since, "end": until, **_figures(period, percentiles, None)},
         "intervals": intervals,
     }

@@ -115,8 +115,16 @@ class KpiParametersSerializer(serializers.Serializer):
 
 
 class KpiSourcesSerializer(serializers.Serializer):
-    rolled_up_days = serializers.IntegerField()
-    live_days = serializers.IntegerField()
+    rolled_up_days = serializers.IntegerField(help_text="Days read whole from the rollup.")
+    partly_rolled_up_days = serializers.IntegerField(
+        help_text="Days read from the rollup up to a moment and computed live after it "
+        "(today, through its last closed hour)."
+    )
+    rolled_up_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Where the latest partly rolled-up day's rollup ends; null when none is.",
+    )
+    live_days = serializers.IntegerField(help_text="Days computed whole from the source rows.")
 
 
 class KpiReportSerializer(serializers.Serializer):

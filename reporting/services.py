@@ -4,7 +4,7 @@ link of an email or portal message)."""
 
 import functools
 import re
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 import structlog
 from django.conf import settings
@@ -29,7 +29,12 @@ from reporting.models import (
     SurveyRequest,
     SurveyResponse,
 )
-from reporting.selectors import kpi_groups_compute, kpi_settings, kpi_today
+from reporting.selectors import (
+    kpi_groups_between,
+    kpi_groups_compute,
+    kpi_settings,
+    kpi_today,
+)
 
 logger = structlog.stdlib.get_logger(__name__)
 
@@ -62,6 +67,43 @@ def kpi_rollup_days(*, first_day, last_day):
     again for the same days replaces them), and mark the days as rolled up."""
     groups = kpi_groups_compute(first_day=first_day, last_day=last_day)
     now = timezone.now()
+    markers = [
+        KpiRollupDay(day=first_day + timedelta(days=n), computed_at=now, covers_until=None)
+        for n in range((last_day - first_day).days + 1)
+    ]
+    with transaction.atomic():
+        return _rollup_store(groups, first_day=first_day, last_day=last_day, markers=markers)
+
+
+def kpi_rollup_intraday(*, now=None):
+    """Store the figures of the day in progress up to the start of its current
+    hour, so that a report of today computes only that hour live (a busy day's
+    figures are most of a year's report otherwise). Every run recomputes the day
+    from its start, as the nightly rollup recomputes the days whose FCR can still
+    change: a closed hour's figures that look ahead (FCR, callbacks made, a call
+    still in the queue) are as old as the last run, a quarter of an hour at most
+    on the beat schedule, until the nightly rollup replaces the day."""
+    now = now or timezone.now()
+    zone = kpi_settings().time_zone
+    local_now = now.astimezone(zone)
+    day = local_now.date()
+    day_start = datetime.combine(day, time(0), tzinfo=zone)
+    hour_start = local_now.replace(minute=0, second=0, microsecond=0)
+    if hour_start <= day_start:
+        return 0  # the day's first hour: nothing closed yet
+    groups = kpi_groups_between(start=day_start, end=hour_start)
+    marker = KpiRollupDay(day=day, computed_at=now, covers_until=hour_start)
+    with transaction.atomic():
+        # Never replace a whole-day rollup of the day with a part of it.
+        if KpiRollupDay.objects.filter(day=day, covers_until__isnull=True).exists():
+            return 0
+        return _rollup_store(groups, first_day=day, last_day=day, markers=[marker])
+
+
+def _rollup_store(groups, *, first_day, last_day, markers):
+    """Replace the stored groups of days first_day..last_day with these, and
+    upsert the days' markers. Runs in the caller's transaction."""
+    now = timezone.now()
     rows = [
         KpiDailyRollup(
             day=day,
@@ -74,37 +116,35 @@ def kpi_rollup_days(*, first_day, last_day):
         )
         for (day, team_id, channel), figures in groups.items()
     ]
-    markers = [
-        KpiRollupDay(day=first_day + timedelta(days=n), computed_at=now)
-        for n in range((last_day - first_day).days + 1)
+    # Groups that had figures on an earlier run and have none now (a
+    # conversation reopened, moved to another team) must not linger.
+    fresh = {(row.day, row.team_id, row.channel) for row in rows}
+    stale = [
+        pk
+        for pk, *key in KpiDailyRollup.objects.filter(
+            day__gte=first_day, day__lte=last_day
+        ).values_list("pk", "day", "team_id", "channel")
+        if tuple(key) not in fresh
     ]
-    with transaction.atomic():
-        # Groups that had figures on an earlier run and have none now (a
-        # conversation reopened, moved to another team) must not linger.
-        fresh = {(row.day, row.team_id, row.channel) for row in rows}
-        stale = [
-            pk
-            for pk, *key in KpiDailyRollup.objects.filter(
-                day__gte=first_day, day__lte=last_day
-            ).values_list("pk", "day", "team_id", "channel")
-            if tuple(key) not in fresh
-        ]
-        KpiDailyRollup.objects.filter(pk__in=stale).delete()
-        KpiDailyRollup.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["day", "team", "channel"],
-            update_fields=[
-                *ADDITIVE_KEYS,
-                "first_response_samples",
-                "resolution_samples",
-                "computed_at",
-            ],
-            batch_size=500,
-        )
-        KpiRollupDay.objects.bulk_create(
-            markers, update_conflicts=True, unique_fields=["day"], update_fields=["computed_at"]
-        )
+    KpiDailyRollup.objects.filter(pk__in=stale).delete()
+    KpiDailyRollup.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["day", "team", "channel"],
+        update_fields=[
+            *ADDITIVE_KEYS,
+            "first_response_samples",
+            "resolution_samples",
+            "computed_at",
+        ],
+        batch_size=500,
+    )
+    KpiRollupDay.objects.bulk_create(
+        markers,
+        update_conflicts=True,
+        unique_fields=["day"],
+        update_fields=["computed_at", "covers_until"],
+    )
     return len(rows)
 
 
@@ -119,7 +159,9 @@ def kpi_rollup_nightly(*, today=None):
     today = today or kpi_today()
     last_day = today - timedelta(days=1)
     settle_from = today - timedelta(days=ROLLUP_SETTLE_DAYS)
-    latest = KpiRollupDay.objects.aggregate(latest=Max("day"))["latest"]
+    latest = KpiRollupDay.objects.filter(covers_until__isnull=True).aggregate(latest=Max("day"))[
+        "latest"
+    ]
     first_day = (
         (_first_day_with_data() or last_day) if latest is None else latest + timedelta(days=1)
     )

@@ -10,6 +10,11 @@ def nightly_kpi_rollup():
     services.kpi_rollup_nightly()
 
 
+@shared_task(name="reporting.tasks.intraday_kpi_rollup", ignore_result=True)
+def intraday_kpi_rollup():
+    services.kpi_rollup_intraday()
+
+
 @shared_task(name="reporting.tasks.send_due_surveys", ignore_result=True)
 def send_due_surveys():
     services.surveys_send_due()

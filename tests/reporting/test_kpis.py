@@ -21,7 +21,7 @@ from patients.models import Channel
 from reporting.models import ADDITIVE_KEYS, KpiDailyRollup, KpiRollupDay
 from reporting.selectors import kpi_report, kpi_today
 from reporting.serializers import KpiReportSerializer
-from reporting.services import kpi_rollup_days, kpi_rollup_nightly
+from reporting.services import kpi_rollup_days, kpi_rollup_intraday, kpi_rollup_nightly
 from tests.factories import make_staff, token_for
 from tests.reporting.conftest import at, call, conversation, event, message, patient_with_phone
 from understanding.models import SelfServiceResolution
@@ -118,6 +118,15 @@ def week(north, south, sms_line, north_agent):
 
 def north_report(north, **kwargs):
     return kpi_report(**{**WEEK, "team_ids": [north.pk], **kwargs})
+
+
+def sources(*, rolled=0, partly=0, until=None, live=0):
+    return {
+        "rolled_up_days": rolled,
+        "partly_rolled_up_days": partly,
+        "rolled_up_until": until,
+        "live_days": live,
+    }
 
 
 def test_conversation_figures_of_a_known_week(week, north):
@@ -377,8 +386,8 @@ def test_rolled_up_report_equals_the_live_one(week, north, voice_line):
 
     for interval in ("day", "week"):
         rolled = north_report(north, interval=interval)
-        assert rolled["sources"] == {"rolled_up_days": 7, "live_days": 0}
-        assert live[interval]["sources"] == {"rolled_up_days": 0, "live_days": 7}
+        assert rolled["sources"] == sources(rolled=7)
+        assert live[interval]["sources"] == sources(live=7)
         assert {**rolled, "sources": None} == {**live[interval], "sources": None}
 
 
@@ -491,7 +500,97 @@ def test_today_is_computed_live_next_to_rolled_up_days(north, sms_line):
 
     report = kpi_report(since=yesterday, until=today, team_ids=[north.pk])
 
-    assert report["sources"] == {"rolled_up_days": 1, "live_days": 1}
+    assert report["sources"] == sources(rolled=1, live=1)
+    assert report["period"]["conversations"]["opened"] == 1
+
+
+def test_intraday_rollup_and_the_live_rest_of_the_day_equal_the_live_report(
+    week, north, voice_line
+):
+    call(north, when=at(5, 9, 30), result=Q.ANSWERED, wait=12, account=voice_line)
+    call(north, when=at(5, 11), result=Q.ABANDONED, wait=30, account=voice_line)
+    live = {
+        interval: north_report(north, interval=interval, use_rollups=False)
+        for interval in ("day", "week")
+    }
+
+    kpi_rollup_intraday(now=at(5, 10, 20))
+
+    marker = KpiRollupDay.objects.get()
+    assert (marker.day, marker.covers_until) == (date(2025, 3, 5), at(5, 10))
+    # The rollup holds the closed hours only: the 9:30 call, not the 11:00 one;
+    # C's resolution at 10:00 sharp belongs to the hour still open.
+    stored = KpiDailyRollup.objects.filter(day=date(2025, 3, 5))
+    assert sum(stored.values_list("calls_answered", flat=True)) == 1
+    assert sum(stored.values_list("calls_abandoned", flat=True)) == 0
+    assert sum(stored.values_list("conversations_resolved", flat=True)) == 0
+    for interval in ("day", "week"):
+        report = north_report(north, interval=interval)
+        assert report["sources"] == sources(partly=1, until=at(5, 10), live=6)
+        assert {**report, "sources": None} == {**live[interval], "sources": None}
+
+
+def test_intraday_rollup_recomputes_the_whole_day_until_the_nightly_one_replaces_it(
+    week, north, sms_line
+):
+    kpi_rollup_intraday(now=at(5, 10, 20))
+    late = conversation(north, address="+14155550177", opened=at(5, 9, 59), account=sms_line)
+    message(late, when=at(5, 9, 59))  # committed after that run, in its closed hours
+
+    opened = north_report(north)["intervals"][2]["conversations"]["opened"]
+    assert (
+        opened
+        == north_report(north, use_rollups=False)["intervals"][2]["conversations"]["opened"] - 1
+    )
+
+    kpi_rollup_intraday(now=at(5, 11, 5))
+    assert KpiRollupDay.objects.get().covers_until == at(5, 11)
+    assert {**north_report(north), "sources": None} == {
+        **north_report(north, use_rollups=False),
+        "sources": None,
+    }
+
+    kpi_rollup_days(first_day=date(2025, 3, 5), last_day=date(2025, 3, 5))
+    assert kpi_rollup_intraday(now=at(5, 12, 5)) == 0  # the whole day stays whole
+    assert KpiRollupDay.objects.get().covers_until is None
+    assert north_report(north)["sources"] == sources(rolled=1, live=6)
+
+
+def test_intraday_rollup_waits_for_the_first_hour_to_close(week):
+    assert kpi_rollup_intraday(now=at(5, 5, 40)) == 0  # 0:40 in New York, the KPI zone
+    assert not KpiRollupDay.objects.exists()
+
+
+def test_intraday_rollup_closes_hours_in_the_kpi_time_zone(week, north, settings):
+    settings.KPI_TIME_ZONE = "Asia/Kolkata"  # UTC+5:30: its hours start at half past
+
+    kpi_rollup_intraday(now=at(5, 15, 20))  # 20:50 in Kolkata
+
+    assert KpiRollupDay.objects.get().covers_until == at(5, 14, 30)
+    report = north_report(north)
+    assert report["sources"] == sources(partly=1, until=at(5, 14, 30), live=6)
+    assert {**report, "sources": None} == {
+        **north_report(north, use_rollups=False),
+        "sources": None,
+    }
+
+
+def test_nightly_rollup_is_not_misled_by_a_partly_rolled_up_day(week):
+    kpi_rollup_intraday(now=at(12, 15))
+
+    # As on a first run: all history, 20 February to 11 March, not the last 8 days.
+    assert kpi_rollup_nightly(today=date(2025, 3, 12)) == 20
+
+
+def test_a_whole_day_rollup_of_today_does_not_freeze_today(north, sms_line):
+    today = kpi_today()
+    kpi_rollup_days(first_day=today, last_day=today)
+    conv = conversation(north, account=sms_line, opened=timezone.now())
+    message(conv, when=timezone.now())
+
+    report = kpi_report(since=today, until=today, team_ids=[north.pk])
+
+    assert report["sources"] == sources(live=1)
     assert report["period"]["conversations"]["opened"] == 1
 
 
@@ -655,7 +754,7 @@ def test_beat_schedule_runs_the_reporting_tasks(settings):
 
     # What a worker and beat do when they start: import every app's tasks module.
     app.loader.import_default_modules()
-    for entry in ("nightly-kpi-rollup", "send-due-surveys"):
+    for entry in ("nightly-kpi-rollup", "intraday-kpi-rollup", "send-due-surveys"):
         assert settings.CELERY_BEAT_SCHEDULE[entry]["task"] in app.tasks
 
 

@@ -232,6 +232,27 @@ def test_kpi_page_shows_the_api_figures_with_charts_and_a_csv(
     assert csv_answer.content.decode().splitlines()[0].startswith("scope,start,end")
 
 
+def test_kpi_page_says_where_todays_rollup_ends(client, lead, agent, make_sms_conversation):
+    from datetime import datetime, time
+
+    from reporting.selectors import kpi_settings, kpi_today
+    from reporting.services import kpi_rollup_intraday
+
+    _resolved_today(make_sms_conversation, agent, range(3))
+    zone = kpi_settings().time_zone
+    # A run at 23:30 of today, whatever the clock says: the rollup holds until 23:00.
+    kpi_rollup_intraday(now=datetime.combine(kpi_today(), time(23, 30), tzinfo=zone))
+    client.force_login(lead)
+
+    page = client.get("/supervisor/kpis/").text
+
+    assert "today from the rollup until 23:00 and computed now after it" in page
+    assert (
+        '<span class="figure-value">3</span> <span class="figure-label">Conversations resolved'
+        in page
+    )
+
+
 def test_kpi_page_refuses_bad_input_with_the_api_words(client, lead, south):
     client.force_login(lead)
     backwards = client.get("/supervisor/kpis/?since=2025-03-09&until=2025-03-01")

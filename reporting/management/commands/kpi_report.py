@@ -73,9 +73,12 @@ class Command(BaseCommand):
         ]
         self._table(titles, figures)
         sources = report["sources"]
+        partly = ""
+        if sources["partly_rolled_up_days"]:
+            partly = f" (today's rollup ends at {sources['rolled_up_until']}, the rest is live)"
         self.stdout.write(
-            f"\n{sources['rolled_up_days']} day(s) from rollups, {sources['live_days']} live; "
-            f"days in {report['time_zone']}; definitions in reporting/METRICS.md."
+            f"\n{sources['rolled_up_days']} day(s) from rollups, {sources['live_days']} live"
+            f"{partly}; days in {report['time_zone']}; definitions in reporting/METRICS.md."
         )
 
     def _table(self, titles, columns):
