@@ -405,6 +405,7 @@ def main():
     print()
     print(
         f"year of KPIs, every team ({rolled['sources']['rolled_up_days']} days rolled up, "
+        f"{rolled['sources']['partly_rolled_up_days']} in part, "
         f"{rolled['sources']['live_days']} live):"
     )
     print(f"  live, no rollups        {describe(live_seconds)}")
