@@ -171,6 +171,31 @@ def test_counts_per_tab(client, north, south, agent):
     }
 
 
+def test_counts_cover_every_team_of_the_caller_and_none_of_a_teamless_one(
+    client, north, south, agent
+):
+    converse(north)
+    converse(south, escalated=True)
+    both = make_staff("agent-ns", role=roles.AGENT, teams=[north, south])
+    teamless = make_staff("agent-none", role=roles.AGENT)
+    converse(north, assignee=teamless)
+
+    counts = {
+        user.username: client.get("/api/v1/inbox/counts/", **token_for(user)).json()
+        for user in (agent, both, teamless)
+    }
+
+    assert counts["agent-n"]["my_teams"] == 2
+    assert (counts["agent-ns"]["my_teams"], counts["agent-ns"]["escalated"]) == (3, 1)
+    assert counts["agent-none"] == {
+        "mine": 1,
+        "unassigned": 0,
+        "my_teams": 0,
+        "escalated": 0,
+        "capped": [],
+    }
+
+
 def test_counts_stop_at_the_cap_and_name_the_capped_tabs(client, north, agent, monkeypatch):
     from channels_app import selectors
 

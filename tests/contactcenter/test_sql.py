@@ -257,3 +257,10 @@ def test_save_fields_refuses_what_is_not_a_column(north):
     conversation = receive(north, "Hello").conversation
     with pytest.raises(ValueError, match="not a column"):
         sql.save_fields(conversation, ["interactions"])
+
+
+def test_constant_in_list_writes_plain_words_in_and_refuses_anything_else():
+    assert sql.constant_in_list(["open", "pending"]) == "('open', 'pending')"
+    for bad in (["open'); DROP TABLE x; --"], ["two words"], [""], [1]):
+        with pytest.raises(ValueError, match="plain word"):
+            sql.constant_in_list(bad)
