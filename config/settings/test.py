@@ -22,10 +22,18 @@ from config.settings.base import *  # noqa: F403
 from config.settings.base import env
 
 XDIST_WORKER = env.str("PYTEST_XDIST_WORKER", default="main")
-# A worker subprocess started by a test inherits its parent's prefix (CC_TEST_PREFIX).
+# Redis keys, queues and channels of this run and process only: a later run reuses
+# the test database's ids from 1, and must not find the counts (rate limits) an
+# earlier run left under the same ids. A worker subprocess started by a test
+# inherits its parent's prefix (CC_TEST_PREFIX).
+_XDIST_RUN = env.str("PYTEST_XDIST_TESTRUNUID", default="")[:8]
 TEST_RUN_PREFIX = env.str(
     "CC_TEST_PREFIX",
-    default=f"cctest-{os.getpid() if XDIST_WORKER == 'main' else XDIST_WORKER}-",
+    default=(
+        f"cctest-{os.getpid()}-"
+        if XDIST_WORKER == "main"
+        else f"cctest-{_XDIST_RUN or os.getppid()}-{XDIST_WORKER}-"
+    ),
 )
 
 SECRET_KEY = "test-secret-key-only-for-the-test-suite-0123456789-abcdefghijklmnop"  # noqa: S105

@@ -259,6 +259,7 @@ def test_a_task_right_after_another_sends_no_probe_and_an_idle_connection_is_pro
     from django.db import connection
 
     from config import celery as celery_config
+    from contactcenter.connections import RECENTLY_USED_SECONDS
 
     connection.ensure_connection()
     monkeypatch.setattr(connection, "close_at", None)  # the tests' CONN_MAX_AGE is 0
@@ -271,7 +272,7 @@ def test_a_task_right_after_another_sends_no_probe_and_an_idle_connection_is_pro
 
     first = backend_pid()
     celery_config.database_after_task(now=100.0)
-    celery_config.database_before_task(now=100.0 + celery_config.RECENTLY_USED_SECONDS / 2)
+    celery_config.database_before_task(now=100.0 + RECENTLY_USED_SECONDS / 2)
     assert connection.health_check_done is True
     assert backend_pid() == first
 
@@ -285,7 +286,7 @@ def test_a_task_right_after_another_sends_no_probe_and_an_idle_connection_is_pro
         autocommit=True,
     ) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [first])
-    celery_config.database_before_task(now=200.0 + celery_config.RECENTLY_USED_SECONDS * 2)
+    celery_config.database_before_task(now=200.0 + RECENTLY_USED_SECONDS * 2)
     assert connection.health_check_done is False
     # The probe finds the connection gone and a new one serves the task.
     assert backend_pid() != first
