@@ -32,21 +32,21 @@ _PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_rate(rate):
-    """ "600/minute" -> (600, 60)."""
+    """A rate such as 600/minute as (requests, seconds): (600, 60)."""
     count, period = rate.split("/")
     return int(count), _PERIOD_SECONDS[period[0]]
 
 
 class _SlidingWindowThrottle(BaseThrottle):
+    cache_format = "throttle_%(scope)s_%(ident)s"
+    scope = None
+    timer = time.time
+
     @property
     def cache(self):
         # The backend itself, not django.core.cache.cache (a proxy to it): _count
         # looks at its class to take the pipelined path on Redis.
         return caches["default"]
-
-    cache_format = "throttle_%(scope)s_%(ident)s"
-    scope = None
-    timer = time.time
 
     def get_cache_key(self, request, view):
         """The counter's key for this request, or None when it is not counted."""
