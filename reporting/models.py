@@ -89,8 +89,8 @@ class KpiRollupDay(models.Model):
     so this marker is what tells the report "rolled up, nothing happened" apart
     from "not rolled up yet, compute it live".
 
-    The day in progress is rolled up too, through its last closed hour
-    (`covers_until`), so that a report of today computes only the current hour
+    The day in progress is rolled up too, through its last closed quarter of an
+    hour (`covers_until`), so that a report of today computes only the minutes since
     live; the nightly rollup then replaces it with the whole day (null)."""
 
     day = models.DateField(primary_key=True)

@@ -4,8 +4,9 @@ Figures are computed per (local day, team, channel) group: `kpi_groups_compute()
 does it from the conversations, calls and surveys themselves, by SQL aggregation
 (counts and sums grouped in the database, never rows counted in Python). The
 nightly rollup stores those groups for past days, and the intraday rollup those
-of today's closed hours; `kpi_report()` sums stored groups for what is rolled up
-and computes the rest (the current hour, and any day the rollup has not reached)
+of today's closed quarters of an hour; `kpi_report()` sums stored groups for what
+is rolled up and computes the rest (the current quarter, and any day the rollup has
+not reached)
 live, then derives rates and percentiles.
 
 The one exception to "aggregate in SQL" is the business-hours durations (first
@@ -400,7 +401,8 @@ def kpi_conversations(*, figure, since, until, team_ids=None, channel=None):
 def kpi_rollup_coverage(*, since, until):
     """{day: None when the whole day is rolled up, else the moment its rollup
     reaches} for the days of since..until that kpi_report reads, wholly or in
-    part, from the rollup. Today is rolled up through its last closed hour only;
+    part, from the rollup. Today is rolled up through its last closed quarter of an
+    hour only;
     the rest of it is computed live."""
     today = kpi_today()
     # A whole-day marker for today (a rollup run by hand) would freeze the rest of
@@ -531,7 +533,7 @@ def kpi_groups_compute(*, first_day, last_day, team_ids=None, channel=None):
 def kpi_groups_between(*, start, end, team_ids=None, channel=None):
     """{(day, team id, channel): figures} of what happened in [start, end), each
     figure on the local day of its timestamp: whole days, or part of one (the
-    intraday rollup's closed hours, the report's live rest of a day)."""
+    intraday rollup's closed quarters, the report's live rest of a day)."""
     config = kpi_settings()
     groups = defaultdict(empty_group)
     scope = {"start": start, "end": end, "team_ids": team_ids, "channel": channel, "config": config}
@@ -779,7 +781,7 @@ def kpi_report(
                 first_day=first_day, last_day=last_day, team_ids=team_ids, channel=channel
             )
         )
-    # A day rolled up in part (today, through its last closed hour): the rollup
+    # A day rolled up in part (today, through its last closed quarter): the rollup
     # has what happened before covers_until, the rest of the day is computed now.
     partial = {day: until_ for day, until_ in coverage.items() if until_ is not None}
     for day, covers_until in partial.items():

@@ -118,7 +118,7 @@ class KpiSourcesSerializer(serializers.Serializer):
     rolled_up_days = serializers.IntegerField(help_text="Days read whole from the rollup.")
     partly_rolled_up_days = serializers.IntegerField(
         help_text="Days read from the rollup up to a moment and computed live after it "
-        "(today, through its last closed hour)."
+        "(today, through its last closed quarter of an hour)."
     )
     rolled_up_until = serializers.DateTimeField(
         allow_null=True,

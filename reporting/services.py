@@ -44,6 +44,9 @@ ROLLUP_SETTLE_DAYS = 8
 # One transaction per chunk, so a first run over years of history keeps its
 # progress if it is stopped, and the next night continues after the last day.
 ROLLUP_CHUNK_DAYS = 31
+# The intraday rollup holds today up to the last closed quarter of an hour (the
+# beat schedule runs it every 15 minutes); a report computes the rest live.
+INTRADAY_MINUTES = 15
 
 # An SMS survey is answered by a reply "1".."5", which we can read. An email reply
 # comes wrapped in quoted text and the portal sends back no reply we parse, so
@@ -77,22 +80,26 @@ def kpi_rollup_days(*, first_day, last_day):
 
 def kpi_rollup_intraday(*, now=None):
     """Store the figures of the day in progress up to the start of its current
-    hour, so that a report of today computes only that hour live (a busy day's
-    figures are most of a year's report otherwise). Every run recomputes the day
-    from its start, as the nightly rollup recomputes the days whose FCR can still
-    change: a closed hour's figures that look ahead (FCR, callbacks made, a call
-    still in the queue) are as old as the last run, a quarter of an hour at most
-    on the beat schedule, until the nightly rollup replaces the day."""
+    quarter of an hour (local time), so that a report of today computes only the
+    minutes since live (a busy day's figures are most of a year's report
+    otherwise). Every run recomputes the day from its start, as the nightly rollup
+    recomputes the days whose FCR can still change: a closed quarter's figures that
+    look ahead (FCR, callbacks made, a call still in the queue) are as old as the
+    last run, a quarter of an hour at most on the beat schedule, until the nightly
+    rollup replaces the day."""
     now = now or timezone.now()
     zone = kpi_settings().time_zone
     local_now = now.astimezone(zone)
     day = local_now.date()
     day_start = datetime.combine(day, time(0), tzinfo=zone)
-    hour_start = local_now.replace(minute=0, second=0, microsecond=0)
-    if hour_start <= day_start:
-        return 0  # the day's first hour: nothing closed yet
-    groups = kpi_groups_between(start=day_start, end=hour_start)
-    marker = KpiRollupDay(day=day, computed_at=now, covers_until=hour_start)
+    # Every time zone's offset is a whole number of quarters of an hour.
+    quarter_start = local_now.replace(
+        minute=local_now.minute - local_now.minute % INTRADAY_MINUTES, second=0, microsecond=0
+    )
+    if quarter_start <= day_start:
+        return 0  # the day's first quarter: nothing closed yet
+    groups = kpi_groups_between(start=day_start, end=quarter_start)
+    marker = KpiRollupDay(day=day, computed_at=now, covers_until=quarter_start)
     with transaction.atomic():
         # Never replace a whole-day rollup of the day with a part of it.
         if KpiRollupDay.objects.filter(day=day, covers_until__isnull=True).exists():

@@ -392,8 +392,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
-    # Today's closed hours, so that a report computes only the current hour live;
-    # a few minutes past the quarter, for the hour's last writes to commit.
+    # Today's closed quarters of an hour, so that a report computes only the
+    # current one live; five minutes after each, for its last writes to commit.
     "intraday-kpi-rollup": {
         "task": "reporting.tasks.intraday_kpi_rollup",
         "schedule": crontab(minute="5-59/15"),

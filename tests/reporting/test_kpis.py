@@ -514,11 +514,11 @@ def test_intraday_rollup_and_the_live_rest_of_the_day_equal_the_live_report(
         for interval in ("day", "week")
     }
 
-    kpi_rollup_intraday(now=at(5, 10, 20))
+    kpi_rollup_intraday(now=at(5, 10, 5))
 
     marker = KpiRollupDay.objects.get()
     assert (marker.day, marker.covers_until) == (date(2025, 3, 5), at(5, 10))
-    # The rollup holds the closed hours only: the 9:30 call, not the 11:00 one;
+    # The rollup holds the closed quarters only: the 9:30 call, not the 11:00 one;
     # C's resolution at 10:00 sharp belongs to the hour still open.
     stored = KpiDailyRollup.objects.filter(day=date(2025, 3, 5))
     assert sum(stored.values_list("calls_answered", flat=True)) == 1
@@ -533,9 +533,9 @@ def test_intraday_rollup_and_the_live_rest_of_the_day_equal_the_live_report(
 def test_intraday_rollup_recomputes_the_whole_day_until_the_nightly_one_replaces_it(
     week, north, sms_line
 ):
-    kpi_rollup_intraday(now=at(5, 10, 20))
+    kpi_rollup_intraday(now=at(5, 10, 5))
     late = conversation(north, address="+14155550177", opened=at(5, 9, 59), account=sms_line)
-    message(late, when=at(5, 9, 59))  # committed after that run, in its closed hours
+    message(late, when=at(5, 9, 59))  # committed after that run, in its closed quarters
 
     opened = north_report(north)["intervals"][2]["conversations"]["opened"]
     assert (
@@ -557,18 +557,19 @@ def test_intraday_rollup_recomputes_the_whole_day_until_the_nightly_one_replaces
 
 
 def test_intraday_rollup_waits_for_the_first_hour_to_close(week):
-    assert kpi_rollup_intraday(now=at(5, 5, 40)) == 0  # 0:40 in New York, the KPI zone
+    assert kpi_rollup_intraday(now=at(5, 5, 10)) == 0  # 0:10 in New York, the KPI zone
     assert not KpiRollupDay.objects.exists()
 
 
-def test_intraday_rollup_closes_hours_in_the_kpi_time_zone(week, north, settings):
-    settings.KPI_TIME_ZONE = "Asia/Kolkata"  # UTC+5:30: its hours start at half past
+def test_intraday_rollup_closes_quarters_of_the_kpi_time_zones_day(week, north, settings):
+    settings.KPI_TIME_ZONE = "Asia/Kolkata"  # UTC+5:30
 
-    kpi_rollup_intraday(now=at(5, 15, 20))  # 20:50 in Kolkata
+    kpi_rollup_intraday(now=at(5, 20, 10))  # 1:40 on the 6th in Kolkata
 
-    assert KpiRollupDay.objects.get().covers_until == at(5, 14, 30)
+    marker = KpiRollupDay.objects.get()
+    assert (marker.day, marker.covers_until) == (date(2025, 3, 6), at(5, 20))  # 1:30 there
     report = north_report(north)
-    assert report["sources"] == sources(partly=1, until=at(5, 14, 30), live=6)
+    assert report["sources"] == sources(partly=1, until=at(5, 20), live=6)
     assert {**report, "sources": None} == {
         **north_report(north, use_rollups=False),
         "sources": None,

@@ -240,13 +240,13 @@ def test_kpi_page_says_where_todays_rollup_ends(client, lead, agent, make_sms_co
 
     _resolved_today(make_sms_conversation, agent, range(3))
     zone = kpi_settings().time_zone
-    # A run at 23:30 of today, whatever the clock says: the rollup holds until 23:00.
-    kpi_rollup_intraday(now=datetime.combine(kpi_today(), time(23, 30), tzinfo=zone))
+    # A run at 23:40 of today, whatever the clock says: the rollup holds until 23:30.
+    kpi_rollup_intraday(now=datetime.combine(kpi_today(), time(23, 40), tzinfo=zone))
     client.force_login(lead)
 
     page = client.get("/supervisor/kpis/").text
 
-    assert "today from the rollup until 23:00 and computed now after it" in page
+    assert "today from the rollup until 23:30 and computed now after it" in page
     assert (
         '<span class="figure-value">3</span> <span class="figure-label">Conversations resolved'
         in page
