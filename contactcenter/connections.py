@@ -11,6 +11,8 @@ the end of that request or task, as after any error.
 Each connection wrapper belongs to one thread, so each thread's connection is
 judged by its own last request or task. Celery's side is in config.celery."""
 
+import time
+
 from django.core.signals import request_finished, request_started
 from django.db import connections
 
@@ -40,14 +42,10 @@ def remember_use(*, now):
 
 
 def _request_started(**kwargs):
-    import time
-
     trust_recently_used(now=time.monotonic())
 
 
 def _request_finished(**kwargs):
-    import time
-
     remember_use(now=time.monotonic())
 
 
