@@ -235,6 +235,8 @@ def test_kpi_page_shows_the_api_figures_with_charts_and_a_csv(
 def test_kpi_page_says_where_todays_rollup_ends(client, lead, agent, make_sms_conversation):
     from datetime import datetime, time
 
+    from django.utils.formats import date_format
+
     from reporting.selectors import kpi_settings, kpi_today
     from reporting.services import kpi_rollup_intraday
 
@@ -246,7 +248,8 @@ def test_kpi_page_says_where_todays_rollup_ends(client, lead, agent, make_sms_co
 
     page = client.get("/supervisor/kpis/").text
 
-    assert "today from the rollup until 23:30 and computed now after it" in page
+    until = date_format(datetime.combine(kpi_today(), time(23, 30)), "D j M H:i")
+    assert f"and up to {until} from the intraday rollup, computed now after it" in page
     assert (
         '<span class="figure-value">3</span> <span class="figure-label">Conversations resolved'
         in page
