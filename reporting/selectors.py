@@ -27,16 +27,17 @@ from django.db.models import (
     BooleanField,
     Case,
     Count,
+    DurationField,
     Exists,
+    ExpressionWrapper,
     F,
-    FloatField,
     OuterRef,
     Q,
     Subquery,
     Sum,
     When,
 )
-from django.db.models.functions import Cast, Extract, Round, TruncDate, TruncWeek
+from django.db.models.functions import Cast, Round, TruncDate, TruncWeek
 from django.utils import timezone
 
 from channels_app.models import Callback, CallDetail, Conversation, Interaction
@@ -179,10 +180,13 @@ def _add_callbacks(groups, *, start, end, team_ids, channel, config):
             accepted=Count("pk"),
             made=Count("pk", filter=made),
             within=Count("pk", filter=made & Q(dialled_at__lte=F("due_at"))),
+            # A sum of durations, not of their seconds extracted: SQLite (`make run`)
+            # has no interval type to extract them from.
             waited=Sum(
-                Extract(F("dialled_at") - F("requested_at"), "epoch"),
+                ExpressionWrapper(
+                    F("dialled_at") - F("requested_at"), output_field=DurationField()
+                ),
                 filter=made,
-                output_field=FloatField(),
             ),
         )
     )
@@ -191,7 +195,10 @@ def _add_callbacks(groups, *, start, end, team_ids, channel, config):
         group["callbacks_accepted"] += row["accepted"]
         group["callbacks_made"] += row["made"]
         group["callbacks_made_within_window"] += row["within"]
-        group["callbacks_time_to_callback_seconds"] += round(row["waited"] or 0)
+        waited = row["waited"]
+        group["callbacks_time_to_callback_seconds"] += (
+            round(waited.total_seconds()) if waited else 0
+        )
 
 
 def _conversations(*, team_ids, channel):

@@ -76,9 +76,37 @@ followed = {
 officer_headers = token_for(make_staff("officer", role=roles.COMPLIANCE))
 audit_search = client.get(f"/api/v1/audit-events/?patient={patient.pk}", **officer_headers)
 access_report = client.get(f"/api/v1/patients/{patient.pk}/access-report/", **officer_headers)
+# The intraday KPI rollup and the report over it, as `make run`'s beat runs them:
+# today's closed quarters stored, the rest computed, equal to all of it computed.
+import secrets  # noqa: E402
+from datetime import datetime, time  # noqa: E402
+
+from django.test import RequestFactory  # noqa: E402
+
+from contactcenter.throttling import AddressThrottle  # noqa: E402
+from reporting.selectors import kpi_report, kpi_settings, kpi_today  # noqa: E402
+from reporting.services import kpi_rollup_intraday  # noqa: E402
+
+today = kpi_today()
+kpi_rollup_intraday(now=datetime.combine(today, time(23, 40), tzinfo=kpi_settings().time_zone))
+rolled_report = kpi_report(since=today, until=today)
+live_report = kpi_report(since=today, until=today, use_rollups=False)
+# The survey page's limit (its default, 30 a minute; the test settings lift it) on
+# the file cache `make run` uses without Redis.
+from django.conf import settings  # noqa: E402
+
+settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "survey": "30/minute"}
+survey_request = RequestFactory().get(
+    "/survey/x/", REMOTE_ADDR=f"198.51.100.{secrets.randbelow(250) + 1}"
+)
+survey_answers = [AddressThrottle("survey").allow_request(survey_request, None) for _ in range(31)]
 print(
     json.dumps(
         {
+            "kpi_partly_rolled_up": rolled_report["sources"]["partly_rolled_up_days"],
+            "kpi_rolled_equals_live": {**rolled_report, "sources": None}
+            == {**live_report, "sources": None},
+            "survey_limit": [survey_answers.count(True), survey_answers[-1]],
             "audit_search": [
                 audit_search.status_code,
                 sorted({row["resource_type"] for row in audit_search.json()["results"]})

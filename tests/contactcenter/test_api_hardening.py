@@ -178,6 +178,9 @@ def test_ids_are_canonical_on_sqlite_and_following_them_finds_the_record(tmp_pat
     assert result["conversation_sentiment"] is True
     assert result["intent_stored"] is True
     assert result["routed_to_agent"] is True
+    assert result["kpi_partly_rolled_up"] == 1
+    assert result["kpi_rolled_equals_live"] is True
+    assert result["survey_limit"] == [30, False]
     # The agent's reads above name the patient; the officer finds them by patient.
     assert result["audit_search"] == [200, ["conversation", "patient", "timeline"]]
     assert result["access_report"] == 200
