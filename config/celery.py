@@ -68,3 +68,18 @@ def database_after_task(*, now):
         # Closed when broken (probed after an error) or past CONN_MAX_AGE.
         connection.close_if_unusable_or_obsolete()
     remember_use(now=now)
+
+
+@task_prerun.connect
+def _bind_task_context(task_id=None, task=None, **kwargs):
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name if task else None)
+
+
+@task_postrun.connect
+def _clear_task_context(**kwargs):
+    import structlog
+
+    structlog.contextvars.clear_contextvars()

@@ -77,8 +77,8 @@ class _SlidingWindowThrottle(BaseThrottle):
         return False
 
     def reset(self, ident):
-        """Forget an ident's count: an administrator lifting a limit early, or a
-        test that must count its own requests only."""
+        """Forget an ident's count: for a test that must count its own requests
+        only, or an operator lifting a limit early from `manage.py shell`."""
         rate = settings.THROTTLE_RATES.get(self.scope)
         if rate:
             key = self.cache_format % {"scope": self.scope, "ident": ident}

@@ -72,3 +72,29 @@ def make_patient(*, team, phones=("+14155550100",), emails=(), mrn=None, **field
         emails=[ContactInput(value=e) for e in emails],
         **defaults,
     )
+
+
+def backend_pid():
+    """The PostgreSQL backend serving Django's default connection now."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def terminate_backend(pid):
+    """End a backend from a connection of its own, as a server restart or a
+    failover ends the connections it held."""
+    import psycopg
+    from django.db import connection
+
+    settings = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        host=settings["HOST"],
+        port=settings["PORT"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])

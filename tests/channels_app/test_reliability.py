@@ -255,20 +255,15 @@ def test_a_task_right_after_another_sends_no_probe_and_an_idle_connection_is_pro
     # on every message of a burst. A connection that ended a task within the last
     # second is taken as it is; one idle for longer is probed as a request's is, and
     # one the server dropped meanwhile is replaced before the task uses it.
-    import psycopg
     from django.db import connection
 
     from config import celery as celery_config
     from contactcenter.connections import RECENTLY_USED_SECONDS
+    from tests.factories import backend_pid, terminate_backend
 
     connection.ensure_connection()
     monkeypatch.setattr(connection, "close_at", None)  # the tests' CONN_MAX_AGE is 0
     assert connection.health_check_enabled
-
-    def backend_pid():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return cursor.fetchone()[0]
 
     first = backend_pid()
     celery_config.database_after_task(now=100.0)
@@ -277,15 +272,7 @@ def test_a_task_right_after_another_sends_no_probe_and_an_idle_connection_is_pro
     assert backend_pid() == first
 
     celery_config.database_after_task(now=200.0)
-    settings = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        host=settings["HOST"],
-        port=settings["PORT"],
-        autocommit=True,
-    ) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [first])
+    terminate_backend(first)
     celery_config.database_before_task(now=200.0 + RECENTLY_USED_SECONDS * 2)
     assert connection.health_check_done is False
     # The probe finds the connection gone and a new one serves the task.

@@ -2,21 +2,15 @@
 probe (CONN_HEALTH_CHECKS' SELECT 1); one after an idle second does, and a
 connection the server dropped meanwhile is replaced before the request uses it."""
 
-import psycopg
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection
 
 from contactcenter import connections as recent
 from contactcenter.connections import RECENTLY_USED_SECONDS
+from tests.factories import backend_pid, terminate_backend
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def backend_pid():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
 
 
 def request_boundary(*, ended, started):
@@ -38,15 +32,7 @@ def test_a_request_right_after_another_is_not_probed_and_an_idle_one_is(monkeypa
     assert connection.health_check_done is True
     assert backend_pid() == first
 
-    settings = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        host=settings["HOST"],
-        port=settings["PORT"],
-        autocommit=True,
-    ) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [first])
+    terminate_backend(first)
     request_boundary(ended=200.0, started=200.0 + RECENTLY_USED_SECONDS * 2)
     assert connection.health_check_done is False
     # The probe finds the connection gone and a new one serves the request.

@@ -93,3 +93,19 @@ def test_our_own_logger_exception_is_formatted_without_its_message(caplog):
     line = _production_formatter().format(record)
     assert CANARY not in line
     assert "RuntimeError (message withheld)" in json.loads(line)["exception"]
+
+
+def test_a_tasks_log_lines_name_the_task_while_it_runs_and_not_after():
+    """config.celery binds the task's id and name to every line logged while it runs
+    (a worker's lines can then be told apart by task), and clears them after."""
+    from celery.signals import task_postrun, task_prerun
+
+    from channels_app.tasks import inbound_process
+
+    task_prerun.send(sender=inbound_process, task_id="t-123", task=inbound_process)
+    bound = structlog.contextvars.get_contextvars()
+    task_postrun.send(sender=inbound_process, task_id="t-123", task=inbound_process)
+
+    assert bound["task_id"] == "t-123"
+    assert bound["task"] == "channels_app.tasks.inbound_process"
+    assert "task_id" not in structlog.contextvars.get_contextvars()
