@@ -4,7 +4,7 @@ board reaches the agent's open inbox without a reload, and a KPI figure drills
 down to exactly the conversations the API counts. Screenshots at 1280 and 390 px
 land in test-artifacts/workspace_browser/."""
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from django.test import Client
@@ -16,6 +16,8 @@ from channels_app.models import Conversation
 from channels_app.services import conversation_reopen, conversation_resolve
 from contactcenter import roles
 from escalation import services as escalation_services
+from reporting.selectors import kpi_settings, kpi_today
+from reporting.services import kpi_rollup_intraday
 from tests.chromium import chromium_driver, needs_chromium
 from tests.factories import make_staff, token_for
 from tests.workspace.browser import PHONE, shot, sign_in, wait, wait_live, wait_text
@@ -130,9 +132,18 @@ def test_a_kpi_figure_drills_down_to_exactly_the_conversations_the_api_counts(
         if figure == "escalated":
             shot(browser, "supervisor-drilldown-desktop")
 
+    # Today rolled up in part, as the intraday rollup leaves it: the page says up to
+    # when, and the figures stay the API's.
+    zone = kpi_settings().time_zone
+    kpi_rollup_intraday(now=datetime.combine(kpi_today(), time(23, 40), tzinfo=zone))
     phone = open_browser(PHONE)
     sign_in(phone, live_server, lead, path="/supervisor/kpis/")
     wait(phone, lambda d: d.find_elements(By.CSS_SELECTOR, "svg.chart"))
+    sources = phone.find_element(By.XPATH, "//p[contains(., 'from the intraday rollup')]")
+    assert sources.is_displayed()
+    resolved_link = phone.find_element(By.CSS_SELECTOR, "#figures a[data-figure='resolved']")
+    shown = int(resolved_link.find_element(By.CSS_SELECTOR, ".figure-value").text)
+    assert shown == api["conversations"]["resolved"]
     shot(phone, "supervisor-kpis-phone")
     escalation_services.rule_create(
         name="Refill questions", conditions={"phrases": ["refill"]}, actions={}
