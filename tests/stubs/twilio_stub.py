@@ -28,7 +28,9 @@ message resource shaped like Twilio's (sid ``SM`` + 32 hex, status ``queued``). 
 auth must be the stub's account sid and auth token (401, code 20003, otherwise); missing
 fields get Twilio's 400 codes (21604 To, 21603 From, 21602 Body). Every request, good or
 bad, is recorded. Tests script the next answers in order: ``respond_next(status=500)``,
-``respond_next(status=400, code=21211, message=...)``, ``delay_next(seconds)``; when the
+``respond_next(status=400, code=21211, message=...)``, ``delay_next(seconds)``, and
+``respond_next(..., hold=event)`` to answer only once the test sets a ``threading.Event``
+(an order of events a test must force, not a time); when the
 script is empty the stub answers like a healthy Twilio. A request refused for its auth
 or its path (401, 404) does not use up a scripted answer.
 
@@ -111,6 +113,7 @@ class _Scripted:
     message: str | None
     delay: float
     headers: dict[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = None
 
 
 class TwilioStub:
@@ -230,12 +233,16 @@ class TwilioStub:
         message: str | None = None,
         delay: float = 0.0,
         headers: dict[str, str] | None = None,
+        hold: threading.Event | None = None,
     ) -> None:
         """Queue the answer to the next request. A 2xx status creates the message as
         usual; any other status answers Twilio's error JSON {code, message, more_info,
-        status}, with Twilio's standard code and message unless given."""
+        status}, with Twilio's standard code and message unless given. With `hold`,
+        the answer waits until the event is set (or the stub stops)."""
         with self._lock:
-            self._script.append(_Scripted(status, code, message, delay, dict(headers or {})))
+            self._script.append(
+                _Scripted(status, code, message, delay, dict(headers or {}), hold)
+            )
 
     def delay_next(self, seconds: float) -> None:
         """Queue a normal success that is answered only after `seconds`."""
@@ -286,6 +293,8 @@ class TwilioStub:
         if request.method != "POST" or not route or route["sid"] != self.account_sid:
             return (*_error(404), {}, 0.0)
         scripted = self._next_scripted()
+        if scripted and scripted.hold is not None:
+            self._hold(scripted.hold)
         delay = scripted.delay if scripted else 0.0
         headers = scripted.headers if scripted else {}
         if scripted and not 200 <= scripted.status < 300:
@@ -367,6 +376,12 @@ class TwilioStub:
 
     def _wait(self, seconds: float) -> None:
         self._stopping.wait(seconds)
+
+    def _hold(self, event: threading.Event) -> None:
+        # Checks for shutdown between short waits: a test that fails before it sets
+        # the event must not leave its handler thread behind.
+        while not event.wait(0.1) and not self._stopping.is_set():
+            pass
 
 
 class _Server(ThreadingHTTPServer):

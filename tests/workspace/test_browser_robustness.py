@@ -16,6 +16,7 @@ from tests.factories import make_staff
 from tests.workspace.browser import (
     DESKTOP,
     PHONE,
+    WAIT_SECONDS,
     shot,
     sign_in,
     wait,
@@ -142,6 +143,62 @@ def test_a_send_the_provider_refuses_shows_the_reason(
     failed = browser.find_element(By.CSS_SELECTOR, "#thread .msg-outbound .delivery").text
     assert "not a valid phone number (Twilio 21211)" in failed
     shot(browser, f"failed-send-{name}")
+
+
+def test_a_failure_reported_before_the_sends_answer_is_not_undone_by_it(
+    open_browser,
+    live_server,
+    live_settings,
+    celery_worker_real,
+    agent,
+    make_sms_conversation,
+    monkeypatch,
+):
+    """The send's answer carries the thread as the server read it; on a busy server
+    the worker can meet the provider's refusal, and the live connection report it,
+    before that answer arrives. Forced here in that order: the provider answers only
+    after the thread was read for the send's answer, and the answer leaves only after
+    the page has shown the failure. The stale copy must not bring back "Queued"."""
+    import threading
+
+    from workspace import views
+
+    conversation = make_sms_conversation(143, body="Please text my new number")
+    thread_read = threading.Event()
+    answer_may_leave = threading.Event()
+    live_settings.respond_next(
+        status=400,
+        code=21211,
+        message="The 'To' number +14155550143 is not a valid phone number.",
+        hold=thread_read,
+    )
+    composer_response = views._composer_response
+
+    def answer_after_the_failure_was_shown(*args, **kwargs):
+        response = composer_response(*args, **kwargs)
+        thread_read.set()
+        answer_may_leave.wait(WAIT_SECONDS)
+        return response
+
+    monkeypatch.setattr(views, "_composer_response", answer_after_the_failure_was_shown)
+    browser = open_browser(DESKTOP)
+    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
+    wait_live(browser)
+    browser.find_element(By.ID, "composer-body").send_keys("We got it, thank you.")
+    browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
+
+    def sent_message_state(driver):
+        # The message itself, not the "Sending…" placeholder the page shows meanwhile.
+        shown = driver.find_elements(By.CSS_SELECTOR, "#thread .msg-outbound[id^='m-'] .delivery")
+        return shown[0].text if shown else ""
+
+    try:
+        wait(browser, lambda d: "Failed" in sent_message_state(d))
+    finally:
+        answer_may_leave.set()
+    wait_text(browser, "#notices", "Reply queued for sending")
+    wait(browser, lambda d: "Failed" in sent_message_state(d))
+    assert "not a valid phone number (Twilio 21211)" in sent_message_state(browser)
 
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])

@@ -68,7 +68,10 @@
         debounced("live-inbox");
         if (data.conversation !== openConversation()) return;
         if (kind === "message") threadAppend();
-        else if (kind === "delivery" && data.interaction) threadMessage(data.interaction);
+        else if (kind === "delivery" && data.interaction) {
+          noteDelivery(data.interaction);
+          threadMessage(data.interaction);
+        }
         else debounced("live-thread");
       });
     });
@@ -114,6 +117,34 @@
     htmx.ajax("GET", thread.dataset.threadUrl + "?message=" + encodeURIComponent(id),
       { source: thread, target: "#m-" + id, swap: "outerHTML" });
   }
+  /* A delivery state can reach the page before the answer to a request sent
+     earlier: a send's answer carries the thread as the server read it, and on a
+     busy server the worker may meet the provider's refusal, and the live
+     connection report it, first. Requests and delivery events take numbers from
+     one counter; when an answer older than a message's delivery event has been
+     swapped in, that message is fetched again. */
+  var sequence = 0;
+  var deliveredAt = {};
+  var DELIVERIES_KEPT = 200;
+  function noteDelivery(id) {
+    delete deliveredAt[id];
+    deliveredAt[id] = ++sequence;
+    var ids = Object.keys(deliveredAt);
+    if (ids.length > DELIVERIES_KEPT) delete deliveredAt[ids[0]];
+  }
+  body.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.xhr) event.detail.xhr.sequence = ++sequence;
+  });
+  body.addEventListener("htmx:afterSettle", function (event) {
+    var xhr = event.detail.xhr;
+    /* A swap settles once per element it put in: check each answer once. */
+    if (!xhr || !xhr.sequence || xhr.deliveriesChecked) return;
+    xhr.deliveriesChecked = true;
+    Object.keys(deliveredAt).forEach(function (id) {
+      if (deliveredAt[id] > xhr.sequence && document.getElementById("m-" + id)) threadMessage(id);
+    });
+  });
+
   body.addEventListener("thread-advanced", function (event) {
     var thread = $("#thread");
     if (!thread) return;
