@@ -54,6 +54,16 @@ def wait_text(browser, css, text, seconds=WAIT_SECONDS):
     )
 
 
+def text_of(browser, css):
+    """The first match's text, read in one script: an element the page swaps while a
+    test looks (a message whose delivery state moved) has no stale reference to fail
+    on. "" when nothing matches."""
+    return browser.execute_script(
+        "var found = document.querySelector(arguments[0]); return found ? found.innerText : '';",
+        css,
+    )
+
+
 def wait_live(browser):
     """Until the page's live connection is open (it only adds to the page)."""
     wait(

@@ -19,6 +19,7 @@ from tests.workspace.browser import (
     WAIT_SECONDS,
     shot,
     sign_in,
+    text_of,
     wait,
     wait_live,
     wait_text,
@@ -140,7 +141,7 @@ def test_a_send_the_provider_refuses_shows_the_reason(
     browser.find_element(By.ID, "composer-body").send_keys("We got it, thank you.")
     browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
     wait_text(browser, "#thread .msg-outbound .delivery", "Failed", seconds=60)
-    failed = browser.find_element(By.CSS_SELECTOR, "#thread .msg-outbound .delivery").text
+    failed = text_of(browser, "#thread .msg-outbound .delivery")
     assert "not a valid phone number (Twilio 21211)" in failed
     shot(browser, f"failed-send-{name}")
 
@@ -189,8 +190,7 @@ def test_a_failure_reported_before_the_sends_answer_is_not_undone_by_it(
 
     def sent_message_state(driver):
         # The message itself, not the "Sending…" placeholder the page shows meanwhile.
-        shown = driver.find_elements(By.CSS_SELECTOR, "#thread .msg-outbound[id^='m-'] .delivery")
-        return shown[0].text if shown else ""
+        return text_of(driver, "#thread .msg-outbound[id^='m-'] .delivery")
 
     try:
         wait(browser, lambda d: "Failed" in sent_message_state(d))
