@@ -240,9 +240,7 @@ class TwilioStub:
         status}, with Twilio's standard code and message unless given. With `hold`,
         the answer waits until the event is set (or the stub stops)."""
         with self._lock:
-            self._script.append(
-                _Scripted(status, code, message, delay, dict(headers or {}), hold)
-            )
+            self._script.append(_Scripted(status, code, message, delay, dict(headers or {}), hold))
 
     def delay_next(self, seconds: float) -> None:
         """Queue a normal success that is answered only after `seconds`."""
