@@ -201,6 +201,41 @@ def test_a_failure_reported_before_the_sends_answer_is_not_undone_by_it(
     assert "not a valid phone number (Twilio 21211)" in sent_message_state(browser)
 
 
+def test_a_message_that_arrives_before_the_sends_answer_stays_in_the_thread(
+    open_browser, live_server, live_settings, agent, make_sms_conversation, sms_account, monkeypatch
+):
+    """The same order with the patient writing again: their message is read by the
+    page's live connection after the thread was read for the send's answer, and
+    shown before that answer arrives. The answer's older thread must not hide it."""
+    import threading
+
+    from workspace import views
+
+    conversation = make_sms_conversation(144, body="Is my prescription ready?")
+    answer_may_leave = threading.Event()
+    composer_response = views._composer_response
+
+    def answer_after_the_patient_wrote(*args, **kwargs):
+        response = composer_response(*args, **kwargs)
+        receive_sms(account=sms_account, phone="+14155550144", body="Also, can I come at 4 today?")
+        answer_may_leave.wait(WAIT_SECONDS)
+        return response
+
+    monkeypatch.setattr(views, "_composer_response", answer_after_the_patient_wrote)
+    browser = open_browser(DESKTOP)
+    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
+    wait_live(browser)
+    browser.find_element(By.ID, "composer-body").send_keys("Yes, it is ready for pickup.")
+    browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
+    try:
+        wait_text(browser, "#thread", "Also, can I come at 4 today?")
+    finally:
+        answer_may_leave.set()
+    wait_text(browser, "#notices", "Reply queued for sending")
+    wait_text(browser, "#thread", "Also, can I come at 4 today?")
+    assert "Yes, it is ready for pickup." in text_of(browser, "#thread")
+
+
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_the_empty_inbox(open_browser, live_server, live_settings, north, size):
     newcomer = make_staff("new.agent", role=roles.AGENT, teams=[north], totp=True)

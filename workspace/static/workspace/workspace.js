@@ -67,8 +67,10 @@
         var data = JSON.parse(event.data);
         debounced("live-inbox");
         if (data.conversation !== openConversation()) return;
-        if (kind === "message") threadAppend();
-        else if (kind === "delivery" && data.interaction) {
+        if (kind === "message") {
+          lastMessageEvent = ++sequence;
+          threadAppend();
+        } else if (kind === "delivery" && data.interaction) {
           noteDelivery(data.interaction);
           threadMessage(data.interaction);
         }
@@ -117,13 +119,15 @@
     htmx.ajax("GET", thread.dataset.threadUrl + "?message=" + encodeURIComponent(id),
       { source: thread, target: "#m-" + id, swap: "outerHTML" });
   }
-  /* A delivery state can reach the page before the answer to a request sent
-     earlier: a send's answer carries the thread as the server read it, and on a
-     busy server the worker may meet the provider's refusal, and the live
-     connection report it, first. Requests and delivery events take numbers from
-     one counter; when an answer older than a message's delivery event has been
-     swapped in, that message is fetched again. */
+  /* A live event can reach the page before the answer to a request sent earlier:
+     a send's answer carries the thread as the server read it, and on a busy
+     server the worker may meet the provider's refusal, or the patient write
+     again, and the live connection report it first. Requests and events take
+     numbers from one counter; when an answer older than an event has been
+     swapped into the conversation, what the event said is fetched again: the
+     message whose delivery state moved, or the messages after the last shown. */
   var sequence = 0;
+  var lastMessageEvent = 0;
   var deliveredAt = {};
   var DELIVERIES_KEPT = 200;
   function noteDelivery(id) {
@@ -137,12 +141,20 @@
   });
   body.addEventListener("htmx:afterSettle", function (event) {
     var xhr = event.detail.xhr;
-    /* A swap settles once per element it put in: check each answer once. */
-    if (!xhr || !xhr.sequence || xhr.deliveriesChecked) return;
-    xhr.deliveriesChecked = true;
-    Object.keys(deliveredAt).forEach(function (id) {
-      if (deliveredAt[id] > xhr.sequence && document.getElementById("m-" + id)) threadMessage(id);
-    });
+    if (!xhr || !xhr.sequence) return;
+    /* An answer settles once per element it put in: each check runs once. */
+    if (!xhr.deliveriesChecked) {
+      xhr.deliveriesChecked = true;
+      Object.keys(deliveredAt).forEach(function (id) {
+        if (deliveredAt[id] > xhr.sequence && document.getElementById("m-" + id)) threadMessage(id);
+      });
+    }
+    var settled = event.target;
+    var inConversation = settled && settled.closest && settled.closest("#work");
+    if (!xhr.messagesChecked && inConversation && lastMessageEvent > xhr.sequence) {
+      xhr.messagesChecked = true;
+      threadAppend();
+    }
   });
 
   body.addEventListener("thread-advanced", function (event) {
