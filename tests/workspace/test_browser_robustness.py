@@ -236,6 +236,54 @@ def test_a_message_that_arrives_before_the_sends_answer_stays_in_the_thread(
     assert "Yes, it is ready for pickup." in text_of(browser, "#thread")
 
 
+def test_a_change_reported_before_an_actions_answer_is_not_undone_by_it(
+    open_browser, live_server, live_settings, agent, teammate, make_sms_conversation, monkeypatch
+):
+    """An action's answer carries the conversation as the server read it; a
+    teammate's change committed after that read, and shown through the live
+    connection before the answer arrives, must still show after it."""
+    import threading
+
+    from channels_app.models import Conversation
+    from channels_app.services import conversation_change
+    from workspace import views
+
+    conversation = make_sms_conversation(145, body="Can someone call me back?")
+    answer_may_leave = threading.Event()
+    context_of = views.conversation_context
+
+    def answer_after_a_teammate_changed_it(request, found, *args, **kwargs):
+        context = context_of(request, found, *args, **kwargs)
+        if request.method == "POST":
+            conversation_change(
+                conversation=found,
+                actor=teammate,
+                actor_is_supervisor=False,
+                changes={"priority": Conversation.Priority.HIGH},
+            )
+            answer_may_leave.wait(WAIT_SECONDS)
+        return context
+
+    monkeypatch.setattr(views, "conversation_context", answer_after_a_teammate_changed_it)
+    browser = open_browser(DESKTOP)
+    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
+    wait_live(browser)
+    browser.find_element(By.CSS_SELECTOR, "button[value=assign_me]").click()
+    try:
+        wait_text(browser, "#thread", "High priority")
+        # The answer replaces the whole conversation pane: marked, so the test knows
+        # when the answer has been swapped in.
+        browser.execute_script("document.getElementById('work').dataset.beforeAnswer = 'yes';")
+    finally:
+        answer_may_leave.set()
+    wait(
+        browser,
+        lambda d: d.execute_script("return !document.querySelector('#work[data-before-answer]');"),
+    )
+    wait_text(browser, "#thread", "High priority")
+    assert "Assigned to you" in text_of(browser, "#thread [data-assignee]")
+
+
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_the_empty_inbox(open_browser, live_server, live_settings, north, size):
     newcomer = make_staff("new.agent", role=roles.AGENT, teams=[north], totp=True)

@@ -73,8 +73,10 @@
         } else if (kind === "delivery" && data.interaction) {
           noteDelivery(data.interaction);
           threadMessage(data.interaction);
+        } else {
+          lastThreadEvent = ++sequence;
+          debounced("live-thread");
         }
-        else debounced("live-thread");
       });
     });
     live.addEventListener("presence", function (event) {
@@ -125,9 +127,11 @@
      again, and the live connection report it first. Requests and events take
      numbers from one counter; when an answer older than an event has been
      swapped into the conversation, what the event said is fetched again: the
-     message whose delivery state moved, or the messages after the last shown. */
+     message whose delivery state moved, the messages after the last shown, or
+     the thread (a change of status, assignee, priority or labels). */
   var sequence = 0;
   var lastMessageEvent = 0;
+  var lastThreadEvent = 0;
   var deliveredAt = {};
   var DELIVERIES_KEPT = 200;
   function noteDelivery(id) {
@@ -154,6 +158,10 @@
     if (!xhr.messagesChecked && inConversation && lastMessageEvent > xhr.sequence) {
       xhr.messagesChecked = true;
       threadAppend();
+    }
+    if (!xhr.threadChecked && inConversation && lastThreadEvent > xhr.sequence) {
+      xhr.threadChecked = true;
+      debounced("live-thread");
     }
   });
 
