@@ -90,8 +90,8 @@ class KpiRollupDay(models.Model):
     from "not rolled up yet, compute it live".
 
     The day in progress is rolled up too, through its last closed quarter of an
-    hour (`covers_until`), so that a report of today computes only the minutes since
-    live; the nightly rollup then replaces it with the whole day (null)."""
+    hour (`covers_until`), so that a report of today computes live only the minutes
+    since then; the nightly rollup then replaces it with the whole day (null)."""
 
     day = models.DateField(primary_key=True)
     computed_at = models.DateTimeField()

@@ -5,9 +5,8 @@ does it from the conversations, calls and surveys themselves, by SQL aggregation
 (counts and sums grouped in the database, never rows counted in Python). The
 nightly rollup stores those groups for past days, and the intraday rollup those
 of today's closed quarters of an hour; `kpi_report()` sums stored groups for what
-is rolled up and computes the rest (the current quarter, and any day the rollup has
-not reached)
-live, then derives rates and percentiles.
+is rolled up and computes the rest live (the current quarter, and any day the
+rollup has not reached), then derives rates and percentiles.
 
 The one exception to "aggregate in SQL" is the business-hours durations (first
 response and resolution time): a team's calendar (weekly hours, time zone,
@@ -409,8 +408,7 @@ def kpi_rollup_coverage(*, since, until):
     """{day: None when the whole day is rolled up, else the moment its rollup
     reaches} for the days of since..until that kpi_report reads, wholly or in
     part, from the rollup. Today is rolled up through its last closed quarter of an
-    hour only;
-    the rest of it is computed live."""
+    hour only; the rest of it is computed live."""
     today = kpi_today()
     # A whole-day marker for today (a rollup run by hand) would freeze the rest of
     # the day: only the intraday rollup's partial one counts for today.

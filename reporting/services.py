@@ -80,8 +80,8 @@ def kpi_rollup_days(*, first_day, last_day):
 
 def kpi_rollup_intraday(*, now=None):
     """Store the figures of the day in progress up to the start of its current
-    quarter of an hour (local time), so that a report of today computes only the
-    minutes since live (a busy day's figures are most of a year's report
+    quarter of an hour (local time), so that a report of today computes live only
+    the minutes since then (a busy day's figures are most of a year's report
     otherwise). Every run recomputes the day from its start, as the nightly rollup
     recomputes the days whose FCR can still change: a closed quarter's figures that
     look ahead (FCR, callbacks made, a call still in the queue) are as old as the

@@ -4,6 +4,8 @@ agent wrote keeps the draft through signing in again; a send the provider refuse
 shows why. Screenshots at 1280 and 390 px of the empty inbox, a long thread, the
 failed send and the lost-connection banner (test-artifacts/workspace_browser/)."""
 
+import threading
+
 import pytest
 from django.contrib.sessions.backends.cached_db import SessionStore
 from selenium.webdriver.common.by import By
@@ -25,7 +27,7 @@ from tests.workspace.browser import (
     wait_text,
 )
 from tests.workspace.conftest import receive_sms
-from workspace import stream
+from workspace import stream, views
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 
@@ -50,6 +52,49 @@ def next_totp(user):
 def banner(browser):
     status = browser.find_element(By.ID, "live-status")
     return status.text if status.is_displayed() else ""
+
+
+# A busy server can answer a request after the live connection has reported what
+# happened since the answer read the conversation. The tests below force that order
+# instead of waiting for a busy machine to produce it.
+
+
+def hold_answer(monkeypatch, reads_for_the_answer, meanwhile):
+    """Late answers on purpose: workspace.views.<reads_for_the_answer> reads what a
+    POST's answer shows; then `meanwhile()` changes it, and the answer leaves only
+    once the returned event is set."""
+    release = threading.Event()
+    original = getattr(views, reads_for_the_answer)
+
+    def held(request, *args, **kwargs):
+        result = original(request, *args, **kwargs)
+        if request.method == "POST":
+            meanwhile()
+            release.wait(WAIT_SECONDS)
+        return result
+
+    monkeypatch.setattr(views, reads_for_the_answer, held)
+    return release
+
+
+def release_once(browser, release, shown):
+    """Let the held answer go once the page shows the change (or the wait fails)."""
+    try:
+        wait(browser, shown)
+    finally:
+        release.set()
+
+
+def open_conversation(open_browser, live_server, agent, conversation, size=DESKTOP):
+    browser = open_browser(size)
+    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
+    wait_live(browser)
+    return browser
+
+
+def send_reply(browser, text):
+    browser.find_element(By.ID, "composer-body").send_keys(text)
+    browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
 
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
@@ -133,13 +178,10 @@ def test_a_send_the_provider_refuses_shows_the_reason(
     live_settings.respond_next(
         status=400, code=21211, message="The 'To' number +14155550142 is not a valid phone number."
     )
-    browser = open_browser(size)
-    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
-    wait_live(browser)
+    browser = open_conversation(open_browser, live_server, agent, conversation, size)
     name = "desktop" if size == DESKTOP else "phone"
     shot(browser, f"long-thread-{name}")
-    browser.find_element(By.ID, "composer-body").send_keys("We got it, thank you.")
-    browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
+    send_reply(browser, "We got it, thank you.")
     wait_text(browser, "#thread .msg-outbound .delivery", "Failed", seconds=60)
     failed = text_of(browser, "#thread .msg-outbound .delivery")
     assert "not a valid phone number (Twilio 21211)" in failed
@@ -155,47 +197,26 @@ def test_a_failure_reported_before_the_sends_answer_is_not_undone_by_it(
     make_sms_conversation,
     monkeypatch,
 ):
-    """The send's answer carries the thread as the server read it; on a busy server
-    the worker can meet the provider's refusal, and the live connection report it,
-    before that answer arrives. Forced here in that order: the provider answers only
-    after the thread was read for the send's answer, and the answer leaves only after
-    the page has shown the failure. The stale copy must not bring back "Queued"."""
-    import threading
-
-    from workspace import views
-
+    """The worker meets the provider's refusal after the thread was read for the
+    send's answer (the provider answers only then), and the page shows it before
+    that answer arrives. The answer's older thread must not bring back "Queued"."""
     conversation = make_sms_conversation(143, body="Please text my new number")
     thread_read = threading.Event()
-    answer_may_leave = threading.Event()
     live_settings.respond_next(
         status=400,
         code=21211,
         message="The 'To' number +14155550143 is not a valid phone number.",
         hold=thread_read,
     )
-    composer_response = views._composer_response
-
-    def answer_after_the_failure_was_shown(*args, **kwargs):
-        response = composer_response(*args, **kwargs)
-        thread_read.set()
-        answer_may_leave.wait(WAIT_SECONDS)
-        return response
-
-    monkeypatch.setattr(views, "_composer_response", answer_after_the_failure_was_shown)
-    browser = open_browser(DESKTOP)
-    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
-    wait_live(browser)
-    browser.find_element(By.ID, "composer-body").send_keys("We got it, thank you.")
-    browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
+    release = hold_answer(monkeypatch, "_composer_response", meanwhile=thread_read.set)
+    browser = open_conversation(open_browser, live_server, agent, conversation)
+    send_reply(browser, "We got it, thank you.")
 
     def sent_message_state(driver):
         # The message itself, not the "Sending…" placeholder the page shows meanwhile.
         return text_of(driver, "#thread .msg-outbound[id^='m-'] .delivery")
 
-    try:
-        wait(browser, lambda d: "Failed" in sent_message_state(d))
-    finally:
-        answer_may_leave.set()
+    release_once(browser, release, lambda d: "Failed" in sent_message_state(d))
     wait_text(browser, "#notices", "Reply queued for sending")
     wait(browser, lambda d: "Failed" in sent_message_state(d))
     assert "not a valid phone number (Twilio 21211)" in sent_message_state(browser)
@@ -204,78 +225,54 @@ def test_a_failure_reported_before_the_sends_answer_is_not_undone_by_it(
 def test_a_message_that_arrives_before_the_sends_answer_stays_in_the_thread(
     open_browser, live_server, live_settings, agent, make_sms_conversation, sms_account, monkeypatch
 ):
-    """The same order with the patient writing again: their message is read by the
-    page's live connection after the thread was read for the send's answer, and
-    shown before that answer arrives. The answer's older thread must not hide it."""
-    import threading
-
-    from workspace import views
-
+    """The patient writes again after the thread was read for the send's answer, and
+    the page shows it before that answer arrives. The older thread must not hide it."""
     conversation = make_sms_conversation(144, body="Is my prescription ready?")
-    answer_may_leave = threading.Event()
-    composer_response = views._composer_response
-
-    def answer_after_the_patient_wrote(*args, **kwargs):
-        response = composer_response(*args, **kwargs)
-        receive_sms(account=sms_account, phone="+14155550144", body="Also, can I come at 4 today?")
-        answer_may_leave.wait(WAIT_SECONDS)
-        return response
-
-    monkeypatch.setattr(views, "_composer_response", answer_after_the_patient_wrote)
-    browser = open_browser(DESKTOP)
-    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
-    wait_live(browser)
-    browser.find_element(By.ID, "composer-body").send_keys("Yes, it is ready for pickup.")
-    browser.find_element(By.CSS_SELECTOR, "#composer [data-send]").click()
-    try:
-        wait_text(browser, "#thread", "Also, can I come at 4 today?")
-    finally:
-        answer_may_leave.set()
+    later = "Also, can I come at 4 today?"
+    release = hold_answer(
+        monkeypatch,
+        "_composer_response",
+        meanwhile=lambda: receive_sms(account=sms_account, phone="+14155550144", body=later),
+    )
+    browser = open_conversation(open_browser, live_server, agent, conversation)
+    send_reply(browser, "Yes, it is ready for pickup.")
+    release_once(browser, release, lambda d: later in text_of(d, "#thread"))
     wait_text(browser, "#notices", "Reply queued for sending")
-    wait_text(browser, "#thread", "Also, can I come at 4 today?")
+    wait_text(browser, "#thread", later)
     assert "Yes, it is ready for pickup." in text_of(browser, "#thread")
 
 
 def test_a_change_reported_before_an_actions_answer_is_not_undone_by_it(
     open_browser, live_server, live_settings, agent, teammate, make_sms_conversation, monkeypatch
 ):
-    """An action's answer carries the conversation as the server read it; a
-    teammate's change committed after that read, and shown through the live
-    connection before the answer arrives, must still show after it."""
-    import threading
-
+    """A teammate raises the priority after the conversation was read for the
+    answer to "Assign to me", and the page shows it before that answer arrives.
+    The answer's older pane must not take it back."""
     from channels_app.models import Conversation
     from channels_app.services import conversation_change
-    from workspace import views
 
     conversation = make_sms_conversation(145, body="Can someone call me back?")
-    answer_may_leave = threading.Event()
-    context_of = views.conversation_context
-
-    def answer_after_a_teammate_changed_it(request, found, *args, **kwargs):
-        context = context_of(request, found, *args, **kwargs)
-        if request.method == "POST":
-            conversation_change(
-                conversation=found,
-                actor=teammate,
-                actor_is_supervisor=False,
-                changes={"priority": Conversation.Priority.HIGH},
-            )
-            answer_may_leave.wait(WAIT_SECONDS)
-        return context
-
-    monkeypatch.setattr(views, "conversation_context", answer_after_a_teammate_changed_it)
-    browser = open_browser(DESKTOP)
-    sign_in(browser, live_server, agent, path=f"/conversations/{conversation.pk}/")
-    wait_live(browser)
+    release = hold_answer(
+        monkeypatch,
+        "conversation_context",
+        meanwhile=lambda: conversation_change(
+            conversation=conversation,
+            actor=teammate,
+            actor_is_supervisor=False,
+            changes={"priority": Conversation.Priority.HIGH},
+        ),
+    )
+    browser = open_conversation(open_browser, live_server, agent, conversation)
     browser.find_element(By.CSS_SELECTOR, "button[value=assign_me]").click()
-    try:
-        wait_text(browser, "#thread", "High priority")
-        # The answer replaces the whole conversation pane: marked, so the test knows
-        # when the answer has been swapped in.
-        browser.execute_script("document.getElementById('work').dataset.beforeAnswer = 'yes';")
-    finally:
-        answer_may_leave.set()
+
+    def shown_and_pane_marked(driver):
+        if "High priority" not in text_of(driver, "#thread"):
+            return False
+        # The answer replaces the whole pane: marked, so the test knows when it has.
+        driver.execute_script("document.getElementById('work').dataset.beforeAnswer = 'yes';")
+        return True
+
+    release_once(browser, release, shown_and_pane_marked)
     wait(
         browser,
         lambda d: d.execute_script("return !document.querySelector('#work[data-before-answer]');"),
