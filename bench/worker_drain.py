@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
+    inbound_unprocessed_since,
     prepare_database,
     setup_django,
     start_celery_worker,
@@ -139,6 +140,8 @@ def worker_environment():
 
 
 def drain(ids, warmup, concurrency, log_dir, timeout, root, extra=()):
+    from django.db.models import Min
+
     from channels_app.models import Interaction
     from escalation.models import EscalationRun
 
@@ -152,13 +155,15 @@ def drain(ids, warmup, concurrency, log_dir, timeout, root, extra=()):
         environment=worker_environment(),
         extra=extra,
     )
+    since = Interaction.objects.filter(pk__in=ids).aggregate(first=Min("created_at"))["first"]
     started = time.monotonic()
     try:
         while time.monotonic() - started < timeout:
-            done = EscalationRun.objects.filter(interaction_id__in=ids, stage="text").count()
-            marked = Interaction.objects.filter(pk__in=ids, processed_at__isnull=False).count()
-            if done >= total and marked >= total:
-                break
+            # The exact count (by id) only once every message is marked processed.
+            if inbound_unprocessed_since(since) == 0:
+                done = EscalationRun.objects.filter(interaction_id__in=ids, stage="text").count()
+                if done >= total:
+                    break
             if worker.poll() is not None:
                 sys.exit(f"the worker exited with {worker.returncode}; see {log_dir}/worker.log")
             time.sleep(0.25)

@@ -3,6 +3,7 @@ user may see, and the handoff context of a conversation."""
 
 import functools
 from datetime import timedelta
+from types import MappingProxyType
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -13,8 +14,9 @@ from channels_app.models import Conversation, Interaction
 from channels_app.selectors import conversations_visible_to, team_ids_of
 from contactcenter import roles, sql
 from contactcenter.models import StaffProfile, Team
+from contactcenter.process_copy import ProcessCopy
 from escalation import rules as rule_logic
-from escalation.models import BusinessHours, Escalation, SlaPolicy
+from escalation.models import BusinessHours, Escalation, EscalationRule, SlaPolicy
 from patients.models import Appointment
 
 User = get_user_model()
@@ -83,9 +85,25 @@ def available_profiles(*, user_ids):
     )
 
 
+# Read for every inbound message, changed a few times a year: kept in each process
+# (contactcenter.process_copy; a change reaches every worker within a second). The
+# rows are shared by every message the process handles, so nothing may change them.
+_active_rules = ProcessCopy(
+    "escalation_rules", lambda: tuple(sql.get_all(EscalationRule, active=True))
+).watch(EscalationRule)
+_sla_policies = ProcessCopy(
+    "sla_policies",
+    lambda: MappingProxyType({policy.priority: policy for policy in SlaPolicy.objects.all()}),
+).watch(SlaPolicy)
+
+
+def active_rules():
+    """The active escalation rules, in their order (order, then id)."""
+    return _active_rules.get()
+
+
 def sla_policy_for(*, priority):
-    # Read for every inbound message: a fixed statement, not a compiled QuerySet.
-    return sql.get_one(SlaPolicy, priority=priority)
+    return _sla_policies.get().get(priority)
 
 
 def business_calendar_for(*, team_id):

@@ -657,8 +657,7 @@ def interaction_process(*, interaction_id, interaction=None):
         return []
     # Scoring is pure CPU: done before the transaction, so no lock waits on it.
     sentiment = score_text(text) if has_text else None
-    # A fixed statement: compiling the QuerySet cost more than running it.
-    active_rules = sql.get_all(EscalationRule, active=True)
+    active_rules = selectors.active_rules()
     with transaction.atomic():
         conversation = _locked_conversation(interaction.conversation_id)
         if not _run_claim(interaction.pk, stage):

@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from compliance.services import audit_record
 from contactcenter import sql
+from contactcenter.process_copy import ProcessCopy
 from fhir import registry, scopes
-from fhir.models import AccessToken, SmartClient, UsedAssertion
+from fhir.models import AccessToken, SmartClient, Subscription, UsedAssertion
 
 TOKEN_PREFIX = "ccf_"  # noqa: S105 - a public prefix, not a secret
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -476,7 +477,6 @@ def subscription_create(*, client, principal, criteria, endpoint, with_payload):
     """A rest-hook subscription to new Communications of the client's patients, or
     of one (criteria `Communication?patient=Patient/{id}`). Returns it with its
     signing secret (shown to the client once, in the create response)."""
-    from fhir.models import Subscription
     from patients.selectors import patients_visible_to
 
     resource_type, _, query = criteria.partition("?")
@@ -512,7 +512,7 @@ def subscriptions_notify(*, interaction):
     interaction's patient, and queue it for the worker."""
     from contactcenter.auth import ApiClientPrincipal
     from contactcenter.queueing import enqueue_on_commit
-    from fhir.models import Subscription, SubscriptionDelivery
+    from fhir.models import SubscriptionDelivery
     from fhir.tasks import subscription_deliver
     from patients.selectors import patients_visible_to
 
@@ -545,12 +545,43 @@ def subscriptions_notify(*, interaction):
     return queued
 
 
-def _any_subscription_for(patient_id):
-    """Whether an active subscription names this patient or all of a client's: a
-    fixed statement, asked for every message stored, where nearly always none
-    does (compiling the subscriptions' QuerySet cost more than running it)."""
-    from fhir.models import Subscription
+# Asked for every message stored, where nearly always no subscription names the
+# patient: the active subscriptions' patients are kept in each process instead
+# (contactcenter.process_copy; a new subscription reaches every process within a
+# second). Past SUBSCRIBED_PATIENTS_KEPT patient-level subscriptions the set is not
+# kept and each message asks the database, as before.
+SUBSCRIBED_PATIENTS_KEPT = 10_000
+_MANY = object()
 
+
+def _subscribed_patients():
+    """(whether a subscription covers every patient its client may see, the
+    patients subscriptions name, or _MANY)."""
+    patient_ids = set(
+        Subscription.objects.filter(status=Subscription.Status.ACTIVE)
+        .order_by()
+        .values_list("patient_id", flat=True)
+        .distinct()[: SUBSCRIBED_PATIENTS_KEPT + 2]
+    )
+    everyone = None in patient_ids
+    patient_ids.discard(None)
+    if len(patient_ids) > SUBSCRIBED_PATIENTS_KEPT:
+        return everyone, _MANY
+    return everyone, frozenset(patient_ids)
+
+
+_subscribed = ProcessCopy("fhir_subscribed_patients", _subscribed_patients).watch(Subscription)
+
+
+def _any_subscription_for(patient_id):
+    """Whether an active subscription names this patient or all of a client's. A
+    subscription turned off or in error by a queryset update may still count here
+    for up to a copy's maximum age: subscriptions_notify reads the active ones again."""
+    everyone, patient_ids = _subscribed.get()
+    if everyone:
+        return True
+    if patient_ids is not _MANY:
+        return patient_id in patient_ids
     statement, (status, patient) = _any_subscription_statement()
     return sql.exists(
         statement,
@@ -560,8 +591,6 @@ def _any_subscription_for(patient_id):
 
 @functools.cache
 def _any_subscription_statement():
-    from fhir.models import Subscription
-
     quote = connection.ops.quote_name
     status = Subscription._meta.get_field("status")
     patient = Subscription._meta.get_field("patient_id")
@@ -650,7 +679,7 @@ def _delivery_failed(delivery, *, error, status_code):
 def subscription_delivery_give_up(*, delivery_id, reason):
     """The last attempt failed: the delivery is failed for good, and the
     subscription is marked in error (FHIR's status), visibly."""
-    from fhir.models import Subscription, SubscriptionDelivery
+    from fhir.models import SubscriptionDelivery
 
     delivery = SubscriptionDelivery.objects.select_related("subscription").get(pk=delivery_id)
     # One commit: nobody sees the delivery failed and its subscription still active.

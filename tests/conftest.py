@@ -40,14 +40,15 @@ def django_db_setup(django_db_setup, django_db_modify_db_settings, django_db_blo
 
 
 @pytest.fixture(autouse=True)
-def forget_channel_accounts():
-    """Webhooks keep the channel accounts per process (channels_app.accounts); a
-    test's accounts roll back with it, so no test sees an earlier test's."""
-    from channels_app import accounts
+def forget_process_copies():
+    """Channel accounts, escalation rules, SLA policies and FHIR subscriptions are
+    kept per process (contactcenter.process_copy); a test's rows roll back with it,
+    so no test sees an earlier test's."""
+    from contactcenter import process_copy
 
-    accounts.forget()
+    process_copy.forget_all()
     yield
-    accounts.forget()
+    process_copy.forget_all()
 
 
 @pytest.fixture(autouse=True)

@@ -59,7 +59,10 @@ def statements(interaction):
 def test_understanding_adds_a_fixed_number_of_statements_and_no_commit(
     front_desk, defaults, text, action
 ):
-    # The same text in two fresh conversations, one processed without understanding.
+    # The same text in two fresh conversations, one processed without understanding,
+    # after a first message has loaded what each worker process keeps (the rules, the
+    # SLA policies), as in a worker that is running.
+    statements(receive(front_desk, "hello", address="+14155550100"))
     baseline = receive(front_desk, text, address="+14155550101")
     understood = receive(front_desk, text, address="+14155550102")
     with understanding_disconnected():
