@@ -13,7 +13,7 @@ from channels_app import services
 from channels_app.adapters import AdapterError, adapter_for
 from channels_app.models import Callback, DeliveryAttempt, Interaction, OutboundMessage
 from channels_app.signals import interaction_received
-from contactcenter import sql
+from contactcenter import savepoints, sql
 from contactcenter.retry import retry_or_give_up
 
 logger = structlog.stdlib.get_logger(__name__)
@@ -31,11 +31,16 @@ def inbound_process(interaction_id):
     only after they ran, so a crash leaves it for the sweeper (or the broker's
     redelivery: acks_late).
 
-    A receiver may return a callable: it runs here after every receiver has seen
-    the message, before the mark. Escalation's processing (sentiment, rules,
-    routing, understanding) runs that way, in this task, instead of one more task
-    through the broker per message; it still comes after the reminders' and
-    surveys' receivers, as it did when it was queued from here."""
+    A receiver may return a callable: it is called with the interaction here after
+    every receiver has seen the message, before the mark. Escalation's processing
+    (sentiment, rules, routing, understanding) runs that way, in this task, instead
+    of one more task through the broker per message; it still comes after the
+    reminders' and surveys' receivers, as it did when it was queued from here.
+
+    Those callables and the mark run in one transaction, first as an optimistic
+    attempt without the savepoints that isolate each part's failure
+    (contactcenter.savepoints); when the attempt fails, nothing of it is committed,
+    and they run again on the interaction read afresh, each part in its savepoint."""
     # The conversation for the receivers (a survey reply is matched on its address);
     # not the patient, whose two dozen columns escalation's processing reads again
     # with the conversation it locks, and hands to the interaction (one read, not two).
@@ -45,14 +50,30 @@ def inbound_process(interaction_id):
         return
     responses = interaction_received.send(sender=Interaction, interaction=interaction)
     afterwards = [then for _receiver, then in responses if callable(then)]
-    # The mark commits with what runs afterwards (each in a savepoint of its own):
-    # one commit, one WAL flush, a message instead of two, which is what a busy
-    # database makes a worker wait on.
+    try:
+        with savepoints.optimistic():
+            _process_and_mark(interaction, afterwards)
+    except Exception as exc:
+        # A part failed, and the attempt's transaction rolled back whole. The second
+        # attempt starts from the database, not from objects the first one changed.
+        logger.info(
+            "inbound_processing_retried_with_savepoints",
+            interaction_id=str(interaction_id),
+            error=exc.__class__.__name__,
+        )
+        interaction = sql.get_with_related(Interaction, "conversation", id=interaction_id)
+        if interaction is not None and interaction.processed_at is None:
+            _process_and_mark(interaction, afterwards)
+
+
+def _process_and_mark(interaction, afterwards):
+    # The mark commits with what runs afterwards: one commit, one WAL flush, a
+    # message instead of two, which is what a busy database makes a worker wait on.
     with transaction.atomic():
         for then in afterwards:
-            then()
+            then(interaction)
         sql.update_row(
-            Interaction, interaction_id, unless_set=["processed_at"], processed_at=timezone.now()
+            Interaction, interaction.pk, unless_set=["processed_at"], processed_at=timezone.now()
         )
 
 

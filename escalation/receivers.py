@@ -1,5 +1,3 @@
-from functools import partial
-
 from django.dispatch import receiver
 
 from channels_app.signals import interaction_received, staff_replied
@@ -9,11 +7,12 @@ from patients.signals import patients_merged
 
 @receiver(interaction_received)
 def process_inbound_after_receivers(sender, *, interaction, **kwargs):
-    # Returned, not run: the inbound task runs it after every receiver (reminders'
-    # and surveys' replies first, as when this queued a task of its own), in that
-    # task, and before it marks the interaction processed (so a failure that cannot
-    # even queue the escalation task leaves it to the channels sweeper).
-    return partial(tasks.process_inbound_here, interaction)
+    # Returned, not run: the inbound task calls it with the interaction after every
+    # receiver (reminders' and surveys' replies first, as when this queued a task of
+    # its own), in that task, and before it marks the interaction processed (so a
+    # failure that cannot even queue the escalation task leaves it to the channels
+    # sweeper).
+    return tasks.process_inbound_here
 
 
 @receiver(staff_replied)

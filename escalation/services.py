@@ -28,7 +28,7 @@ from channels_app.services import (
     event_record,
     outbound_create,
 )
-from contactcenter import sql
+from contactcenter import savepoints, sql
 from contactcenter.models import StaffProfile, Team
 from contactcenter.templating import render_template
 from escalation import rules as rule_logic
@@ -658,7 +658,10 @@ def interaction_process(*, interaction_id, interaction=None):
     # Scoring is pure CPU: done before the transaction, so no lock waits on it.
     sentiment = score_text(text) if has_text else None
     active_rules = selectors.active_rules()
-    with transaction.atomic():
+    # A savepoint inside the inbound task's transaction (its optimistic attempt
+    # has none: contactcenter.savepoints), a transaction of its own in the task of
+    # the escalations queue.
+    with savepoints.part():
         conversation = _locked_conversation(interaction.conversation_id)
         if not _run_claim(interaction.pk, stage):
             return []  # processed already, or by another worker meanwhile
@@ -685,6 +688,8 @@ def _analyse(interaction, conversation):
         sender=Interaction, interaction=interaction, conversation=conversation
     ):
         if isinstance(result, Exception):
+            if not savepoints.failures_handled():
+                raise result
             logger.error(
                 "inbound_analysis_failed",
                 interaction_id=str(interaction.pk),
@@ -701,6 +706,8 @@ def _announce_processed(interaction, conversation, escalated):
         escalated=escalated,
     ):
         if isinstance(result, Exception):
+            if not savepoints.failures_handled():
+                raise result
             logger.error(
                 "inbound_followup_failed",
                 interaction_id=str(interaction.pk),

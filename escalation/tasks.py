@@ -4,6 +4,7 @@ and the inbound task's call of the same service (process_inbound_here)."""
 import structlog
 from celery import Task, shared_task
 
+from contactcenter import savepoints
 from contactcenter.retry import is_transient_database_error, retry_or_give_up
 from escalation import services
 
@@ -46,10 +47,13 @@ def process_inbound_here(interaction):
     failsafe: nothing is committed by a failed try (one transaction), and the run
     row makes a second processing a no-op. When that publish fails too, the error
     fails the inbound task before it marks the message processed, so the channels
-    sweeper queues it again."""
+    sweeper queues it again. In the inbound task's optimistic attempt (no savepoint
+    around this processing) the failure is raised instead: the task tries again."""
     try:
         services.interaction_process(interaction_id=interaction.pk, interaction=interaction)
     except Exception as exc:
+        if not savepoints.failures_handled():
+            raise
         logger.warning(
             "inbound_processing_queued",
             interaction_id=str(interaction.pk),

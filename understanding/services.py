@@ -29,7 +29,7 @@ from channels_app.services import (
     event_record,
     outbound_create,
 )
-from contactcenter import sql
+from contactcenter import savepoints, sql
 from contactcenter.models import Team
 from escalation import selectors as escalation_selectors
 from escalation.services import conversation_language, conversation_route
@@ -182,7 +182,7 @@ def interaction_follow_up(*, interaction, conversation, escalated):
     try:
         action = _follow_up(decision, interaction, conversation, escalated=escalated)
     except Exception:
-        if unsaved:
+        if unsaved and savepoints.failures_handled():
             _store_without_action(decision)
         raise
     logger.info(
@@ -196,8 +196,9 @@ def interaction_follow_up(*, interaction, conversation, escalated):
 
 
 def _follow_up(decision, interaction, conversation, *, escalated):
-    # The savepoint is what keeps a failure here from costing the rules' work.
-    with transaction.atomic():
+    # The savepoint is what keeps a failure here from costing the rules' work (none
+    # in the inbound task's optimistic attempt: contactcenter.savepoints).
+    with savepoints.part():
         _store_patient_language(decision, interaction)
         facts = _facts(decision, conversation)
         previous = facts.previous

@@ -92,16 +92,20 @@ def test_a_processing_that_fails_in_the_inbound_task_goes_to_the_escalation_task
 @pytest.mark.django_db
 def test_the_statements_of_an_inbound_message(front_desk, django_assert_num_queries):
     """What the inbound task costs for a message on a queued conversation, escalation's
-    processing included: the task's read, the rules, the conversation locked (its
-    team's group and hours joined), the run row, the sentiment, the team's members,
-    the SLA policy, the conversation's update, understanding's follow-up in its
-    savepoint, the mark; inside this test's transaction, the task's transaction and
-    the processing's savepoint are two savepoints. A statement more fails."""
+    processing included, in a worker that has loaded what each process keeps (the
+    rules, the SLA policies, the FHIR subscriptions' patients): the task's read, the
+    conversation locked (its team's group and hours joined),
+    the run row, the sentiment, the team's members, the conversation's update,
+    understanding's follow-up (its read and its decision), the mark; no savepoint
+    around escalation's or understanding's part (the optimistic attempt); inside this
+    test's transaction, the task's transaction is a savepoint and its release. A
+    statement more fails."""
     from channels_app.tasks import inbound_process
 
+    inbound_process.run(str(receive(front_desk, "Hello", address="+14155550109").pk))
     interaction = receive(front_desk, "Can I move my appointment to Friday?")
 
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(11):
         inbound_process.run(str(interaction.pk))
 
     assert EscalationRun.objects.filter(interaction=interaction).exists()

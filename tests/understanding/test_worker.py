@@ -123,6 +123,76 @@ def test_a_failing_follow_up_keeps_the_rules_work_and_stores_the_decision(
     assert (decision.language, bool(decision.explanation)) == ("en", True)
 
 
+@pytest.mark.parametrize("failure", ["database", "python"])
+def test_in_the_inbound_task_a_failing_follow_up_is_retried_with_its_savepoint(
+    front_desk, defaults, monkeypatch, failure
+):
+    """The inbound task's first attempt has no savepoints (contactcenter.savepoints):
+    the follow-up's failure ends it, nothing of it commits, and the second attempt,
+    on the interaction read again, keeps the rules' work and stores the decision
+    without an action, as the processing does outside the task."""
+    from channels_app.models import Interaction
+    from channels_app.tasks import inbound_process
+
+    def failing_act(*args, **kwargs):
+        if failure == "python":
+            raise RuntimeError("a bug in an action")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
+
+    monkeypatch.setattr(services, "_act", failing_act)
+    interaction = receive(front_desk, "I have chest pain, what time do you open?")
+
+    with CaptureQueriesContext(connection) as queries:
+        inbound_process.run(str(interaction.pk))
+
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert (sqls.count("ROLLBACK"), sqls.count("COMMIT")) == (1, 1)
+    attempt, retry = sqls[: sqls.index("ROLLBACK")], sqls[sqls.index("ROLLBACK") :]
+    # The same statements twice, but for three savepoints only the second attempt
+    # made: the two parts' (escalation's, understanding's) and the one that stores the
+    # decision after the follow-up failed. The services' own inside the parts (a
+    # priority change, a team move, the auto-reply) are in both.
+    assert sum(q.startswith("SAVEPOINT") for q in attempt) + 3 == sum(
+        q.startswith("SAVEPOINT") for q in retry
+    )
+    assert Interaction.objects.filter(pk=interaction.pk, processed_at__isnull=False).exists()
+    assert Escalation.objects.filter(interaction_id=interaction.pk).count() == 1
+    assert EscalationRun.objects.filter(interaction_id=interaction.pk).count() == 1
+    assert Conversation.objects.get(pk=interaction.conversation_id).escalated
+    decision = IntentDecision.objects.get(interaction=interaction)
+    assert (decision.action, decision.acted_at) == ("", None)
+
+
+def test_in_the_inbound_task_a_failure_after_the_follow_up_is_retried_and_acts_once(
+    front_desk, defaults
+):
+    """A part that fails after understanding acted (another receiver of the same
+    signal) ends the first attempt after the decision was stored and acted on, in
+    the transaction that rolls back: the second attempt decides and acts again, and
+    once only, on the interaction read again."""
+    from channels_app.models import Interaction
+    from channels_app.tasks import inbound_process
+
+    def failing_receiver(sender, **kwargs):
+        raise RuntimeError("a bug in another receiver")
+
+    inbound_processed.connect(failing_receiver)
+    try:
+        interaction = receive(front_desk, "what time do you open on saturday")
+        inbound_process.run(str(interaction.pk))
+    finally:
+        inbound_processed.disconnect(failing_receiver)
+
+    assert Interaction.objects.filter(pk=interaction.pk, processed_at__isnull=False).exists()
+    decision = IntentDecision.objects.get(interaction=interaction)
+    assert decision.acted_at is not None and decision.action
+    answers = Interaction.objects.filter(
+        conversation_id=interaction.conversation_id, direction=Interaction.Direction.OUTBOUND
+    )
+    assert answers.count() == (1 if decision.action == IntentDecision.Action.ANSWERED else 0)
+
+
 def test_a_failing_analysis_leaves_the_rules_to_run(front_desk, defaults, monkeypatch):
     def failing_classify(text):
         raise RuntimeError("model missing")
