@@ -595,10 +595,13 @@ def _record_events(conversation, events, *, actor=None, metadata=None):
         )
 
 
-def _run_claim(interaction_id, stage):
+def _run_claim(interaction_id, stage, sentiment=None):
     """Insert the run row unless it exists: True when this processing is the first.
     ON CONFLICT instead of a savepoint around an INSERT that may fail: one statement
-    instead of three, in the transaction that holds the conversation's lock."""
+    instead of three, in the transaction that holds the conversation's lock. With a
+    `sentiment` on PostgreSQL, the same statement stores it on the interaction when
+    the claim succeeds (a data-modifying WITH: one round trip instead of two);
+    returns (claimed, sentiment stored)."""
     # The fields prepare the values: SQLite (make run) stores a UUID as hex text and
     # a datetime as text, and its driver binds neither object itself.
     values = [
@@ -609,13 +612,23 @@ def _run_claim(interaction_id, stage):
             ("created_at", timezone.now()),
         )
     ]
+    claim = (
+        f"INSERT INTO {EscalationRun._meta.db_table} (interaction_id, stage, created_at) "  # noqa: S608
+        "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+    )
     with connection.cursor() as cursor:
+        if sentiment is None or connection.vendor != "postgresql":
+            cursor.execute(claim, values)
+            return cursor.rowcount == 1, False
+        quote, field = connection.ops.quote_name, Interaction._meta.get_field("sentiment")
         cursor.execute(
-            f"INSERT INTO {EscalationRun._meta.db_table} (interaction_id, stage, created_at) "  # noqa: S608
-            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            values,
+            f"WITH claimed AS ({claim} RETURNING 1) "  # noqa: S608
+            f"UPDATE {quote(Interaction._meta.db_table)} SET {quote(field.column)} = %s "
+            f"WHERE {quote(Interaction._meta.pk.column)} = %s "
+            "AND EXISTS (SELECT 1 FROM claimed)",
+            [*values, field.get_db_prep_save(sentiment, connection), values[0]],
         )
-        return cursor.rowcount == 1
+        return cursor.rowcount == 1, True
 
 
 def interaction_process(*, interaction_id, interaction=None):
@@ -663,7 +676,8 @@ def interaction_process(*, interaction_id, interaction=None):
     # the escalations queue.
     with savepoints.part():
         conversation = _locked_conversation(interaction.conversation_id)
-        if not _run_claim(interaction.pk, stage):
+        claimed, sentiment_stored = _run_claim(interaction.pk, stage, sentiment)
+        if not claimed:
             return []  # processed already, or by another worker meanwhile
         if conversation.patient_id == interaction.patient_id:
             # The patient read with the locked conversation is the message's: what
@@ -674,7 +688,9 @@ def interaction_process(*, interaction_id, interaction=None):
             # (the language) is set on it for the rules and routing to read, and
             # saved with the rules' changes.
             _analyse(interaction, conversation)
-        escalations = _process_locked(conversation, interaction, sentiment, text, active_rules)
+        escalations = _process_locked(
+            conversation, interaction, sentiment, text, active_rules, sentiment_stored
+        )
         if has_text:
             # After the rules, still in their transaction and with the conversation
             # locked: what a receiver does (understanding's routing, automated
@@ -768,9 +784,12 @@ def interaction_processing_failed(*, interaction_id, error):
     return escalation
 
 
-def _process_locked(conversation, interaction, sentiment, text, active_rules):
+def _process_locked(
+    conversation, interaction, sentiment, text, active_rules, sentiment_stored=False
+):
     if sentiment is not None:
-        sql.update_row(Interaction, interaction.pk, sentiment=sentiment)
+        if not sentiment_stored:
+            sql.update_row(Interaction, interaction.pk, sentiment=sentiment)
         if conversation.sentiment_first is None:
             conversation.sentiment_first = sentiment
         if conversation.last_inbound_at is None or interaction.occurred_at >= (

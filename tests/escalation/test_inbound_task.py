@@ -94,8 +94,8 @@ def test_the_statements_of_an_inbound_message(front_desk, django_assert_num_quer
     """What the inbound task costs for a message on a queued conversation, escalation's
     processing included, in a worker that has loaded what each process keeps (the
     rules, the SLA policies, the FHIR subscriptions' patients): the task's read, the
-    conversation locked (its team's group and hours joined),
-    the run row, the sentiment, the team's members, the conversation's update,
+    conversation locked (its team's group and hours joined), the run row with the
+    sentiment (one statement), the team's members, the conversation's update,
     understanding's follow-up (its read and its decision), the mark; no savepoint
     around escalation's or understanding's part (the optimistic attempt); inside this
     test's transaction, the task's transaction is a savepoint and its release. A
@@ -105,7 +105,7 @@ def test_the_statements_of_an_inbound_message(front_desk, django_assert_num_quer
     inbound_process.run(str(receive(front_desk, "Hello", address="+14155550109").pk))
     interaction = receive(front_desk, "Can I move my appointment to Friday?")
 
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(10):
         inbound_process.run(str(interaction.pk))
 
     assert EscalationRun.objects.filter(interaction=interaction).exists()

@@ -157,6 +157,25 @@ def test_processing_the_same_interaction_twice_changes_nothing(defaults, front_d
     assert EscalationRun.objects.filter(interaction=interaction).count() == 1
 
 
+def test_a_second_processing_is_refused_by_the_run_row_and_writes_no_sentiment(
+    defaults, front_desk, clinical
+):
+    """The inbound task hands over the interaction it read and skips the look-up of
+    the run: the claim (one statement with the sentiment on PostgreSQL) refuses the
+    second processing, and the sentiment it would store is not written."""
+    interaction = receive(front_desk, "I can't breathe")
+    services.interaction_process(interaction_id=interaction.pk, interaction=interaction)
+    stored = Interaction.objects.get(pk=interaction.pk).sentiment
+    Interaction.objects.filter(pk=interaction.pk).update(sentiment=0.5)
+
+    again = services.interaction_process(interaction_id=interaction.pk, interaction=interaction)
+
+    assert stored is not None and stored != 0.5
+    assert again == []
+    assert Interaction.objects.get(pk=interaction.pk).sentiment == 0.5
+    assert EscalationRun.objects.filter(interaction=interaction).count() == 1
+
+
 def test_a_second_emergency_message_escalates_again_but_auto_replies_only_once(
     defaults, front_desk, clinical
 ):
