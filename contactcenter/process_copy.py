@@ -86,12 +86,12 @@ class ProcessCopy:
     def watch(self, *models):
         """changed() on every save and delete of these models."""
         for model in models:
-            for signal in (post_save, post_delete):
+            for event, signal in (("save", post_save), ("delete", post_delete)):
                 signal.connect(
                     self._on_change,
                     sender=model,
                     weak=False,
-                    dispatch_uid=f"process_copy:{self.name}:{model._meta.label}:{signal}",
+                    dispatch_uid=f"process_copy:{self.name}:{model._meta.label}:{event}",
                 )
         return self
 
