@@ -69,12 +69,18 @@ def inbound_process(interaction_id):
 def _process_and_mark(interaction, afterwards):
     # The mark commits with what runs afterwards: one commit, one WAL flush, a
     # message instead of two, which is what a busy database makes a worker wait on.
+    # In the optimistic attempt escalation's claim may have set it already (on this
+    # instance too: contactcenter.savepoints.all_or_nothing).
     with transaction.atomic():
         for then in afterwards:
             then(interaction)
-        sql.update_row(
-            Interaction, interaction.pk, unless_set=["processed_at"], processed_at=timezone.now()
-        )
+        if interaction.processed_at is None:
+            sql.update_row(
+                Interaction,
+                interaction.pk,
+                unless_set=["processed_at"],
+                processed_at=timezone.now(),
+            )
 
 
 @shared_task(

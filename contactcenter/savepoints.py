@@ -45,3 +45,10 @@ def failures_handled():
     """False in an optimistic attempt: whoever catches a part's failure raises it
     again, so that the attempt ends and the task runs the careful one."""
     return not _optimistic.get()
+
+
+def all_or_nothing():
+    """True in an optimistic attempt: whatever a part writes commits only if every
+    part and the task's own writes succeed (a part may do the task's last write for
+    it, as escalation's claim does with the processed mark)."""
+    return _optimistic.get()

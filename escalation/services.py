@@ -595,13 +595,14 @@ def _record_events(conversation, events, *, actor=None, metadata=None):
         )
 
 
-def _run_claim(interaction_id, stage, sentiment=None):
+def _run_claim(interaction_id, stage, sentiment=None, processed_at=None):
     """Insert the run row unless it exists: True when this processing is the first.
     ON CONFLICT instead of a savepoint around an INSERT that may fail: one statement
     instead of three, in the transaction that holds the conversation's lock. With a
     `sentiment` on PostgreSQL, the same statement stores it on the interaction when
-    the claim succeeds (a data-modifying WITH: one round trip instead of two);
-    returns (claimed, sentiment stored)."""
+    the claim succeeds (a data-modifying WITH: one round trip instead of two), and
+    `processed_at` too when given (the inbound task's mark, unless already set);
+    returns (claimed, sentiment and mark stored)."""
     # The fields prepare the values: SQLite (make run) stores a UUID as hex text and
     # a datetime as text, and its driver binds neither object itself.
     values = [
@@ -620,13 +621,26 @@ def _run_claim(interaction_id, stage, sentiment=None):
         if sentiment is None or connection.vendor != "postgresql":
             cursor.execute(claim, values)
             return cursor.rowcount == 1, False
-        quote, field = connection.ops.quote_name, Interaction._meta.get_field("sentiment")
+        quote = connection.ops.quote_name
+        field = Interaction._meta.get_field("sentiment")
+        sets, changes = (
+            [f"{quote(field.column)} = %s"],
+            [field.get_db_prep_save(sentiment, connection)],
+        )
+        if processed_at is not None:
+            mark = quote(Interaction._meta.get_field("processed_at").column)
+            sets.append(f"{mark} = COALESCE({mark}, %s)")
+            changes.append(
+                Interaction._meta.get_field("processed_at").get_db_prep_save(
+                    processed_at, connection
+                )
+            )
         cursor.execute(
             f"WITH claimed AS ({claim} RETURNING 1) "  # noqa: S608
-            f"UPDATE {quote(Interaction._meta.db_table)} SET {quote(field.column)} = %s "
+            f"UPDATE {quote(Interaction._meta.db_table)} SET {', '.join(sets)} "
             f"WHERE {quote(Interaction._meta.pk.column)} = %s "
             "AND EXISTS (SELECT 1 FROM claimed)",
-            [*values, field.get_db_prep_save(sentiment, connection), values[0]],
+            [*values, *changes, values[0]],
         )
         return cursor.rowcount == 1, True
 
@@ -674,11 +688,21 @@ def interaction_process(*, interaction_id, interaction=None):
     # A savepoint inside the inbound task's transaction (its optimistic attempt
     # has none: contactcenter.savepoints), a transaction of its own in the task of
     # the escalations queue.
+    # In the inbound task's optimistic attempt the claim also sets the task's
+    # processed mark (one UPDATE fewer): that attempt commits whole or not at all.
+    # Never in a savepoint that can roll back while the task goes on.
+    processed_at = (
+        timezone.now()
+        if not repeat_check and savepoints.all_or_nothing() and interaction.processed_at is None
+        else None
+    )
     with savepoints.part():
         conversation = _locked_conversation(interaction.conversation_id)
-        claimed, sentiment_stored = _run_claim(interaction.pk, stage, sentiment)
+        claimed, stored = _run_claim(interaction.pk, stage, sentiment, processed_at)
         if not claimed:
             return []  # processed already, or by another worker meanwhile
+        if stored and processed_at is not None:
+            interaction.processed_at = processed_at  # the inbound task skips its mark
         if conversation.patient_id == interaction.patient_id:
             # The patient read with the locked conversation is the message's: what
             # receivers look up on interaction.patient is not read a second time.
@@ -689,7 +713,7 @@ def interaction_process(*, interaction_id, interaction=None):
             # saved with the rules' changes.
             _analyse(interaction, conversation)
         escalations = _process_locked(
-            conversation, interaction, sentiment, text, active_rules, sentiment_stored
+            conversation, interaction, sentiment, text, active_rules, stored
         )
         if has_text:
             # After the rules, still in their transaction and with the conversation

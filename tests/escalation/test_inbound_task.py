@@ -95,20 +95,21 @@ def test_the_statements_of_an_inbound_message(front_desk, django_assert_num_quer
     processing included, in a worker that has loaded what each process keeps (the
     rules, the SLA policies, the FHIR subscriptions' patients): the task's read, the
     conversation locked (its team's group and hours joined), the run row with the
-    sentiment (one statement), the team's members, the conversation's update,
-    understanding's follow-up (its read and its decision), the mark; no savepoint
-    around escalation's or understanding's part (the optimistic attempt); inside this
-    test's transaction, the task's transaction is a savepoint and its release. A
-    statement more fails."""
+    sentiment and the processed mark (one statement), the team's members, the
+    conversation's update, understanding's follow-up (its read and its decision); no
+    savepoint around escalation's or understanding's part and no mark of its own
+    (the optimistic attempt); inside this test's transaction, the task's transaction
+    is a savepoint and its release. A statement more fails."""
     from channels_app.tasks import inbound_process
 
     inbound_process.run(str(receive(front_desk, "Hello", address="+14155550109").pk))
     interaction = receive(front_desk, "Can I move my appointment to Friday?")
 
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         inbound_process.run(str(interaction.pk))
 
     assert EscalationRun.objects.filter(interaction=interaction).exists()
+    assert Interaction.objects.get(pk=interaction.pk).processed_at is not None
 
 
 @pytest.mark.django_db

@@ -171,6 +171,9 @@ def test_a_second_processing_is_refused_by_the_run_row_and_writes_no_sentiment(
     again = services.interaction_process(interaction_id=interaction.pk, interaction=interaction)
 
     assert stored is not None and stored != 0.5
+    # Outside the inbound task's optimistic attempt the claim leaves the processed
+    # mark to the task.
+    assert Interaction.objects.get(pk=interaction.pk).processed_at is None
     assert again == []
     assert Interaction.objects.get(pk=interaction.pk).sentiment == 0.5
     assert EscalationRun.objects.filter(interaction=interaction).count() == 1
