@@ -5,6 +5,7 @@ link of an email or portal message)."""
 import functools
 import re
 from datetime import datetime, time, timedelta
+from types import MappingProxyType
 
 import structlog
 from django.conf import settings
@@ -18,6 +19,7 @@ from django.utils.translation import gettext as _
 from channels_app.models import Conversation, Interaction
 from channels_app.services import conversation_resolve, outbound_create
 from contactcenter import sql
+from contactcenter.process_copy import ProcessCopy
 from escalation.sentiment import score_text
 from patients.models import Channel
 from patients.services import consent_check
@@ -403,17 +405,51 @@ def surveys_send_due(*, now=None, limit=200):
     return sent
 
 
+# Every inbound SMS asks whether a survey went to its sender within the reply window;
+# nearly always none did. The contacts surveyed recently are kept in each process
+# (contactcenter.process_copy): a survey sent is seen everywhere within a second,
+# sooner than any patient can answer it. Past SURVEYED_CONTACTS_KEPT contacts, or
+# for a message older than the copy's window (a backlog), the database is asked.
+SURVEYED_CONTACTS_KEPT = 50_000
+# Loaded this much further back than the reply window, so a message that waited a
+# while in the queue is still answered from the copy.
+_SURVEYED_MARGIN = timedelta(hours=1)
+
+
+def _recently_surveyed():
+    """(since, {(account id, contact index): last sent_at}), or (since, None) when
+    there are too many to keep."""
+    since = timezone.now() - _reply_window() - _SURVEYED_MARGIN
+    rows = list(
+        SurveyRequest.objects.filter(sent_at__gte=since)
+        .order_by()
+        .values_list("conversation__account_id", "conversation__contact_index")
+        .annotate(last=Max("sent_at"))[: SURVEYED_CONTACTS_KEPT + 1]
+    )
+    if len(rows) > SURVEYED_CONTACTS_KEPT:
+        return since, None
+    return since, MappingProxyType({(account, index): last for account, index, last in rows})
+
+
+_surveyed = ProcessCopy("reporting_surveyed_contacts", _recently_surveyed).watch(SurveyRequest)
+
+
 def _survey_sent_within_reply_window(conversation, at):
     """Whether a survey went to this address on this account (its questions are
     sent in the surveyed conversation) early enough for a message at `at` to answer
     it. Nearly every inbound SMS is no answer: it stops here, at the surveys of the
     sender's conversations, instead of reading every message ever sent to them for
     the last one."""
-    # A fixed statement: asked for every inbound SMS, where compiling
+    earliest = at - _reply_window()
+    since, surveyed = _surveyed.get()
+    if surveyed is not None and earliest >= since:
+        last = surveyed.get((conversation.account_id, conversation.contact_index))
+        return last is not None and last >= earliest
+    # A fixed statement: compiling
     # `SurveyRequest.objects.filter(conversation__account_id=..., conversation__
     # contact_index=..., sent_at__gte=...).exists()` cost several times running it.
     statement, fields = _survey_window_statement()
-    values = (conversation.account_id, conversation.contact_index, at - _reply_window())
+    values = (conversation.account_id, conversation.contact_index, earliest)
     return sql.exists(
         statement, [sql.param(field, value) for field, value in zip(fields, values, strict=True)]
     )

@@ -329,13 +329,62 @@ def test_a_reply_with_no_survey_in_the_window_reads_no_message_history(
     reply = inbound(client, "5")
     reply = Interaction.objects.select_related("conversation").get(pk=reply.pk)
 
-    with CaptureQueriesContext(connection) as queries:
+    # The contacts surveyed recently are kept per process: the first message after a
+    # change loads them (one statement on the surveys), the next ones ask nothing.
+    from reporting import services as reporting_services
+
+    reporting_services._surveyed.forget()
+    with CaptureQueriesContext(connection) as first_queries:
+        assert survey_reply_record(interaction=reply) is None
+    with CaptureQueriesContext(connection) as next_queries:
         assert survey_reply_record(interaction=reply) is None
 
-    assert len(queries) == 1, queries.captured_queries
-    statement = queries.captured_queries[0]["sql"]
+    assert len(first_queries) == 1, first_queries.captured_queries
+    statement = first_queries.captured_queries[0]["sql"]
     assert SurveyRequest._meta.db_table in statement
     assert Interaction._meta.db_table not in statement
+    assert len(next_queries) == 0, next_queries.captured_queries
+
+
+def test_a_late_message_asks_the_database_for_a_survey_the_copy_does_not_hold(
+    resolved_thread, settings
+):
+    """The kept copy answers for messages inside its window; a message older than
+    it (one that waited in a backlog) or a copy past its size asks the database,
+    which still finds a survey the copy does not hold."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from reporting import services as reporting_services
+
+    window = timedelta(seconds=settings.CSAT_REPLY_WINDOW_SECONDS)
+    survey = SurveyRequest.objects.get(conversation=resolved_thread)
+    now = timezone.now()
+    # Sent just before the copy's window, which starts an hour before the reply
+    # window's: a message from two hours ago may still answer it.
+    sent = now - window - timedelta(minutes=90)
+    SurveyRequest.objects.filter(pk=survey.pk).update(sent_at=sent)
+    reporting_services._surveyed.forget()
+    asks = reporting_services._survey_sent_within_reply_window
+
+    assert not asks(resolved_thread, now)
+    assert asks(resolved_thread, now - timedelta(hours=2))
+    reporting_services._surveyed.forget()
+    settings.CSAT_REPLY_WINDOW_SECONDS += 3600 * 2
+    assert asks(resolved_thread, now), "in the copy once the window covers it"
+
+
+def test_past_the_kept_number_each_sms_asks_the_database(resolved_thread, monkeypatch):
+    from django.utils import timezone
+
+    from reporting import services as reporting_services
+
+    monkeypatch.setattr(reporting_services, "SURVEYED_CONTACTS_KEPT", 0)
+    reporting_services._surveyed.forget()
+
+    assert reporting_services._survey_sent_within_reply_window(resolved_thread, timezone.now())
+    assert reporting_services._surveyed.get()[1] is None
 
 
 def test_text_before_any_score_is_an_ordinary_message(client, resolved_thread):
