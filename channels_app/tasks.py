@@ -55,7 +55,9 @@ def inbound_process(interaction_id):
             _process_and_mark(interaction, afterwards)
     except Exception as exc:
         # A part failed, and the attempt's transaction rolled back whole. The second
-        # attempt starts from the database, not from objects the first one changed.
+        # attempt starts from the database, not from objects the first one changed
+        # (the instance may carry the processed mark escalation's claim set in the
+        # rolled-back attempt: kept, it would stop this attempt's own mark).
         logger.info(
             "inbound_processing_retried_with_savepoints",
             interaction_id=str(interaction_id),
