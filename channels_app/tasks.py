@@ -72,7 +72,7 @@ def _process_and_mark(interaction, afterwards):
     # The mark commits with what runs afterwards: one commit, one WAL flush, a
     # message instead of two, which is what a busy database makes a worker wait on.
     # In the optimistic attempt escalation's claim may have set it already (on this
-    # instance too: contactcenter.savepoints.all_or_nothing).
+    # instance too: contactcenter.savepoints.in_optimistic_attempt).
     with transaction.atomic():
         for then in afterwards:
             then(interaction)

@@ -9,7 +9,7 @@ nearly never happen.
 
 So the task first makes an optimistic attempt (`optimistic()`): every `part()` is then
 a plain block of the transaction, without a savepoint, and a part's failure is not
-handled (`failures_handled()` is False: the catcher raises it again), which ends the
+handled (`in_optimistic_attempt()`: the catcher raises it again), which ends the
 attempt with nothing of it committed. The task then runs the processing again as
 before, each part in its savepoint, where the failure is handled where it happens. A
 message whose processing succeeds is processed exactly as it would have been with the
@@ -41,14 +41,10 @@ def part():
     return transaction.atomic(savepoint=not (_optimistic.get() and connection.in_atomic_block))
 
 
-def failures_handled():
-    """False in an optimistic attempt: whoever catches a part's failure raises it
-    again, so that the attempt ends and the task runs the careful one."""
-    return not _optimistic.get()
-
-
-def all_or_nothing():
-    """True in an optimistic attempt: whatever a part writes commits only if every
-    part and the task's own writes succeed (a part may do the task's last write for
-    it, as escalation's claim does with the processed mark)."""
+def in_optimistic_attempt():
+    """True in an optimistic attempt. Whoever catches a part's failure then raises it
+    again instead of handling it, so that the attempt ends and the task runs the
+    careful one; and whatever a part writes commits only if every part and the
+    task's own writes succeed, so a part may do the task's last write for it (as
+    escalation's claim does with the processed mark)."""
     return _optimistic.get()

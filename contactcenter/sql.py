@@ -1,7 +1,7 @@
 """Hand-written SQL for the hottest reads: the inbox, the timeline and the bearer
 token looked up on every request, and the look-ups and writes every inbound
-message makes on the webhook's request and in the worker (`get_one`, `get_all`,
-`exists`, `update_row`, `insert_row`, `save_fields`).
+message makes on the webhook's request and in the worker (`get_all`, `exists`,
+`update_row`, `insert_row`, `save_fields`).
 
 Building and compiling a QuerySet, then instantiating a model per row, costs
 several times the query itself on a page of fifty (bench/inbox_timeline.py). These
@@ -157,20 +157,6 @@ def get_with_related(model, fk_name, **lookup):
 
 
 @lru_cache(maxsize=16)
-def _one_statement(model, where_name):
-    if not model._meta.get_field(where_name).unique:
-        raise ValueError(f"{model.__name__}.{where_name} is not unique: more than one row")
-    quote = connection.ops.quote_name
-    fields = model._meta.concrete_fields
-    statement = (
-        f"SELECT {', '.join(quote(f.column) for f in fields)} "
-        f"FROM {quote(model._meta.db_table)} "
-        f"WHERE {quote(model._meta.get_field(where_name).column)} = %s"
-    )
-    return statement, fields
-
-
-@lru_cache(maxsize=16)
 def _all_statement(model, where_names):
     quote = connection.ops.quote_name
     meta = model._meta
@@ -202,18 +188,6 @@ def get_all(model, **lookup):
     return [
         model.from_db(connection.alias, attnames, row) for row in fetch(statement, params, fields)
     ]
-
-
-def get_one(model, **lookup):
-    """`model.objects.filter(**lookup).first()` for one exact lookup on a unique
-    column, as a fixed statement: the model instance, or None. For configuration
-    read by every message the worker processes."""
-    ((where_name, value),) = lookup.items()
-    statement, fields = _one_statement(model, where_name)
-    rows = fetch(statement, [param(model._meta.get_field(where_name), value)], fields)
-    if not rows:
-        return None
-    return model.from_db(connection.alias, [f.attname for f in fields], rows[0])
 
 
 @lru_cache(maxsize=64)

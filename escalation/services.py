@@ -628,13 +628,9 @@ def _run_claim(interaction_id, stage, sentiment=None, processed_at=None):
             [field.get_db_prep_save(sentiment, connection)],
         )
         if processed_at is not None:
-            mark = quote(Interaction._meta.get_field("processed_at").column)
-            sets.append(f"{mark} = COALESCE({mark}, %s)")
-            changes.append(
-                Interaction._meta.get_field("processed_at").get_db_prep_save(
-                    processed_at, connection
-                )
-            )
+            mark = Interaction._meta.get_field("processed_at")
+            sets.append(f"{quote(mark.column)} = COALESCE({quote(mark.column)}, %s)")
+            changes.append(mark.get_db_prep_save(processed_at, connection))
         cursor.execute(
             f"WITH claimed AS ({claim} RETURNING 1) "  # noqa: S608
             f"UPDATE {quote(Interaction._meta.db_table)} SET {', '.join(sets)} "
@@ -693,7 +689,9 @@ def interaction_process(*, interaction_id, interaction=None):
     # Never in a savepoint that can roll back while the task goes on.
     processed_at = (
         timezone.now()
-        if not repeat_check and savepoints.all_or_nothing() and interaction.processed_at is None
+        if not repeat_check
+        and savepoints.in_optimistic_attempt()
+        and interaction.processed_at is None
         else None
     )
     with savepoints.part():
@@ -728,7 +726,7 @@ def _analyse(interaction, conversation):
         sender=Interaction, interaction=interaction, conversation=conversation
     ):
         if isinstance(result, Exception):
-            if not savepoints.failures_handled():
+            if savepoints.in_optimistic_attempt():
                 raise result
             logger.error(
                 "inbound_analysis_failed",
@@ -746,7 +744,7 @@ def _announce_processed(interaction, conversation, escalated):
         escalated=escalated,
     ):
         if isinstance(result, Exception):
-            if not savepoints.failures_handled():
+            if savepoints.in_optimistic_attempt():
                 raise result
             logger.error(
                 "inbound_followup_failed",

@@ -52,7 +52,7 @@ def process_inbound_here(interaction):
     try:
         services.interaction_process(interaction_id=interaction.pk, interaction=interaction)
     except Exception as exc:
-        if not savepoints.failures_handled():
+        if savepoints.in_optimistic_attempt():
             raise
         logger.warning(
             "inbound_processing_queued",

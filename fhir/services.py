@@ -561,6 +561,7 @@ def _subscribed_patients():
         Subscription.objects.filter(status=Subscription.Status.ACTIVE)
         .order_by()
         .values_list("patient_id", flat=True)
+        # One more than kept, and NULL (a subscription to every patient).
         .distinct()[: SUBSCRIBED_PATIENTS_KEPT + 2]
     )
     everyone = None in patient_ids

@@ -182,7 +182,7 @@ def interaction_follow_up(*, interaction, conversation, escalated):
     try:
         action = _follow_up(decision, interaction, conversation, escalated=escalated)
     except Exception:
-        if unsaved and savepoints.failures_handled():
+        if unsaved and not savepoints.in_optimistic_attempt():
             _store_without_action(decision)
         raise
     logger.info(

@@ -49,31 +49,6 @@ def test_fetch_parses_timestamps_with_psycopgs_loader_and_leaves_the_orms_alone(
         assert loader is not sql._TIMESTAMPTZ_LOADER
 
 
-def test_get_one_returns_the_orms_instance_or_none(django_assert_num_queries):
-    from escalation.models import SlaPolicy
-
-    policy = SlaPolicy.objects.order_by("priority").first() or SlaPolicy.objects.create(
-        priority=2, first_response_minutes=15, next_response_minutes=60, resolution_minutes=480
-    )
-    orm = SlaPolicy.objects.get(priority=policy.priority)
-
-    with django_assert_num_queries(1):
-        fetched = sql.get_one(SlaPolicy, priority=policy.priority)
-
-    assert isinstance(fetched, SlaPolicy)
-    assert not fetched._state.adding
-    assert {f.attname: getattr(fetched, f.attname) for f in SlaPolicy._meta.concrete_fields} == {
-        f.attname: getattr(orm, f.attname) for f in SlaPolicy._meta.concrete_fields
-    }
-    SlaPolicy.objects.filter(pk=policy.pk).delete()
-    assert sql.get_one(SlaPolicy, priority=policy.priority) is None
-
-
-def test_get_one_refuses_a_column_that_is_not_unique():
-    with pytest.raises(ValueError, match="not unique"):
-        sql.get_one(Team, is_clinical=True)
-
-
 def test_exists_says_whether_the_statement_has_a_row(north):
     statement = "SELECT 1 FROM contactcenter_team WHERE id = %s"
     assert sql.exists(statement, [north.pk]) is True
