@@ -746,12 +746,15 @@ def purge_queues(environment):
     """Empty the task queues of the bench's broker (the production settings' queue
     names, unprefixed): run before a timed run and after a sampled drain, so a
     drain only ever works on this run's messages. Point REDIS_URL at a database of
-    the bench's own."""
+    the bench's own. The inbound messages' list and drainer slots
+    (channels_app/inbound_queue.py) go with them."""
     import redis
 
     client = redis.Redis.from_url(environment["REDIS_URL"])
     for queue in ("inbound", "escalations", "outbound", "reminders", "default"):
         client.delete(queue)
+    for key in client.scan_iter("inbound:*"):
+        client.delete(key)
 
 
 def drain(ids_by_kind, concurrency, environment, log_dir, timeout, sample=None):

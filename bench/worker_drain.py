@@ -102,6 +102,8 @@ def purge():
     client = redis_client()
     for name in (*QUEUES, "unacked", "unacked_index", "unacked_mutex"):
         client.delete(PREFIX + name)
+    for key in client.scan_iter(PREFIX + "inbound:*"):
+        client.delete(key)
 
 
 def backlog(count, senders):

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
 
-from channels_app import live, signals
+from channels_app import inbound_queue, live, signals
 from channels_app.models import (
     Callback,
     CallDetail,
@@ -393,9 +393,7 @@ def inbound_record(
         )
         _touch_conversation(conversation, interaction)
         _interaction_added(interaction, conversation, received=True)
-    from channels_app import tasks
-
-    enqueue_on_commit(tasks.inbound_process, str(interaction.pk))
+    inbound_queue.hand_over_on_commit(interaction.pk)
     logger.info(
         "inbound_stored",
         channel=channel,

@@ -6,14 +6,15 @@ from datetime import timedelta
 import structlog
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
-from channels_app import services
+from channels_app import inbound_queue, services
 from channels_app.adapters import AdapterError, adapter_for
 from channels_app.models import Callback, DeliveryAttempt, Interaction, OutboundMessage
 from channels_app.signals import interaction_received
 from contactcenter import savepoints, sql
+from contactcenter.queueing import publish
 from contactcenter.retry import retry_or_give_up
 
 logger = structlog.stdlib.get_logger(__name__)
@@ -26,6 +27,43 @@ CALLBACK_DIAL_MAX_RETRIES = 3
 
 @shared_task(name="channels_app.tasks.inbound_process", ignore_result=True)
 def inbound_process(interaction_id):
+    """Process one stored inbound message: a task per message, on a broker other
+    than Redis (channels_app.inbound_queue), and for tasks queued before the drain."""
+    process_inbound_message(interaction_id)
+
+
+@shared_task(name="channels_app.tasks.inbound_drain", ignore_result=True)
+def inbound_drain(slot):
+    """Process inbound messages taken off the list a batch at a time
+    (channels_app.inbound_queue) until it is empty, then give the slot back. After
+    DRAIN_SECONDS the task queues its successor on the same slot and ends, so that
+    a worker serving other queues too takes their tasks in between.
+
+    A message whose processing fails is logged and left unmarked, for the sweeper
+    to hand over again; the batch goes on with the next."""
+    deadline = time.monotonic() + inbound_queue.DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        interaction_ids = inbound_queue.take(slot)
+        if not interaction_ids:
+            return
+        for interaction_id in interaction_ids:
+            try:
+                process_inbound_message(interaction_id)
+            except Exception as exc:
+                logger.warning(
+                    "inbound_processing_failed_in_drain",
+                    interaction_id=interaction_id,
+                    error=exc.__class__.__name__,
+                )
+                # A connection a failed statement broke is not used for the next
+                # (outside a transaction: a worker's drain never runs in one).
+                for connection in connections.all(initialized_only=True):
+                    if not connection.in_atomic_block:
+                        connection.close_if_unusable_or_obsolete()
+    publish(inbound_drain, [slot])
+
+
+def process_inbound_message(interaction_id):
     """Hand a stored inbound interaction to the apps above (sentiment, rules,
     reminders' replies). Receivers are idempotent; the row is marked processed
     only after they ran, so a crash leaves it for the sweeper (or the broker's
@@ -159,12 +197,13 @@ def sweep_channels():
     deliveries whose worker died mid-send, and forget expired webhook signatures."""
     now = timezone.now()
     grace = timedelta(seconds=settings.SWEEPER_GRACE_SECONDS)
-    for interaction_id in Interaction.objects.filter(
-        processed_at__isnull=True,
-        direction=Interaction.Direction.INBOUND,
-        created_at__lt=now - grace,
-    ).values_list("pk", flat=True)[:500]:
-        inbound_process.apply_async(args=[str(interaction_id)], retry=False)
+    inbound_queue.hand_over(
+        Interaction.objects.filter(
+            processed_at__isnull=True,
+            direction=Interaction.Direction.INBOUND,
+            created_at__lt=now - grace,
+        ).values_list("pk", flat=True)[:500]
+    )
     for outbound_id in OutboundMessage.objects.filter(
         state=OutboundMessage.State.QUEUED, updated_at__lt=now - grace
     ).values_list("pk", flat=True)[:500]:

@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels_app import accounts, selectors, services, tasks
+from channels_app import accounts, inbound_queue, selectors, services, tasks
 from channels_app import voice_prompts as prompts
 from channels_app.models import Callback, CallDetail, Interaction, VoiceMenuChoice
 from channels_app.webhooks import _deny, _twilio_signature_ok
@@ -451,7 +451,7 @@ def transcription(request):
         # The transcript is new inbound text: process it like a message.
         interaction.processed_at = None
         interaction.save(update_fields=["body", "kind", "processed_at"])
-        enqueue_on_commit(tasks.inbound_process, str(interaction.pk))
+        inbound_queue.hand_over_on_commit(interaction.pk)
     return HttpResponse(status=204)
 
 

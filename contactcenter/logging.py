@@ -143,13 +143,17 @@ CONSOLE_PROCESSORS = [
 
 # Celery's lines about one task, whose arguments name the task.
 _TASK_LOGGERS = frozenset({"celery.app.trace", "celery.worker.strategy"})
-# The task every inbound message runs. Its received and succeeded lines are two JSON
-# lines a message, written by the worker's parent and its child at a reminder
-# wave's rate: they cost the drain about a tenth of its rate (bench/worker_drain.py
-# at INFO against WARNING). What happened to a message is in the application's own
-# lines (inbound_stored, intent_decided, escalations), and a retry or failure of
-# the task keeps its line, as every task's does.
-_PER_MESSAGE_TASKS = frozenset({"channels_app.tasks.inbound_process"})
+# The tasks every inbound message runs: its own, or a drain that takes it with
+# others (channels_app/inbound_queue.py; on a quiet line a drain task a message).
+# Their received and succeeded lines are two JSON lines a task, written by the
+# worker's parent and its child at a reminder wave's rate: they cost the drain
+# about a tenth of its rate (bench/worker_drain.py at INFO against WARNING). What
+# happened to a message is in the application's own lines (inbound_stored,
+# intent_decided, escalations), and a retry or failure of the task keeps its line,
+# as every task's does.
+_PER_MESSAGE_TASKS = frozenset(
+    {"channels_app.tasks.inbound_process", "channels_app.tasks.inbound_drain"}
+)
 
 
 class RoutineAtDebug(logging.Filter):

@@ -9,7 +9,8 @@ from django.db import transaction
 logger = structlog.stdlib.get_logger(__name__)
 
 
-def _publish(task, args):
+def publish(task, args):
+    """Queue `task(*args)` now; a broker outage is logged, not raised."""
     try:
         task.apply_async(args=args, retry=False)
     except Exception as exc:
@@ -21,4 +22,4 @@ def _publish(task, args):
 def enqueue_on_commit(task, *args):
     """Queue `task(*args)` once the current transaction commits (at once outside
     one). Arguments must be ids: task arguments never carry PHI."""
-    transaction.on_commit(partial(_publish, task, list(args)), robust=True)
+    transaction.on_commit(partial(publish, task, list(args)), robust=True)

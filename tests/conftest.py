@@ -3,6 +3,7 @@ import importlib
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.apps import apps
+from django.conf import settings
 from django.test import Client
 
 from config.celery import app as celery_app
@@ -49,6 +50,20 @@ def forget_process_copies():
     process_copy.forget_all()
     yield
     process_copy.forget_all()
+
+
+@pytest.fixture(autouse=True)
+def empty_inbound_list():
+    """The inbound messages' list and drainer slots live in Redis across tests
+    (channels_app.inbound_queue): a slot an earlier test took, for a drain task no
+    worker of its ran, would keep this test's message from starting one."""
+    from channels_app import inbound_queue
+
+    if inbound_queue.uses_list():
+        drainers = range(1, settings.INBOUND_DRAINERS + 1)
+        inbound_queue.client().connection.delete(
+            inbound_queue.list_key(), *(inbound_queue.slot_key(n) for n in drainers)
+        )
 
 
 @pytest.fixture(autouse=True)

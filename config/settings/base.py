@@ -163,6 +163,9 @@ EMAIL_ATTACHMENT_MAX_BYTES = env.int("EMAIL_ATTACHMENT_MAX_BYTES", default=10 * 
 # The sweeper queues again inbound work and deliveries older than this that the
 # broker never got, and settles deliveries stuck in "sending" past the second.
 SWEEPER_GRACE_SECONDS = env.int("SWEEPER_GRACE_SECONDS", default=60)
+# Drain tasks working the inbound messages at once (channels_app/inbound_queue.py):
+# the processes of every worker taking the inbound queue, all nodes together.
+INBOUND_DRAINERS = env.int("INBOUND_DRAINERS", default=4)
 OUTBOUND_SENDING_STALE_SECONDS = env.int("OUTBOUND_SENDING_STALE_SECONDS", default=300)
 OUTBOUND_RETRY_BASE_SECONDS = env.float("OUTBOUND_RETRY_BASE_SECONDS", default=5.0)
 # Outbound email through Django's backends: smtp://user:pass@host:587/?tls=True

@@ -219,7 +219,7 @@ def test_canaries_sent_through_every_channel_appear_in_no_table_log_or_task(
         assert [text for text in logged if needle.lower() in text.lower()] == []
 
     assert {p["task"] for p in published_tasks} >= {
-        "channels_app.tasks.inbound_process",
+        "channels_app.tasks.inbound_drain",
         "channels_app.tasks.outbound_send",
     }
     for publish in published_tasks:

@@ -128,4 +128,8 @@ def test_webhooks_are_stored_while_redis_is_down_and_processed_once_it_returns(
         timeout=20,
         what="the worker to process the three swept messages",
     )
-    assert worker.tasks_run()["channels_app.tasks.inbound_process"] == 3
+    # The sweep handed the three over: drain tasks took them off the list (one, and
+    # its successor when the worker's first messages took it past its time).
+    ran = worker.tasks_run()
+    assert ran["channels_app.tasks.inbound_drain"] >= 1
+    assert "channels_app.tasks.inbound_process" not in ran

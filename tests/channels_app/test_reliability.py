@@ -100,7 +100,8 @@ def test_inbound_sms_while_redis_is_down_is_stored_and_processed_after_the_sweep
         timeout=15,
         what="the worker to process the swept interaction",
     )
-    assert worker.tasks_run()["channels_app.tasks.inbound_process"] == 1
+    # The sweep handed it over: a drain task took it off the list, no task of its own.
+    assert set(worker.tasks_run()) == {"channels_app.tasks.inbound_drain"}
 
 
 def test_worker_killed_while_the_provider_accepts_settles_by_callback_and_never_resends(
@@ -247,7 +248,7 @@ def test_a_worker_keeps_its_database_connection_between_tasks(
 
     # The same session (pid and start time) served the three later messages.
     assert workers_session <= _sessions()
-    assert worker.tasks_run()["channels_app.tasks.inbound_process"] == len(sids)
+    assert set(worker.tasks_run()) == {"channels_app.tasks.inbound_drain"}
 
 
 def test_a_task_right_after_another_sends_no_probe_and_an_idle_connection_is_probed(monkeypatch):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from channels_app import tasks
+from channels_app.inbound_queue import hand_over
 from channels_app.models import CallDetail, ChannelAccount, Interaction, RawEvent
 from compliance.models import AuditEvent
 from patients.models import Channel
@@ -206,8 +206,8 @@ def test_transcription_sets_transcript_and_body_and_queues_the_text_for_processi
     assert call.interaction.body == "Please call me back about my results."
     assert call.interaction.kind == Interaction.Kind.VOICEMAIL
     assert call.interaction.processed_at is None
-    queued = [(cb.args[0], cb.args[1]) for cb in callbacks if getattr(cb, "args", None)]
-    assert (tasks.inbound_process, [str(call.interaction_id)]) in queued
+    handed_over = [cb.args for cb in callbacks if getattr(cb, "func", None) is hand_over]
+    assert ([str(call.interaction_id)],) in handed_over
 
 
 def test_a_failed_transcription_changes_nothing(post_twilio, closed_now):

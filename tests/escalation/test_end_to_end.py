@@ -8,7 +8,7 @@ import time
 import pytest
 from celery.signals import task_postrun
 
-from channels_app import tasks as channel_tasks
+from channels_app import inbound_queue
 from channels_app.models import Conversation, Interaction, OutboundMessage
 from escalation import tasks
 from escalation.models import Escalation, EscalationRun, Notification
@@ -91,11 +91,11 @@ def test_chest_pain_sms_ends_urgent_in_clinical_with_one_reply_and_one_escalatio
     before = snapshot(conversation.pk, twilio_stub_settings)
 
     # The same message again, every way it can come back: a repeated webhook
-    # delivery, the inbound task again (as the sweeper would queue it; it runs the
-    # escalation's processing itself), and the escalation task again (as the inbound
-    # task queues it when that processing failed there).
+    # delivery, the message handed over again (as the sweeper hands it over; its
+    # drain runs the escalation's processing itself), and the escalation task again
+    # (as the drain queues it when that processing failed there).
     ran = []
-    both = {"channels_app.tasks.inbound_process", "escalation.tasks.process_inbound"}
+    both = {"channels_app.tasks.inbound_drain", "escalation.tasks.process_inbound"}
 
     def record(sender=None, **kwargs):
         ran.append(sender.name)
@@ -104,7 +104,7 @@ def test_chest_pain_sms_ends_urgent_in_clinical_with_one_reply_and_one_escalatio
     try:
         assert post_twilio(SMS, params).status_code == 200
         Interaction.objects.filter(pk=inbound.pk).update(processed_at=None)
-        channel_tasks.inbound_process.delay(str(inbound.pk))
+        inbound_queue.hand_over([inbound.pk])
         tasks.process_inbound.delay(str(inbound.pk))
         wait_for(
             lambda: both <= set(ran),
