@@ -9,10 +9,11 @@ latency, not throughput:
 
 Between the two, real Celery workers do the work, as separate processes started by
 this script on the Redis broker under a key prefix of their own (one per queue, as a
-deployment runs them): `inbound` (inbound_process, which queues the escalation task),
-`escalations` (sentiment, rules, routing, SLA, the escalation row, the auto-reply
-record) and `outbound` (the auto-reply, sent through the official twilio client to a
-loopback stub of Twilio's API, tests/stubs/twilio_stub.py).
+deployment runs them): `inbound` (the drain task that processes the message:
+sentiment, rules, routing, SLA, the escalation row, the auto-reply record),
+`escalations` (a processing that failed there, retried) and `outbound` (the
+auto-reply, sent through the official twilio client to a loopback stub of Twilio's
+API, tests/stubs/twilio_stub.py).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cc_bench_escal \\
         .venv/bin/python bench/escalation_latency.py [--messages 100] [--pool prefork]

@@ -5,7 +5,8 @@ own floor: broker round trips, acks, the pool's hand-off), in the same run.
 What runs (all on this machine):
 
   backlog  `--messages` inbound SMS stored by `channels_app.services.inbound_record`,
-           the webhook's own write (each queues its task on commit, into Redis), from
+           the webhook's own write (each handed to the worker on commit: onto the
+           inbound list in Redis, channels_app/inbound_queue.py), from
            `--senders` patients whose conversations are open, bodies taken in turn from
            bench/ingest.py's; `--warmup` more before them, not timed (the model and
            the caches load in each worker process)
