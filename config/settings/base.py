@@ -166,6 +166,9 @@ SWEEPER_GRACE_SECONDS = env.int("SWEEPER_GRACE_SECONDS", default=60)
 # Drain tasks working the inbound messages at once (channels_app/inbound_queue.py):
 # the processes of every worker taking the inbound queue, all nodes together.
 INBOUND_DRAINERS = env.int("INBOUND_DRAINERS", default=4)
+if INBOUND_DRAINERS < 1:
+    # None would leave every message to the sweeper, a minute late.
+    raise ImproperlyConfigured("INBOUND_DRAINERS must be at least 1.")
 OUTBOUND_SENDING_STALE_SECONDS = env.int("OUTBOUND_SENDING_STALE_SECONDS", default=300)
 OUTBOUND_RETRY_BASE_SECONDS = env.float("OUTBOUND_RETRY_BASE_SECONDS", default=5.0)
 # Outbound email through Django's backends: smtp://user:pass@host:587/?tls=True

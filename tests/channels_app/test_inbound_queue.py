@@ -2,6 +2,10 @@
 the real Redis broker of this test run: the drainer slots, the take that gives its
 slot back, and the drain task's loop on real messages."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from celery.signals import before_task_publish
 from django.conf import settings
@@ -133,3 +137,20 @@ def test_redis_unreachable_hands_nothing_over_and_raises_nothing(published):
         inbound_queue.hand_over(["a"])
 
     assert published == []
+
+
+def test_no_drainer_at_all_is_refused_at_start():
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "INBOUND_DRAINERS": "0",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert started.returncode != 0
+    assert "INBOUND_DRAINERS must be at least 1." in started.stderr
