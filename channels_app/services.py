@@ -16,7 +16,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Subquery
+from django.db.models import F
 from django.utils import timezone
 
 from channels_app import inbound_queue, live, signals
@@ -42,8 +42,7 @@ from contactcenter.blind_index import email_index, normalise_email, normalise_ph
 from contactcenter.business_hours import calendar_from_config
 from contactcenter.models import Team
 from contactcenter.queueing import enqueue_on_commit
-from patients.models import Channel
-from patients.selectors import patients_by_email, patients_by_phone
+from patients.models import Channel, ContactPoint, Patient
 from patients.services import consent_check
 
 logger = structlog.stdlib.get_logger(__name__)
@@ -82,39 +81,84 @@ def normalise_address(channel, address):
 
 def resolve_patient(*, channel, address):
     """The one patient with this phone or email, or None when there is none or
-    several (a shared family line): staff resolve it, the system never guesses."""
+    several (a shared family line): staff resolve it, the system never guesses.
+
+    What `patients_by_email` / `patients_by_phone(...).select_related("team")[:2]`
+    read, as a fixed statement: a first message from an address asks it on the
+    webhook's request, where compiling that QuerySet cost more than running it."""
     if channel == Channel.EMAIL:
-        matches = patients_by_email(raw_email=address)
+        kind, index = ContactPoint.Kind.EMAIL, email_index(address)
     elif channel in (Channel.SMS, Channel.VOICE):
-        matches = patients_by_phone(raw_phone=address)
+        kind, index = ContactPoint.Kind.PHONE, phone_index(address)
     else:
         return None
-    found = list(matches.select_related("team")[:2])
+    where, kind_field, index_field = _patient_by_contact_condition(connection.vendor)
+    found = sql.select_with_related(
+        Patient,
+        "team",
+        where,
+        [sql.param(kind_field, kind), sql.param(index_field, index)],
+        limit=2,
+    )
     return found[0] if len(found) == 1 else None
+
+
+@functools.lru_cache(maxsize=4)
+def _patient_by_contact_condition(vendor):
+    """(the condition on the patient, aliased `a`; the contact point's kind and
+    blind-index fields, whose values are its parameters)."""
+    quote = connection.ops.quote_name
+    contact = ContactPoint._meta
+    kind, index, patient = (contact.get_field(name) for name in ("kind", "value_index", "patient"))
+    condition = (
+        # Identifiers come from the models' metadata; both values are parameters.
+        f"a.{quote(Patient._meta.get_field('merged_into').column)} IS NULL "  # noqa: S608
+        f"AND a.{quote(Patient._meta.pk.column)} IN ("
+        f"SELECT {quote(patient.column)} FROM {quote(contact.db_table)} "
+        f"WHERE {quote(kind.column)} = %s AND {quote(index.column)} = %s)"
+    )
+    return condition, kind, index
 
 
 def _grant_new_conversation(conversation, team):
     """The team's grant on a conversation created in this transaction: one INSERT
     (guardian's assign_perm would look the permission up and get_or_create the row
-    under a savepoint, five statements, for a row that cannot exist yet). The
-    permission's id is a subquery of the INSERT, never kept: a test database's
-    flush creates the permissions again under new ids."""
-    # bulk_create: guardian's save() would load the permission and the content
-    # type again only to compare them.
-    ConversationGroupObjectPermission.objects.bulk_create(
-        [
-            ConversationGroupObjectPermission(
-                permission_id=Subquery(
-                    Permission.objects.filter(
-                        content_type=ContentType.objects.get_for_model(Conversation),
-                        codename=VIEW_CONVERSATION,
-                    ).values("pk")[:1]
-                ),
-                group_id=team.group_id,
-                content_object=conversation,
-            )
-        ]
+    under a savepoint, five statements, for a row that cannot exist yet), a fixed
+    statement (compiling it cost more than running it, on every first message from
+    an address). The permission's id is selected by the INSERT, never kept: a test
+    database's flush creates the permissions again under new ids."""
+    statement, group_field, object_field = _grant_statement(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            statement,
+            [
+                sql.param(group_field, team.group_id),
+                sql.param(object_field, conversation.pk),
+                ContentType.objects.get_for_model(Conversation).pk,
+                VIEW_CONVERSATION,
+            ],
+        )
+        if cursor.rowcount != 1:
+            raise Permission.DoesNotExist(f"No {VIEW_CONVERSATION} permission to grant.")
+
+
+@functools.lru_cache(maxsize=4)
+def _grant_statement(vendor):
+    """(INSERT of a team's grant on a conversation, the group and object fields)."""
+    quote = connection.ops.quote_name
+    grant = ConversationGroupObjectPermission._meta
+    permission_field, group_field, object_field = (
+        grant.get_field(name) for name in ("permission", "group", "content_object")
     )
+    permission = Permission._meta
+    statement = (
+        f"INSERT INTO {quote(grant.db_table)} ({quote(permission_field.column)}, "  # noqa: S608
+        f"{quote(group_field.column)}, {quote(object_field.column)}) "
+        f"SELECT {quote(permission.pk.column)}, %s, %s FROM {quote(permission.db_table)} "
+        f"WHERE {quote(permission.get_field('content_type').column)} = %s "
+        f"AND {quote(permission.get_field('codename').column)} = %s"
+    )
+    return statement, group_field, object_field
 
 
 def conversation_open(
@@ -134,7 +178,7 @@ def conversation_open(
     asks nothing of staff (the reminders' own thread): it is born resolved, so no
     one resolved it and conversation_resolved is not sent."""
     now = timezone.now()
-    conversation = Conversation.objects.create(
+    conversation = Conversation(
         status=status,
         resolved_at=now if status == Conversation.Status.RESOLVED else None,
         channel=channel,
@@ -147,6 +191,8 @@ def conversation_open(
         thread_key=thread_key,
         last_interaction_at=occurred_at or now,
     )
+    # A fixed statement, as create() would write it (sql.insert_row).
+    sql.insert_row(conversation)
     _grant_new_conversation(conversation, team)
     return conversation
 

@@ -121,39 +121,55 @@ def constant_in_list(values):
 
 
 @lru_cache(maxsize=16)
-def _joined_statement(model, fk_name, where_name):
+def _joined_select(model, fk_name):
+    """`SELECT <model's columns>, <the related model's> FROM <model> a JOIN <related>
+    b ON ...`, the two field lists; a non-null foreign key (an inner join)."""
     quote = connection.ops.quote_name
     fk = model._meta.get_field(fk_name)
+    if fk.null:
+        raise ValueError(f"{model.__name__}.{fk_name} is nullable: an inner join would drop rows")
     related = fk.related_model
     own, theirs = model._meta.concrete_fields, related._meta.concrete_fields
     columns = [f"a.{quote(f.column)}" for f in own] + [f"b.{quote(f.column)}" for f in theirs]
     statement = (
         f"SELECT {', '.join(columns)} FROM {quote(model._meta.db_table)} a "
         f"JOIN {quote(related._meta.db_table)} b "
-        f"ON b.{quote(related._meta.pk.column)} = a.{quote(fk.column)} "
-        f"WHERE a.{quote(model._meta.get_field(where_name).column)} = %s"
+        f"ON b.{quote(related._meta.pk.column)} = a.{quote(fk.column)}"
     )
     return statement, own, theirs
 
 
+def select_with_related(model, fk_name, where, params, *, limit=None):
+    """`model.objects.select_related(fk_name)` filtered by `where`, a fixed condition
+    on the model's table (alias `a`) with `params`, as a fixed statement: real model
+    instances, the related one cached on the foreign key. For reads made on every
+    request or message, where building the QuerySet cost more than running it."""
+    statement, own, theirs = _joined_select(model, fk_name)
+    statement = f"{statement} WHERE {where}"
+    if limit is not None:
+        statement += f" LIMIT {int(limit)}"
+    instances = []
+    for values in fetch(statement, params, [*own, *theirs]):
+        instance = model.from_db(connection.alias, [f.attname for f in own], values[: len(own)])
+        related = theirs[0].model.from_db(
+            connection.alias, [f.attname for f in theirs], values[len(own) :]
+        )
+        setattr(instance, fk_name, related)
+        instances.append(instance)
+    return instances
+
+
 def get_with_related(model, fk_name, **lookup):
     """`model.objects.select_related(fk_name).filter(**lookup).first()` for one
-    exact lookup on a unique column, as a fixed statement: real model instances,
-    the related one cached on the foreign key. For lookups made on every request
-    (the bearer token) or every message (the inbound task's), where building the
-    query cost more than running it."""
+    exact lookup on a unique column, as a fixed statement (select_with_related).
+    For lookups made on every request (the bearer token) or every message (the
+    inbound task's)."""
     ((where_name, value),) = lookup.items()
-    statement, own, theirs = _joined_statement(model, fk_name, where_name)
-    rows = fetch(statement, [param(model._meta.get_field(where_name), value)], [*own, *theirs])
-    if not rows:
-        return None
-    values = rows[0]
-    instance = model.from_db(connection.alias, [f.attname for f in own], values[: len(own)])
-    related = theirs[0].model.from_db(
-        connection.alias, [f.attname for f in theirs], values[len(own) :]
+    field = model._meta.get_field(where_name)
+    found = select_with_related(
+        model, fk_name, f"a.{connection.ops.quote_name(field.column)} = %s", [param(field, value)]
     )
-    setattr(instance, fk_name, related)
-    return instance
+    return found[0] if found else None
 
 
 @lru_cache(maxsize=16)
