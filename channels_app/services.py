@@ -238,52 +238,51 @@ def _conversation_for_inbound(*, channel, account, address, subject="", occurred
 
 def _open_conversation_locked(*, account, contact_index, channel):
     """The address's latest unresolved conversation on this account and channel,
-    locked (FOR UPDATE where the database has it), or None. What
+    locked (FOR UPDATE where the database has it), or None."""
+    return open_conversation_locked(
+        account=account.pk, contact_index=contact_index, channel=channel
+    )
 
-        Conversation.objects.select_for_update()
-        .filter(account=account, contact_index=contact_index, channel=channel)
+
+def open_conversation_locked(**match):
+    """The latest unresolved conversation whose fields equal `match`, locked (FOR
+    UPDATE where the database has it), or None. What
+
+        Conversation.objects.select_for_update().filter(**match)
         .exclude(status=Conversation.Status.RESOLVED)
         .order_by("-last_interaction_at").first()
 
     runs, as a fixed statement: every inbound message asks it on the webhook's
-    request, where compiling that QuerySet cost more than running it."""
-    statement, fields = _open_conversation_statement(connection.vendor)
+    request (by account and address; a portal message by patient and thread), where
+    compiling that QuerySet cost more than running it."""
+    names = tuple(match)
+    statement, selected, matched, status = _open_conversation_statement(connection.vendor, names)
+    params = [sql.param(field, match[field.name]) for field in matched]
     rows = sql.fetch(
-        statement,
-        [
-            sql.param(field, value)
-            for field, value in zip(
-                fields[-4:],
-                (account.pk, contact_index, channel, Conversation.Status.RESOLVED),
-                strict=True,
-            )
-        ],
-        fields[:-4],
+        statement, [*params, sql.param(status, Conversation.Status.RESOLVED)], selected
     )
     if not rows:
         return None
-    return Conversation.from_db(connection.alias, [f.attname for f in fields[:-4]], rows[0])
+    return Conversation.from_db(connection.alias, [f.attname for f in selected], rows[0])
 
 
-@functools.lru_cache(maxsize=4)
-def _open_conversation_statement(vendor):
-    """(statement, the selected fields then the four fields of its parameters)."""
+@functools.lru_cache(maxsize=8)
+def _open_conversation_statement(vendor, names):
+    """(statement, the selected fields, the matched fields, the status field)."""
     quote = connection.ops.quote_name
     meta = Conversation._meta
     selected = list(meta.concrete_fields)
-    account, contact_index, channel, status, last = (
-        meta.get_field(name)
-        for name in ("account", "contact_index", "channel", "status", "last_interaction_at")
-    )
+    matched = [meta.get_field(name) for name in names]
+    status, last = meta.get_field("status"), meta.get_field("last_interaction_at")
+    conditions = [f"{quote(field.column)} = %s" for field in matched]
     statement = (
         f"SELECT {', '.join(quote(f.column) for f in selected)} FROM {quote(meta.db_table)} "  # noqa: S608
-        f"WHERE {quote(account.column)} = %s AND {quote(contact_index.column)} = %s "
-        f"AND {quote(channel.column)} = %s AND NOT ({quote(status.column)} = %s) "
+        f"WHERE {' AND '.join(conditions)} AND NOT ({quote(status.column)} = %s) "
         f"ORDER BY {quote(last.column)} DESC LIMIT 1"
     )
     if connection.features.has_select_for_update:
         statement += " FOR UPDATE"
-    return statement, (*selected, account, contact_index, channel, status)
+    return statement, selected, matched, status
 
 
 def _touch_conversation(conversation, interaction):

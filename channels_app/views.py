@@ -44,7 +44,7 @@ from contactcenter.idempotency import IdempotentCreateMixin
 from contactcenter.keyset import KeysetPagination
 from contactcenter.permissions import role_permission
 from patients.models import Channel, Patient
-from patients.selectors import patients_visible_to
+from patients.selectors import patient_visible_with_team, patients_visible_to
 
 # Staff who work conversations; compliance officers and admins see no messages.
 CARE_ROLES = (roles.AGENT, roles.SUPERVISOR, roles.CLINICIAN)
@@ -71,17 +71,15 @@ class PortalMessageView(IdempotentCreateMixin, AuditedViewMixin, generics.Generi
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        patient = patients_visible_to(request.user).filter(pk=data["patient"]).first()
+        patient = patient_visible_with_team(request.user, patient_id=data["patient"])
         if patient is None or patient.merged_into_id:
             raise NotFound("No such patient.")
         self.audit(patient_ids=[patient.pk])
         with transaction.atomic():
             conversation = (
-                Conversation.objects.select_for_update()
-                .filter(channel=Channel.PORTAL, patient=patient, thread_key=data["thread_id"])
-                .exclude(status=Conversation.Status.RESOLVED)
-                .order_by("-last_interaction_at")
-                .first()
+                services.open_conversation_locked(
+                    channel=Channel.PORTAL, patient=patient.pk, thread_key=data["thread_id"]
+                )
                 if data["thread_id"]
                 else None
             )

@@ -1,8 +1,11 @@
 """Reads of patients. Every PHI queryset starts from patients_visible_to()."""
 
+from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Prefetch
 
 from compliance.access import records_visible_to, visible_sql_for
+from contactcenter import sql
 from contactcenter.blind_index import email_index, mrn_index, phone_index
 from patients.models import Appointment, ContactPoint, Patient, PatientGroupObjectPermission
 
@@ -20,6 +23,28 @@ def patients_visible_to(user, *, queryset=None):
         codename=VIEW_PATIENT,
         patient_field="pk",
     )
+
+
+def patient_visible_with_team(user, *, patient_id):
+    """`patients_visible_to(user).select_related("team").filter(pk=patient_id)
+    .first()` as a fixed statement, the rule compiled once per kind of principal
+    (patient_visible_sql): a portal message asks it on every request, where
+    compiling the QuerySet cost more than running it. None when the patient is not
+    there or not the user's to see."""
+    try:
+        pk = Patient._meta.pk.to_python(patient_id)
+    except ValidationError:
+        return None
+    visible, params = patient_visible_sql(user, patient_id=pk)
+    quote = connection.ops.quote_name
+    found = sql.select_with_related(
+        Patient,
+        "team",
+        f"a.{quote(Patient._meta.pk.column)} = %s AND {visible}",
+        [sql.param(Patient._meta.pk, pk), *params],
+        limit=1,
+    )
+    return found[0] if found else None
 
 
 def patient_visible_sql(user, *, patient_id):
