@@ -213,11 +213,18 @@ def test_deleted_tail_with_renumbering_is_caught_by_the_links():
     events = _record(4)
     chain.seal_pending()
 
-    # Remove position 2 and close the gap, as a careful attacker would.
+    # Remove position 2 and close the gap, as a careful attacker would: through
+    # negative positions, since the unique constraint is checked row by row and one
+    # UPDATE moving 4 to 3 before 3 to 2 (the heap's order decides) would collide.
     _tamper("DELETE FROM compliance_auditevent WHERE id = %s", [events[1].pk])
     _tamper(
-        "UPDATE compliance_auditevent SET chain_position = chain_position - 1 "
+        "UPDATE compliance_auditevent SET chain_position = -chain_position "
         "WHERE chain_position > 2",
+        [],
+    )
+    _tamper(
+        "UPDATE compliance_auditevent SET chain_position = -chain_position - 1 "
+        "WHERE chain_position < 0",
         [],
     )
 
