@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 
 from contactcenter.logging import RoutineAtDebug
@@ -35,11 +36,14 @@ def test_beat_ticks_and_the_audit_sealer_are_dropped_at_info():
     assert routine.filter(_record("celery.beat", "beat: Starting..."))
 
 
-def test_the_per_message_tasks_received_and_succeeded_lines_are_dropped_not_its_retries():
+@pytest.mark.parametrize(
+    "task", ["channels_app.tasks.inbound_process", "channels_app.tasks.inbound_drain"]
+)
+def test_the_per_message_tasks_received_and_succeeded_lines_are_dropped_not_its_retries(task):
     from celery.app.trace import LOG_RECEIVED, LOG_RETRY, LOG_SUCCESS
 
     routine = RoutineAtDebug(level="INFO")
-    context = {"name": "channels_app.tasks.inbound_process", "id": "x"}
+    context = {"name": task, "id": "x"}
 
     assert not routine.filter(_record("celery.worker.strategy", LOG_RECEIVED, context))
     assert not routine.filter(_record("celery.app.trace", LOG_SUCCESS, context))
