@@ -11,10 +11,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from channels_app import inbound_queue
 from channels_app.models import Interaction, OutboundMessage
 from channels_app.services import conversation_open, outbound_claim, outbound_create
 from channels_app.tasks import outbound_send, sweep_channels
 from config.celery import app as celery_app
+from escalation.models import EscalationRun
 from patients.models import Channel
 from tests.channels_app import isolated
 from tests.channels_app.conftest import sms_params
@@ -29,6 +31,8 @@ start_worker = isolated.start_worker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SMS = "/webhooks/twilio/sms/"
+# Inbound messages stored before a worker is killed while draining them.
+BACKLOG = 150
 STATUS = "/webhooks/twilio/sms/status/"
 SEND = "channels_app.tasks.outbound_send"
 PATIENT_NUMBER = "+14155550100"
@@ -102,6 +106,45 @@ def test_inbound_sms_while_redis_is_down_is_stored_and_processed_after_the_sweep
     )
     # The sweep handed it over: a drain task took it off the list, no task of its own.
     assert set(worker.tasks_run()) == {"channels_app.tasks.inbound_drain"}
+
+
+def test_a_worker_killed_with_inbound_messages_in_hand_leaves_them_to_the_sweeper(
+    private_broker, start_worker, post_twilio, sms_account, settings
+):
+    # Stored while no worker runs: their ids wait on the list (channels_app.inbound_queue).
+    for n in range(BACKLOG):
+        sid = "SM" + uuid.uuid4().hex
+        assert post_twilio(SMS, sms_params(f"Question {n}", sid=sid)).status_code == 200
+    inbound = Interaction.objects.filter(direction=Interaction.Direction.INBOUND)
+    # Not waited for: ready, it may have drained them all.
+    doomed = start_worker("doomed", ready=False)
+    wait_for(
+        lambda: inbound.filter(processed_at__isnull=False).exists(),
+        timeout=20,
+        interval=0.01,
+        what="the worker to be draining",
+    )
+    doomed.kill()
+    left = inbound.filter(processed_at__isnull=True).count()
+    assert left > 0, "the worker finished before it was killed: the test proves nothing"
+
+    # As if the dead drainer's slot had expired and the sweeper's grace had passed.
+    private_broker.client().delete(
+        *(inbound_queue.slot_key(n) for n in range(1, settings.INBOUND_DRAINERS + 1))
+    )
+    _age(inbound, "created_at", settings.SWEEPER_GRACE_SECONDS + 1)
+    sweep_channels()
+    start_worker("successor")
+
+    wait_for(
+        lambda: not inbound.filter(processed_at__isnull=True).exists(),
+        timeout=30,
+        what="the swept messages to be processed",
+    )
+    # None lost, none processed twice: one escalation run per message.
+    runs = EscalationRun.objects.filter(interaction__in=inbound, stage="text")
+    assert runs.count() == inbound.count() == BACKLOG
+    assert runs.values("interaction").distinct().count() == BACKLOG
 
 
 def test_worker_killed_while_the_provider_accepts_settles_by_callback_and_never_resends(
