@@ -42,7 +42,8 @@ from contactcenter.blind_index import email_index, normalise_email, normalise_ph
 from contactcenter.business_hours import calendar_from_config
 from contactcenter.models import Team
 from contactcenter.queueing import enqueue_on_commit
-from patients.models import Channel, ContactPoint, Patient
+from patients.models import Channel, ContactPoint
+from patients.selectors import sole_patient_by_contact
 from patients.services import consent_check
 
 logger = structlog.stdlib.get_logger(__name__)
@@ -81,43 +82,16 @@ def normalise_address(channel, address):
 
 def resolve_patient(*, channel, address):
     """The one patient with this phone or email, or None when there is none or
-    several (a shared family line): staff resolve it, the system never guesses.
-
-    What `patients_by_email` / `patients_by_phone(...).select_related("team")[:2]`
-    read, as a fixed statement: a first message from an address asks it on the
-    webhook's request, where compiling that QuerySet cost more than running it."""
+    several (a shared family line): staff resolve it, the system never guesses."""
     if channel == Channel.EMAIL:
-        kind, index = ContactPoint.Kind.EMAIL, email_index(address)
-    elif channel in (Channel.SMS, Channel.VOICE):
-        kind, index = ContactPoint.Kind.PHONE, phone_index(address)
-    else:
-        return None
-    where, kind_field, index_field = _patient_by_contact_condition(connection.vendor)
-    found = sql.select_with_related(
-        Patient,
-        "team",
-        where,
-        [sql.param(kind_field, kind), sql.param(index_field, index)],
-        limit=2,
-    )
-    return found[0] if len(found) == 1 else None
-
-
-@functools.lru_cache(maxsize=4)
-def _patient_by_contact_condition(vendor):
-    """(the condition on the patient, aliased `a`; the contact point's kind and
-    blind-index fields, whose values are its parameters)."""
-    quote = connection.ops.quote_name
-    contact = ContactPoint._meta
-    kind, index, patient = (contact.get_field(name) for name in ("kind", "value_index", "patient"))
-    condition = (
-        # Identifiers come from the models' metadata; both values are parameters.
-        f"a.{quote(Patient._meta.get_field('merged_into').column)} IS NULL "  # noqa: S608
-        f"AND a.{quote(Patient._meta.pk.column)} IN ("
-        f"SELECT {quote(patient.column)} FROM {quote(contact.db_table)} "
-        f"WHERE {quote(kind.column)} = %s AND {quote(index.column)} = %s)"
-    )
-    return condition, kind, index
+        return sole_patient_by_contact(
+            kind=ContactPoint.Kind.EMAIL, value_index=email_index(address)
+        )
+    if channel in (Channel.SMS, Channel.VOICE):
+        return sole_patient_by_contact(
+            kind=ContactPoint.Kind.PHONE, value_index=phone_index(address)
+        )
+    return None
 
 
 def _grant_new_conversation(conversation, team):
@@ -219,7 +193,7 @@ def conversation_for_inbound(*, channel, account, address, subject="", occurred_
 def _conversation_for_inbound(*, channel, account, address, subject="", occurred_at=None):
     """(conversation, opened now)."""
     normalised, index = normalise_address(channel, address)
-    existing = _open_conversation_locked(account=account, contact_index=index, channel=channel)
+    existing = open_conversation_locked(account=account.pk, contact_index=index, channel=channel)
     if existing is not None:
         return existing, False
     patient = resolve_patient(channel=channel, address=normalised)
@@ -234,14 +208,6 @@ def _conversation_for_inbound(*, channel, account, address, subject="", occurred
         occurred_at=occurred_at,
     )
     return conversation, True
-
-
-def _open_conversation_locked(*, account, contact_index, channel):
-    """The address's latest unresolved conversation on this account and channel,
-    locked (FOR UPDATE where the database has it), or None."""
-    return open_conversation_locked(
-        account=account.pk, contact_index=contact_index, channel=channel
-    )
 
 
 def open_conversation_locked(**match):
